@@ -1,0 +1,289 @@
+//! `ferry fetch`: image references in, one verified archive out.
+//!
+//! ```text
+//! reference ─► registry (ping, auth, manifest) ─► platform manifest + config ─► archive plan
+//!           ─► layers downloaded in parallel into FILE.part, verified while streaming
+//!           ─► FILE.sha256 ─► FILE.part renamed to FILE
+//! ```
+//!
+//! The crate is portable (it is what `ferry.exe` runs on Windows) and never draws progress
+//! itself: callers pass a [`Reporter`].
+
+pub mod credentials;
+mod download;
+pub mod error;
+pub mod http;
+mod partial;
+pub mod registry;
+pub mod reporter;
+mod resolve;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_oci::archive::ArchivePlan;
+use ferry_oci::{Digest, ImageReference, Platform};
+
+pub use credentials::{Credentials, Secret};
+pub use error::FetchError;
+pub use http::agent::AgentOptions;
+pub use http::retry::RetryPolicy;
+pub use reporter::{Reporter, Silent};
+
+use crate::partial::{PartFile, with_suffix};
+use crate::registry::{Registry, Shared};
+
+/// Where the archive goes.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// A file, written as `FILE.part` and renamed when complete, with `FILE.sha256` beside it.
+    File(PathBuf),
+    /// Standard output; the archive is assembled in `staging` first, so that nothing reaches
+    /// the pipe before every blob was verified.
+    Stdout {
+        /// Directory for the part file.
+        staging: PathBuf,
+    },
+}
+
+/// How to fetch.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// The platform to pick from multi-platform images.
+    pub platform: Platform,
+    /// Parallel blob downloads.
+    pub concurrency: usize,
+    /// Hosts where plain HTTP and unverified TLS are allowed.
+    pub insecure_registries: Vec<String>,
+    /// Credentials for the registries of the requested images.
+    pub credentials: Option<Credentials>,
+    /// Retries of failed requests and dropped downloads.
+    pub retry: RetryPolicy,
+    /// Connection settings.
+    pub agent: AgentOptions,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            platform: Platform::default(),
+            concurrency: 8,
+            insecure_registries: Vec::new(),
+            credentials: None,
+            retry: RetryPolicy::default(),
+            agent: AgentOptions::default(),
+        }
+    }
+}
+
+/// One image in a finished archive.
+#[derive(Debug, Clone)]
+pub struct FetchedImage {
+    /// The reference it was fetched as.
+    pub reference: ImageReference,
+    /// The platform chosen.
+    pub platform: Platform,
+    /// The platform manifest's digest, as the registry has it.
+    pub manifest_digest: Digest,
+    /// The image ID (config digest).
+    pub config_digest: Digest,
+}
+
+/// What a fetch did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The images in the archive.
+    pub images: Vec<FetchedImage>,
+    /// Size of the archive.
+    pub archive_bytes: u64,
+    /// Blob bytes downloaded in this run (less than the total when a run was resumed).
+    pub downloaded_bytes: u64,
+    /// sha256 of the archive.
+    pub checksum: Digest,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Where partial archives for `-o -` are assembled: `override_dir`, else the user's cache
+/// directory, else the system temporary directory.
+pub fn staging_dir(override_dir: Option<PathBuf>) -> PathBuf {
+    override_dir
+        .or_else(|| {
+            directories::ProjectDirs::from("", "", "ferry").map(|d| d.cache_dir().to_path_buf())
+        })
+        .unwrap_or_else(std::env::temp_dir)
+        .join("partial")
+}
+
+/// Fetches `images` into one archive at `destination`.
+pub fn fetch(
+    images: &[ImageReference],
+    destination: &Destination,
+    opts: &FetchOptions,
+    reporter: Arc<dyn Reporter>,
+) -> Result<Summary, FetchError> {
+    let started = Instant::now();
+    let mut agent_opts = opts.agent.clone();
+    agent_opts.connections_per_host = agent_opts.connections_per_host.max(opts.concurrency);
+    let shared = Arc::new(Shared {
+        agents: http::agent::Agents::new(&agent_opts),
+        insecure: opts.insecure_registries.clone(),
+        retry: opts.retry.clone(),
+        reporter: reporter.clone(),
+    });
+
+    let mut registries: HashMap<String, Arc<Registry>> = HashMap::new();
+    let mut resolved = Vec::new();
+    let mut seen = Vec::new();
+    for reference in images {
+        if seen.contains(&reference.qualified()) {
+            continue;
+        }
+        seen.push(reference.qualified());
+        let host = reference.registry_host().to_string();
+        let registry = registries
+            .entry(host.clone())
+            .or_insert_with(|| {
+                Arc::new(Registry::new(
+                    &host,
+                    shared.clone(),
+                    opts.credentials.clone(),
+                ))
+            })
+            .clone();
+        let image = resolve::resolve(&registry, reference, &opts.platform)?;
+        reporter.on_resolved(
+            reference,
+            image.record.platform.as_ref().unwrap_or(&opts.platform),
+            image.record.layers.len(),
+        );
+        resolved.push((image, registry));
+    }
+
+    let plan = ArchivePlan::new(resolved.iter().map(|(i, _)| i.record.clone()).collect());
+    let part_path = match destination {
+        Destination::File(path) => with_suffix(path, ".part"),
+        Destination::Stdout { staging } => staging.join(format!(
+            "stdout-{}.tar.part",
+            &plan.fingerprint().digest()[..16]
+        )),
+    };
+    if let Some(dir) = part_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| FetchError::Io {
+            action: "create directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let part = PartFile::open(part_path, &plan)?;
+    let small: HashMap<String, Vec<u8>> = resolved
+        .iter()
+        .flat_map(|(i, _)| {
+            [
+                (
+                    i.record.manifest.digest.to_string(),
+                    i.manifest_bytes.clone(),
+                ),
+                (i.record.config.digest.to_string(), i.config_bytes.clone()),
+            ]
+        })
+        .collect();
+    part.write_known(&plan, &|b| small.get(&b.digest.to_string()).cloned())?;
+
+    // Each layer comes from the first image that lists it.
+    let mut jobs = Vec::new();
+    let mut present = 0;
+    for (entry, blob) in plan.blobs() {
+        if small.contains_key(&blob.digest.to_string()) {
+            present += blob.size;
+            continue;
+        }
+        let Some(resume) = part.resume_point(entry, blob)? else {
+            present += blob.size;
+            continue;
+        };
+        present += resume.offset;
+        let (image, registry) = resolved
+            .iter()
+            .find(|(i, _)| i.record.layers.iter().any(|l| l.digest == blob.digest))
+            .expect("every planned blob belongs to an image");
+        jobs.push(download::Job {
+            entry,
+            blob,
+            registry: registry.clone(),
+            repo: image
+                .record
+                .reference
+                .as_ref()
+                .expect("fetched images have references")
+                .repository()
+                .to_string(),
+            resume,
+        });
+    }
+    let total = plan.blob_bytes();
+    reporter.on_download_start(total, present, plan.blobs().count());
+    download::run_all(
+        jobs,
+        &part,
+        opts.concurrency,
+        &opts.retry,
+        reporter.as_ref(),
+    )?;
+
+    reporter.on_finishing();
+    let checksum = part.checksum(plan.total_len())?;
+    match destination {
+        Destination::File(path) => {
+            let sidecar = with_suffix(path, ".sha256");
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = with_suffix(&sidecar, ".part");
+            std::fs::write(&tmp, format!("{}  {name}\n", checksum.digest())).map_err(|source| {
+                FetchError::Io {
+                    action: "write",
+                    path: tmp.clone(),
+                    source,
+                }
+            })?;
+            part.commit(path)?;
+            std::fs::rename(&tmp, &sidecar).map_err(|source| FetchError::Io {
+                action: "rename",
+                path: tmp.clone(),
+                source,
+            })?;
+        }
+        Destination::Stdout { .. } => {
+            part.copy_to(&mut std::io::stdout().lock())?;
+            part.discard();
+        }
+    }
+
+    Ok(Summary {
+        images: resolved
+            .iter()
+            .map(|(i, _)| FetchedImage {
+                reference: i
+                    .record
+                    .reference
+                    .clone()
+                    .expect("fetched images have references"),
+                platform: i
+                    .record
+                    .platform
+                    .clone()
+                    .unwrap_or_else(|| opts.platform.clone()),
+                manifest_digest: i.record.manifest.digest.clone(),
+                config_digest: i.record.config.digest.clone(),
+            })
+            .collect(),
+        archive_bytes: plan.total_len(),
+        downloaded_bytes: total - present,
+        checksum,
+        elapsed: started.elapsed(),
+    })
+}

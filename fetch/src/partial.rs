@@ -1,0 +1,333 @@
+//! The archive while it is being written: `FILE.part` beside the output, and a journal
+//! `FILE.part.json` recording which blobs are in it.
+//!
+//! The archive's layout is known before the first byte arrives (see `ArchivePlan`), so the part
+//! file is created at its final size and every blob is written straight to its offset, by
+//! several downloads at once, with no second copy. The journal is a lower bound of what is on
+//! disk: it is written after the data, so a process killed at any moment (Ctrl-C, kill -9)
+//! leaves a state a rerun can continue from. A rerun trusts nothing: it re-hashes what the
+//! journal lists before continuing, and only an archive whose every blob was verified is
+//! renamed to its final name.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ferry_oci::archive::{ArchivePlan, BlobRef, Content, Entry};
+use ferry_oci::digest::{Digest, Hasher};
+use serde::{Deserialize, Serialize};
+
+use crate::error::FetchError;
+
+/// How often progress of partially downloaded blobs is written to the journal.
+const JOURNAL_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Journal {
+    /// The plan this part file was laid out for.
+    fingerprint: String,
+    /// Bytes of each blob known to be written, from its start.
+    written: BTreeMap<String, u64>,
+    /// Blobs written and verified.
+    complete: Vec<String>,
+}
+
+/// Where a blob's download can start.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    /// Bytes already on disk (and hashed into `hasher`).
+    pub offset: u64,
+    /// The hash of those bytes.
+    pub hasher: Hasher,
+}
+
+/// An archive being written.
+pub struct PartFile {
+    part_path: PathBuf,
+    journal_path: PathBuf,
+    file: File,
+    journal: Mutex<(Journal, Instant)>,
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> FetchError + 'a {
+    move |source| FetchError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl PartFile {
+    /// Opens `part_path` for `plan`: continues it if its journal belongs to the same plan,
+    /// otherwise starts it afresh at the archive's full size.
+    pub fn open(part_path: PathBuf, plan: &ArchivePlan) -> Result<Self, FetchError> {
+        let journal_path = with_suffix(&part_path, ".json");
+        let fingerprint = plan.fingerprint().to_string();
+        let previous = std::fs::read(&journal_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Journal>(&b).ok())
+            .filter(|j| j.fingerprint == fingerprint);
+        let resuming = previous.is_some() && part_path.exists();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(!resuming)
+            .open(&part_path)
+            .map_err(io_err("create", &part_path))?;
+        file.set_len(plan.total_len())
+            .map_err(io_err("allocate", &part_path))?;
+        let journal = match previous {
+            Some(j) if resuming => j,
+            _ => Journal {
+                fingerprint,
+                ..Default::default()
+            },
+        };
+        let part = PartFile {
+            part_path,
+            journal_path,
+            file,
+            journal: Mutex::new((journal, Instant::now())),
+        };
+        part.flush_journal()?;
+        Ok(part)
+    }
+
+    /// Writes every header, the metadata, and the small blobs already in memory.
+    pub fn write_known(
+        &self,
+        plan: &ArchivePlan,
+        small: &dyn Fn(&BlobRef) -> Option<Vec<u8>>,
+    ) -> Result<(), FetchError> {
+        for e in plan.entries() {
+            self.write_at(e.header_offset, e.header().as_bytes())?;
+            match &e.content {
+                Content::Bytes(b) => self.write_at(e.data_offset(), b)?,
+                Content::Blob(b) => {
+                    if let Some(bytes) = small(b) {
+                        self.write_at(e.data_offset(), &bytes)?;
+                        self.mark_complete(&b.digest)?;
+                    }
+                }
+                Content::Dir => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the download of the blob in `entry` can start: the journal's claim, re-hashed.
+    /// `None` when the blob is already complete and still verifies.
+    pub fn resume_point(
+        &self,
+        entry: &Entry,
+        blob: &BlobRef,
+    ) -> Result<Option<Resume>, FetchError> {
+        let key = blob.digest.to_string();
+        let (complete, written) = {
+            let j = self.journal.lock().expect("journal lock");
+            (
+                j.0.complete.contains(&key),
+                j.0.written.get(&key).copied().unwrap_or(0),
+            )
+        };
+        let claimed = if complete {
+            blob.size
+        } else {
+            written.min(blob.size)
+        };
+        let mut hasher = Hasher::for_digest(&blob.digest).map_err(|source| FetchError::Verify {
+            what: format!("blob {}", blob.digest),
+            host: "the archive".into(),
+            source,
+        })?;
+        if claimed > 0 {
+            self.hash_range(entry.data_offset(), claimed, &mut hasher)?;
+        }
+        if complete {
+            if hasher.clone().verify(&blob.digest, Some(blob.size)).is_ok() {
+                return Ok(None);
+            }
+            // The journal said complete but the bytes disagree (a crash before the data
+            // reached the disk): download it again.
+            tracing::debug!(digest = %blob.digest, "journal claimed a blob that does not verify");
+            self.forget(&blob.digest)?;
+            return Ok(Some(Resume {
+                offset: 0,
+                hasher: Hasher::for_digest(&blob.digest).expect("checked above"),
+            }));
+        }
+        Ok(Some(Resume {
+            offset: claimed,
+            hasher,
+        }))
+    }
+
+    /// Writes `bytes` at `offset`.
+    pub fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), FetchError> {
+        positional::write_all_at(&self.file, bytes, offset)
+            .map_err(io_err("write", &self.part_path))
+    }
+
+    /// Records that the first `written` bytes of `digest` are on disk.
+    pub fn record_progress(&self, digest: &Digest, written: u64) -> Result<(), FetchError> {
+        let due = {
+            let mut j = self.journal.lock().expect("journal lock");
+            j.0.written.insert(digest.to_string(), written);
+            j.1.elapsed() >= JOURNAL_INTERVAL
+        };
+        if due { self.flush_journal() } else { Ok(()) }
+    }
+
+    /// Records that `digest` is written and verified.
+    pub fn mark_complete(&self, digest: &Digest) -> Result<(), FetchError> {
+        {
+            let mut j = self.journal.lock().expect("journal lock");
+            let key = digest.to_string();
+            j.0.written.remove(&key);
+            if !j.0.complete.contains(&key) {
+                j.0.complete.push(key);
+            }
+        }
+        self.flush_journal()
+    }
+
+    fn forget(&self, digest: &Digest) -> Result<(), FetchError> {
+        {
+            let mut j = self.journal.lock().expect("journal lock");
+            let key = digest.to_string();
+            j.0.written.remove(&key);
+            j.0.complete.retain(|d| d != &key);
+        }
+        self.flush_journal()
+    }
+
+    /// Writes the journal to a temporary file and renames it over the old one, so a crash
+    /// leaves either the old or the new journal, never half of one.
+    fn flush_journal(&self) -> Result<(), FetchError> {
+        let mut j = self.journal.lock().expect("journal lock");
+        let bytes = serde_json::to_vec(&j.0).expect("journal serializes");
+        let tmp = with_suffix(&self.journal_path, ".tmp");
+        std::fs::write(&tmp, bytes).map_err(io_err("write", &tmp))?;
+        std::fs::rename(&tmp, &self.journal_path).map_err(io_err("rename", &tmp))?;
+        j.1 = Instant::now();
+        Ok(())
+    }
+
+    fn hash_range(&self, offset: u64, len: u64, hasher: &mut Hasher) -> Result<(), FetchError> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut done = 0;
+        while done < len {
+            let n = buf.len().min((len - done) as usize);
+            positional::read_exact_at(&self.file, &mut buf[..n], offset + done)
+                .map_err(io_err("read", &self.part_path))?;
+            hasher.update(&buf[..n]);
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// The sha256 of the whole archive, for the `.sha256` file beside it.
+    pub fn checksum(&self, len: u64) -> Result<Digest, FetchError> {
+        let mut h = Hasher::sha256();
+        self.hash_range(0, len, &mut h)?;
+        Ok(h.finish())
+    }
+
+    /// Copies the whole archive to `out` (for `-o -`).
+    pub fn copy_to(&self, out: &mut dyn Write) -> Result<(), FetchError> {
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(0))
+            .map_err(io_err("read", &self.part_path))?;
+        std::io::copy(&mut f, out).map_err(|source| FetchError::Io {
+            action: "write",
+            path: PathBuf::from("<stdout>"),
+            source,
+        })?;
+        out.flush().map_err(|source| FetchError::Io {
+            action: "write",
+            path: PathBuf::from("<stdout>"),
+            source,
+        })
+    }
+
+    /// Renames the finished archive to `final_path` and removes the journal.
+    pub fn commit(self, final_path: &Path) -> Result<(), FetchError> {
+        drop(self.file);
+        std::fs::rename(&self.part_path, final_path).map_err(io_err("rename", &self.part_path))?;
+        let _ = std::fs::remove_file(&self.journal_path);
+        Ok(())
+    }
+
+    /// Removes the part file and its journal (after the archive was streamed elsewhere).
+    pub fn discard(self) {
+        drop(self.file);
+        let _ = std::fs::remove_file(&self.part_path);
+        let _ = std::fs::remove_file(&self.journal_path);
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Positional writes, so parallel downloads share one file handle without seeking.
+mod positional {
+    use std::fs::File;
+    use std::io;
+
+    #[cfg(unix)]
+    pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(buf, offset)
+    }
+
+    #[cfg(unix)]
+    pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)
+    }
+
+    #[cfg(windows)]
+    pub fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        use std::os::windows::fs::FileExt;
+        while !buf.is_empty() {
+            match file.seek_read(buf, offset) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(windows)]
+    pub fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+        use std::os::windows::fs::FileExt;
+        while !buf.is_empty() {
+            match file.seek_write(buf, offset) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    buf = &buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Archive → verify → store → layer snapshots. (Skeleton: filled in by the `ferry load` issue.)

@@ -1,0 +1,25 @@
+//! The vocabulary every ferry crate speaks.
+//!
+//! `ferry-fetch` turns a registry's answers into an archive and `ferry-load` turns an archive
+//! into a store; both need the same notion of a digest, an image reference, a platform, a media
+//! type and the archive layout. They are defined here once:
+//!
+//! - [`digest`]: parsing digests and hashing bytes while they stream past.
+//! - [`reference`]: `[host[:port]/]name[:tag][@digest]`, normalised the way Docker does.
+//! - [`platform`]: `os/arch[/variant]`, matching and choosing from an index.
+//! - [`media_type`]: Docker schema2 and OCI media types and what kind of object each names.
+//! - [`archive`]: the hybrid OCI-layout + `docker load` tar that fetch writes and load reads.
+//!
+//! Image JSON types (manifests, indexes, configs, descriptors) come from the `oci-spec` crate and
+//! are re-exported as [`spec`].
+
+pub mod archive;
+pub mod digest;
+pub mod media_type;
+pub mod platform;
+pub mod reference;
+
+pub use digest::{Digest, DigestError, Hasher};
+pub use oci_spec::image as spec;
+pub use platform::Platform;
+pub use reference::{ImageReference, ReferenceError};

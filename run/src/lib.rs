@@ -1,0 +1,1 @@
+//! Store → rootfs → namespaces → exec. (Skeleton: filled in by the `ferry run` issue.)

@@ -1,0 +1,134 @@
+//! `ferry fetch IMAGE… -o FILE`: download images into one archive.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use ferry_fetch::{Credentials, Destination, FetchOptions, RetryPolicy};
+use ferry_oci::{ImageReference, Platform};
+
+use crate::cli::GlobalArgs;
+use crate::env;
+use crate::progress::{CliReporter, ProgressMode, human_bytes};
+
+/// Arguments of `ferry fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Images to fetch: [HOST[:PORT]/]NAME[:TAG][@DIGEST]. Docker Hub is the default registry.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<ImageReference>,
+    /// The archive to write (`-` for standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Platform to pick from multi-platform images.
+    #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Platform,
+    /// Number of blobs downloaded at once.
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Allow plain HTTP and unverified TLS for this registry (repeatable). Never implied.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Registry user name (the password is read with --password-stdin, or FERRY_PASSWORD).
+    #[arg(short, long, env = env::FERRY_USERNAME, value_name = "NAME")]
+    pub username: Option<String>,
+    /// Read the registry password (or token) from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// How many times a failed request or dropped download is tried in all.
+    #[arg(long, default_value_t = 6, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub retries: u32,
+    /// How progress is shown.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Runs `ferry fetch`.
+pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let credentials = credentials(&args)?;
+    let to_stdout = args.output.as_os_str() == "-";
+    if to_stdout && std::io::stdout().is_terminal() {
+        bail!(
+            "refusing to write an archive to a terminal; redirect standard output or use -o FILE"
+        );
+    }
+    let destination = if to_stdout {
+        Destination::Stdout {
+            staging: ferry_fetch::staging_dir(
+                std::env::var_os(env::FERRY_CACHE_DIR).map(PathBuf::from),
+            ),
+        }
+    } else {
+        Destination::File(args.output.clone())
+    };
+    let mode = if args.quiet {
+        ProgressMode::None
+    } else {
+        args.progress.resolve()
+    };
+    let reporter = Arc::new(CliReporter::new(mode));
+    let opts = FetchOptions {
+        platform: args.platform.clone(),
+        concurrency: args.concurrency.into(),
+        insecure_registries: args.insecure_registries.clone(),
+        credentials,
+        retry: RetryPolicy {
+            attempts: args.retries,
+            ..RetryPolicy::default()
+        },
+        ..FetchOptions::default()
+    };
+    let result = ferry_fetch::fetch(&args.images, &destination, &opts, reporter.clone());
+    reporter.clear();
+    let summary = result.with_context(|| match args.images.as_slice() {
+        [one] => format!("failed to fetch {one}"),
+        many => format!("failed to fetch {} images", many.len()),
+    })?;
+    if !args.quiet {
+        let secs = summary.elapsed.as_secs_f64();
+        let target = if to_stdout {
+            "stdout".to_string()
+        } else {
+            args.output.display().to_string()
+        };
+        eprintln!(
+            "fetched {} image{} for {} into {target}: {} ({} downloaded) in {secs:.1}s, sha256 {}",
+            summary.images.len(),
+            if summary.images.len() == 1 { "" } else { "s" },
+            args.platform,
+            human_bytes(summary.archive_bytes),
+            human_bytes(summary.downloaded_bytes),
+            &summary.checksum.digest()[..12],
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Credentials from `--username` + `--password-stdin`, or the FERRY_USERNAME/FERRY_PASSWORD pair.
+fn credentials(args: &FetchArgs) -> anyhow::Result<Option<Credentials>> {
+    let password = if args.password_stdin {
+        if args.username.is_none() {
+            bail!("--password-stdin needs --username");
+        }
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read the password from standard input")?;
+        Some(s.trim_end_matches(['\n', '\r']).to_string())
+    } else {
+        std::env::var(env::FERRY_PASSWORD).ok()
+    };
+    match (&args.username, password) {
+        (Some(u), Some(p)) => Ok(Some(Credentials::new(u.clone(), p))),
+        (Some(_), None) => {
+            bail!("--username needs a password: use --password-stdin or set FERRY_PASSWORD")
+        }
+        (None, _) => Ok(None),
+    }
+}

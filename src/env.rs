@@ -1,0 +1,12 @@
+//! Every environment variable ferry reads, declared once.
+
+/// Log filter (`debug`, `ferry_fetch=trace`, …); `-v` sets a default.
+pub const FERRY_LOG: &str = "FERRY_LOG";
+/// Where fetched blobs are cached between runs.
+pub const FERRY_CACHE_DIR: &str = "FERRY_CACHE_DIR";
+/// Registry user name for scripts (with `FERRY_PASSWORD`).
+pub const FERRY_USERNAME: &str = "FERRY_USERNAME";
+/// Registry password for scripts (with `FERRY_USERNAME`).
+pub const FERRY_PASSWORD: &str = "FERRY_PASSWORD";
+/// Store root, as `--root`.
+pub const FERRY_ROOT: &str = "FERRY_ROOT";

@@ -1,0 +1,43 @@
+//! How failures reach the user: `error:` with the outermost message, one `caused by:` line per
+//! underlying cause, then an optional `hint:`; and which exit code the shell sees.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Prints `err` to stderr and returns the exit code for it.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    // A closed pipe (`ferry images | head`) is not an error worth a message.
+    if err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
+        return ExitCode::SUCCESS;
+    }
+    let mut out = std::io::stderr().lock();
+    let mut chain = err.chain();
+    if let Some(top) = chain.next() {
+        let _ = writeln!(out, "error: {top}");
+    }
+    let mut last = err.to_string();
+    for cause in chain {
+        let text = cause.to_string();
+        // Libraries put causes in `source()`, never in their own text, but third-party errors
+        // sometimes repeat themselves; skip exact repeats.
+        if text != last {
+            let _ = writeln!(out, "  caused by: {text}");
+        }
+        last = text;
+    }
+    if let Some(hint) = hint(err) {
+        let _ = writeln!(out, "hint: {hint}");
+    }
+    ExitCode::FAILURE
+}
+
+/// The first hint any error in the chain offers.
+fn hint(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|c| {
+        c.downcast_ref::<ferry_fetch::FetchError>()
+            .and_then(|e| e.hint())
+    })
+}

@@ -1,0 +1,39 @@
+//! `ferry`: the one command-line program. It parses arguments, sets up output, calls one
+//! library function per subcommand and turns errors into messages and exit codes.
+
+mod cli;
+mod commands;
+mod env;
+mod exit;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.global.verbose);
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => exit::report(&err),
+    }
+}
+
+/// Debug logs go to stderr, only when asked for (`-v`, or `FERRY_LOG=debug`).
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,ferry=debug,ferry_fetch=debug,ferry_load=debug,ferry_run=debug",
+        _ => "debug",
+    };
+    let filter =
+        EnvFilter::try_from_env(env::FERRY_LOG).unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
