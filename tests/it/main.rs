@@ -1,1 +1,5 @@
-//! it
+//! Integration tests of the `ferry` binary against real services (see `harness`).
+
+mod fake_registry;
+mod fetch;
+mod harness;
