@@ -138,3 +138,152 @@ fn setup(sys: &dyn Syscall, plan: &InitPlan) -> Result<(), InitError> {
 pub fn proc_path(pid: i32, rest: &str) -> PathBuf {
     Path::new("/proc").join(pid.to_string()).join(rest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Image;
+    use crate::options::{Network, RunOptions};
+    use crate::rootfs::overlay;
+    use crate::spec::{self, SpecContext};
+    use crate::syscall::{Call, RecordingSyscall};
+
+    fn plan(opts: &RunOptions) -> (tempfile::TempDir, InitPlan) {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = dir.path().join("layer");
+        std::fs::create_dir_all(layer.join("etc")).unwrap();
+        std::fs::write(
+            layer.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(layer.join("etc/group"), "app:x:1000:\nextra:x:1001:app\n").unwrap();
+        let config = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/sh"],"User":"app","WorkingDir":"/app"},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        let image = Image {
+            id: ferry_oci::digest::sha256(b"x"),
+            names: vec![],
+            config,
+            layers: vec![layer.clone()],
+        };
+        let cdir = dir.path().join("c");
+        let spec = spec::build(
+            &image,
+            opts,
+            &SpecContext {
+                container_dir: &cdir,
+                hostname: "abc",
+                rootless: None,
+                cgroups_path: None,
+                image_name: "test",
+            },
+        )
+        .unwrap();
+        let plan = InitPlan {
+            spec,
+            rootfs: cdir.join("rootfs"),
+            source: RootSource::Overlay(overlay::plan(&[layer], &cdir.join("upper"), &cdir.join("work"))),
+            cgroup_procs: vec![PathBuf::from("/sys/fs/cgroup/memory/ferry/abc/cgroup.procs")],
+            console: None,
+            privileged: false,
+            rootless: false,
+            init: false,
+        };
+        (dir, plan)
+    }
+
+    fn index(calls: &[Call], pred: impl Fn(&Call) -> bool) -> usize {
+        calls.iter().position(pred).expect("call not made")
+    }
+
+    fn mount_at(target_suffix: &'static str) -> impl Fn(&Call) -> bool {
+        move |c| matches!(c, Call::Mount { target, .. } if target.ends_with(target_suffix))
+    }
+
+    #[test]
+    fn namespace_mount_and_credential_steps_come_in_order() {
+        let opts = RunOptions {
+            network: Network::None,
+            ..RunOptions::default()
+        };
+        let (_d, plan) = plan(&opts);
+        assert_eq!(
+            crate::process::spawn::clone_flags(&plan.spec),
+            libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNS | libc::CLONE_NEWNET
+        );
+        let sys = RecordingSyscall::default();
+        setup(&sys, &plan).unwrap();
+        let calls = sys.calls();
+        let cgroup = index(&calls, |c| matches!(c, Call::WriteFile(p, v) if p.ends_with("cgroup.procs") && v == "0"));
+        let slave = index(&calls, |c| {
+            matches!(c, Call::Mount { target, flags, .. } if target == Path::new("/") && *flags == libc::MS_REC | libc::MS_SLAVE)
+        });
+        let overlay = index(&calls, |c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "overlay"));
+        let proc_ = index(&calls, mount_at("rootfs/proc"));
+        let dev = index(&calls, mount_at("rootfs/dev"));
+        let null = index(&calls, mount_at("rootfs/dev/null"));
+        let pivot = index(&calls, |c| matches!(c, Call::PivotRoot(..)));
+        let detach = index(&calls, |c| matches!(c, Call::Umount2(p, f) if p == Path::new(".") && *f == libc::MNT_DETACH));
+        let masked = index(&calls, |c| matches!(c, Call::Mount { target, .. } if target.starts_with("/proc/")));
+        let host = index(&calls, |c| matches!(c, Call::Sethostname(h) if h == "abc"));
+        let workdir = index(&calls, |c| matches!(c, Call::MkdirAll(p) if p == Path::new("/app")));
+        let setsid = index(&calls, |c| matches!(c, Call::Setsid));
+        let bounding = index(&calls, |c| matches!(c, Call::CapbsetDrop(_)));
+        let groups = index(&calls, |c| matches!(c, Call::Setgroups(g) if g == &[1001]));
+        let gid = index(&calls, |c| matches!(c, Call::Setgid(1000)));
+        let uid = index(&calls, |c| matches!(c, Call::Setuid(1000)));
+        let capset = index(&calls, |c| matches!(c, Call::Capset(0, 0, 0)));
+        let nnp = index(&calls, |c| matches!(c, Call::SetNoNewPrivs));
+        let chdir = index(&calls, |c| matches!(c, Call::Chdir(p) if p == Path::new("/app")));
+        let order = [
+            cgroup, slave, overlay, proc_, dev, null, pivot, detach, masked, host, workdir, setsid,
+            bounding, groups, gid, uid, capset, nnp, chdir,
+        ];
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "steps out of order: {order:?}\n{calls:#?}");
+        // Nothing is mounted after credentials are dropped.
+        assert!(!calls[gid..].iter().any(|c| matches!(c, Call::Mount { .. })));
+        // Every mount but devpts and the device binds is nodev.
+        let overlay_flags = match &calls[overlay] {
+            Call::Mount { flags, .. } => *flags,
+            _ => unreachable!(),
+        };
+        assert_ne!(overlay_flags & libc::MS_NODEV, 0);
+    }
+
+    #[test]
+    fn a_refused_overlay_asks_for_the_copy_fallback() {
+        let (_d, plan) = plan(&RunOptions::default());
+        let mut sys = RecordingSyscall::default();
+        sys.fail_fstype = Some("overlay".into());
+        let err = setup(&sys, &plan).unwrap_err();
+        assert!(err.overlay_unavailable, "{err:?}");
+        assert!(err.message.contains("mount overlay"));
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::PivotRoot(..))));
+    }
+
+    #[test]
+    fn read_only_and_privileged_change_the_steps() {
+        let (_d, plan_ro) = plan(&RunOptions {
+            read_only: true,
+            ..RunOptions::default()
+        });
+        let sys = RecordingSyscall::default();
+        setup(&sys, &plan_ro).unwrap();
+        assert!(sys.calls().iter().any(|c| matches!(c,
+            Call::Mount { target, flags, .. } if target == Path::new("/") && flags & libc::MS_REMOUNT != 0 && flags & libc::MS_RDONLY != 0)));
+
+        let (_d, mut plan_p) = plan(&RunOptions {
+            privileged: true,
+            ..RunOptions::default()
+        });
+        plan_p.privileged = true;
+        let sys = RecordingSyscall::default();
+        setup(&sys, &plan_p).unwrap();
+        let calls = sys.calls();
+        assert!(!calls.iter().any(|c| matches!(c, Call::CapbsetDrop(_))));
+        assert!(!calls.iter().any(|c| matches!(c, Call::SetNoNewPrivs)));
+        assert!(!calls.iter().any(|c| matches!(c, Call::Mount { target, .. } if target.starts_with("/proc/"))), "{calls:#?}");
+    }
+}

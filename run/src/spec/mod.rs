@@ -133,6 +133,8 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
         .bounding(cap_set.clone())
         .permitted(cap_set.clone())
         .effective(cap_set)
+        .inheritable(std::collections::HashSet::new())
+        .ambient(std::collections::HashSet::new())
         .build()
         .map_err(spec_err)?;
 
@@ -151,6 +153,9 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
         )
         .capabilities(capabilities)
         .no_new_privileges(!opts.privileged)
+        // The runtime's own limits are inherited, as under Docker (the builder would set
+        // RLIMIT_NOFILE to 1024).
+        .rlimits(Vec::new())
         .build()
         .map_err(spec_err)?;
 
@@ -172,7 +177,12 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
         .collect::<Result<Vec<_>, _>>()
         .map_err(spec_err)?;
 
-    let mut linux = LinuxBuilder::default().namespaces(namespaces);
+    // The builder starts from oci-spec's defaults (runc's masked paths, empty resources):
+    // every field ferry cares about is set here explicitly.
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(Vec::<String>::new())
+        .readonly_paths(Vec::<String>::new());
     if !opts.privileged {
         linux = linux
             .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
@@ -228,12 +238,13 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
         );
         any_limit = true;
     }
-    if any_limit {
-        linux = linux.resources(resources.build().map_err(spec_err)?);
-    }
-    if let Some(path) = &ctx.cgroups_path {
-        linux = linux.cgroups_path(PathBuf::from(path));
-    }
+    let mut linux = linux.build().map_err(spec_err)?;
+    linux.set_resources(if any_limit {
+        Some(resources.build().map_err(spec_err)?)
+    } else {
+        None
+    });
+    linux.set_cgroups_path(ctx.cgroups_path.as_ref().map(PathBuf::from));
 
     SpecBuilder::default()
         .version("1.0.2")
@@ -247,7 +258,7 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
         .hostname(ctx.hostname)
         .mounts(mounts(opts, ctx).map_err(spec_err)?)
         .process(process)
-        .linux(linux.build().map_err(spec_err)?)
+        .linux(linux)
         .build()
         .map_err(spec_err)
 }
