@@ -1,6 +1,24 @@
 //! One module per subcommand; each turns parsed arguments into one library call.
 
 pub mod fetch;
+#[cfg(unix)]
+pub mod bundle;
+#[cfg(unix)]
+pub mod exec;
+#[cfg(unix)]
+pub mod kill;
+#[cfg(unix)]
+pub mod logs;
+#[cfg(unix)]
+pub mod ps;
+#[cfg(unix)]
+pub mod rm;
+#[cfg(unix)]
+pub mod run;
+#[cfg(unix)]
+pub mod stop;
+#[cfg(unix)]
+mod store;
 
 use std::process::ExitCode;
 
@@ -10,5 +28,21 @@ use crate::cli::{Cli, Command};
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Fetch(args) => fetch::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Run(args) => run::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Exec(args) => exec::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Ps(args) => ps::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Logs(args) => logs::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Stop(args) => stop::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Kill(args) => kill::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Rm(args) => rm::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Bundle(args) => bundle::run(args, &cli.global),
     }
 }
