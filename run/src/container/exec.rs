@@ -269,7 +269,7 @@ fn prepare_process(sys: &dyn Syscall, plan: &ExecPlan) -> Result<(Vec<String>, V
         .iter()
         .map(|c| format!("CAP_{c}"))
         .collect();
-    let keep = caps::mask(&names);
+    let keep = caps::mask(&names) & caps::held();
     caps::drop_bounding(sys, keep).map_err(|e| fail("drop capabilities", e))?;
     let rootless = plan
         .spec

@@ -121,6 +121,20 @@ pub fn drop_bounding(sys: &dyn Syscall, keep: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// The capabilities this process holds (`CapPrm` of `/proc/self/status`): a set can only be
+/// narrowed, so a container asking for more (`--privileged` where ferry itself lacks some)
+/// gets what there is.
+pub fn held() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapPrm:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
 /// The highest capability number this kernel knows (`/proc/sys/kernel/cap_last_cap`, 3.2+).
 fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")

@@ -108,7 +108,7 @@ fn setup(sys: &dyn Syscall, plan: &InitPlan) -> Result<(), InitError> {
         .iter()
         .map(|c| format!("CAP_{c}"))
         .collect();
-    let keep = caps::mask(&names);
+    let keep = caps::mask(&names) & caps::held();
     caps::drop_bounding(sys, keep).map_err(|e| sys_err("drop capabilities", e))?;
     if !plan.rootless {
         // A rootless user namespace has setgroups denied (CVE-2014-8989 made it so); its

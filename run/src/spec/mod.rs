@@ -101,6 +101,15 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
         )));
     }
 
+    // Docker lists the primary group among the supplementary ones (moby's getUser), so `id`
+    // shows it in `groups=`.
+    let mut additional_gids = vec![exec_user.gid];
+    for g in &exec_user.additional_gids {
+        if !additional_gids.contains(g) {
+            additional_gids.push(*g);
+        }
+    }
+
     let cwd = opts
         .workdir
         .clone()
@@ -147,7 +156,7 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
             UserBuilder::default()
                 .uid(exec_user.uid)
                 .gid(exec_user.gid)
-                .additional_gids(exec_user.additional_gids.clone())
+                .additional_gids(additional_gids)
                 .build()
                 .map_err(spec_err)?,
         )
