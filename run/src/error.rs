@@ -152,7 +152,10 @@ impl RunError {
 }
 
 /// Wraps an I/O error with its action and path.
-pub(crate) fn io_err(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RunError {
+pub(crate) fn io_err(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> RunError {
     let path = path.into();
     move |source| RunError::Io {
         action,

@@ -119,7 +119,9 @@ impl FromStr for RootfsMode {
             "auto" | "" => Ok(RootfsMode::Auto),
             "overlay" => Ok(RootfsMode::Overlay),
             "copy" => Ok(RootfsMode::Copy),
-            other => Err(format!("unknown rootfs mode `{other}` (auto, overlay, copy)")),
+            other => Err(format!(
+                "unknown rootfs mode `{other}` (auto, overlay, copy)"
+            )),
         }
     }
 }
@@ -143,7 +145,11 @@ impl FromStr for Volume {
             [ctr] => (None, *ctr, ""),
             [host, ctr] => (Some(*host), *ctr, ""),
             [host, ctr, mode] => (Some(*host), *ctr, *mode),
-            _ => return Err(format!("invalid volume `{s}`: expected HOST:CONTAINER[:ro]")),
+            _ => {
+                return Err(format!(
+                    "invalid volume `{s}`: expected HOST:CONTAINER[:ro]"
+                ));
+            }
         };
         let mut read_only = false;
         for m in mode.split(',').filter(|m| !m.is_empty()) {
@@ -214,10 +220,10 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`: expected a number with an optional unit b, k, m, g"))?;
-    if !(n >= 0.0) {
+    let n: f64 = num.parse().map_err(|_| {
+        format!("invalid size `{s}`: expected a number with an optional unit b, k, m, g")
+    })?;
+    if n.is_nan() || n < 0.0 {
         return Err(format!("invalid size `{s}`"));
     }
     Ok((n * mult as f64) as u64)
@@ -252,7 +258,12 @@ mod tests {
         assert!(v.read_only);
         let v: Volume = "/data".parse().unwrap();
         assert!(v.host.is_none());
-        assert!("name:/data".parse::<Volume>().unwrap_err().contains("named volumes"));
+        assert!(
+            "name:/data"
+                .parse::<Volume>()
+                .unwrap_err()
+                .contains("named volumes")
+        );
         assert!("/a:rel".parse::<Volume>().is_err());
     }
 
@@ -268,7 +279,10 @@ mod tests {
     #[test]
     fn capabilities_normalise() {
         assert_eq!(normalize_capability("net_admin").unwrap(), "CAP_NET_ADMIN");
-        assert_eq!(normalize_capability("CAP_SYS_TIME").unwrap(), "CAP_SYS_TIME");
+        assert_eq!(
+            normalize_capability("CAP_SYS_TIME").unwrap(),
+            "CAP_SYS_TIME"
+        );
         assert_eq!(normalize_capability("all").unwrap(), "ALL");
         assert!(normalize_capability("flying").is_err());
     }

@@ -24,10 +24,14 @@ pub fn diagnose_with(err: io::Error, read: impl Fn(&str) -> Option<String>) -> R
         )
     } else if is("/proc/sys/kernel/unprivileged_userns_clone", "0") {
         (
-            "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)".to_string(),
+            "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)"
+                .to_string(),
             "kernel.unprivileged_userns_clone=1",
         )
-    } else if is("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1") {
+    } else if is(
+        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+        "1",
+    ) {
         (
             "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1)".to_string(),
             "kernel.apparmor_restrict_unprivileged_userns=0",
@@ -38,7 +42,10 @@ pub fn diagnose_with(err: io::Error, read: impl Fn(&str) -> Option<String>) -> R
             "user.max_user_namespaces=28633",
         )
     } else {
-        (format!("the kernel refused: {err}"), "user.max_user_namespaces=28633")
+        (
+            format!("the kernel refused: {err}"),
+            "user.max_user_namespaces=28633",
+        )
     };
     RunError::UserNamespaces {
         reason,
@@ -55,11 +62,22 @@ mod tests {
         let e = diagnose_with(io::Error::from_raw_os_error(libc::ENOSPC), |p| {
             (p == "/proc/sys/user/max_user_namespaces").then(|| "0".to_string())
         });
-        assert!(e.to_string().contains("user.max_user_namespaces = 0"), "{e}");
-        assert!(e.hint().unwrap().contains("sysctl -w user.max_user_namespaces=28633"));
+        assert!(
+            e.to_string().contains("user.max_user_namespaces = 0"),
+            "{e}"
+        );
+        assert!(
+            e.hint()
+                .unwrap()
+                .contains("sysctl -w user.max_user_namespaces=28633")
+        );
         let e = diagnose_with(io::Error::from_raw_os_error(libc::EPERM), |p| {
             (p == "/proc/sys/kernel/unprivileged_userns_clone").then(|| "0".to_string())
         });
-        assert!(e.hint().unwrap().contains("kernel.unprivileged_userns_clone=1"));
+        assert!(
+            e.hint()
+                .unwrap()
+                .contains("kernel.unprivileged_userns_clone=1")
+        );
     }
 }

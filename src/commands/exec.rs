@@ -54,6 +54,7 @@ pub fn run(args: ExecArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         user: args.user,
         workdir: args.workdir,
     };
-    let code = ferry_run::container::exec::exec(&store::containers(global), &args.container, &opts)?;
+    let code =
+        ferry_run::container::exec::exec(&store::containers(global), &args.container, &opts)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

@@ -1,10 +1,10 @@
 //! One module per subcommand; each turns parsed arguments into one library call.
 
-pub mod fetch;
 #[cfg(unix)]
 pub mod bundle;
 #[cfg(unix)]
 pub mod exec;
+pub mod fetch;
 #[cfg(unix)]
 pub mod kill;
 #[cfg(unix)]

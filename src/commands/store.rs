@@ -62,24 +62,41 @@ impl ImageSource for DevImages {
             Ok(b) => serde_json::from_slice(&b)?,
             Err(_) => Value::Array(vec![]),
         };
-        let wanted = normalise(reference);
-        let entry = list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|e| {
-                let id = e["id"].as_str().unwrap_or_default();
-                let hex = id.trim_start_matches("sha256:");
-                let names = e["names"].as_array().into_iter().flatten().filter_map(Value::as_str);
-                (reference.len() >= 4 && (hex.starts_with(reference) || id.starts_with(reference)))
-                    || names
-                        .clone()
-                        .any(|n| n == reference || Some(n.to_string()) == wanted)
+        let entries = list.as_array().cloned().unwrap_or_default();
+        let names = |e: &Value| -> Vec<String> {
+            e["names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect()
+        };
+        // Exact names and IDs first: parsing a reference compiles oci-spec's reference regex,
+        // which costs more than starting the container.
+        let by_id = |e: &&Value| {
+            let id = e["id"].as_str().unwrap_or_default();
+            reference.len() >= 4
+                && (id.trim_start_matches("sha256:").starts_with(reference)
+                    || id.starts_with(reference))
+        };
+        let entry = entries
+            .iter()
+            .find(|e| names(e).iter().any(|n| n == reference))
+            .or_else(|| entries.iter().find(by_id))
+            .or_else(|| {
+                let wanted = normalise(reference)?;
+                entries.iter().find(|e| names(e).contains(&wanted))
             })
-            .ok_or_else(|| format!("no image `{reference}` in the store at {}", self.root.display()))?;
+            .ok_or_else(|| {
+                format!(
+                    "no image `{reference}` in the store at {}",
+                    self.root.display()
+                )
+            })?;
         let config_path = Path::new(entry["config"].as_str().unwrap_or_default());
         let config = serde_json::from_slice(
-            &std::fs::read(config_path).with_context(|| format!("read {}", config_path.display()))?,
+            &std::fs::read(config_path)
+                .with_context(|| format!("read {}", config_path.display()))?,
         )?;
         Ok(Image {
             id: entry["id"].as_str().unwrap_or_default().parse()?,

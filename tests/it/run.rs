@@ -25,8 +25,12 @@ pub fn install(s: &Services, home: &Path, repo_tag: &str) -> String {
         .status()
         .expect("skopeo");
     assert!(st.success(), "skopeo copy {reference}");
-    let blob = |d: &str| oci.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
-    let index: Value = serde_json::from_slice(&std::fs::read(oci.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        oci.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(oci.join("index.json")).unwrap()).unwrap();
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
     )
@@ -67,14 +71,18 @@ fn unpack_layer(blob: &Path, dir: &Path) {
     for e in ar.entries().unwrap() {
         let mut e = e.unwrap();
         let path = e.path().unwrap().into_owned();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let parent = dir.join(path.parent().unwrap_or(Path::new("")));
         if name == ".wh..wh..opq" {
             std::fs::create_dir_all(&parent).unwrap();
             xattr_set(&parent, "trusted.overlay.opaque", b"y");
         } else if let Some(target) = name.strip_prefix(".wh.") {
             std::fs::create_dir_all(&parent).unwrap();
-            let c = std::ffi::CString::new(parent.join(target).to_string_lossy().as_bytes()).unwrap();
+            let c =
+                std::ffi::CString::new(parent.join(target).to_string_lossy().as_bytes()).unwrap();
             // SAFETY: NUL-terminated path.
             assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) }, 0);
         } else {
@@ -87,7 +95,15 @@ fn xattr_set(path: &Path, name: &str, value: &[u8]) {
     let p = std::ffi::CString::new(path.to_string_lossy().as_bytes()).unwrap();
     let n = std::ffi::CString::new(name).unwrap();
     // SAFETY: NUL-terminated strings and a buffer with its length.
-    let rc = unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    let rc = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
     assert_eq!(rc, 0, "setxattr {}", path.display());
 }
 
@@ -102,7 +118,12 @@ fn run_echo_prints_and_exits_zero() {
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
     let r = ferry_run(home.path(), &["--rm", &img]).ok();
-    assert_eq!(r.stdout.trim(), s.facts("ferry/busybox:oci")["expect_stdout"].as_str().unwrap());
+    assert_eq!(
+        r.stdout.trim(),
+        s.facts("ferry/busybox:oci")["expect_stdout"]
+            .as_str()
+            .unwrap()
+    );
     let r = ferry_run(home.path(), &["--rm", &img, "echo", "hi", "there"]).ok();
     assert_eq!(r.stdout, "hi there\n");
 }
@@ -125,7 +146,11 @@ fn run_exit_codes_follow_docker() {
         .spawn()
         .unwrap();
     let state = wait_for(|| {
-        let (c, _) = std::fs::read_dir(home.path().join("store/containers")).ok()?.filter_map(|e| e.ok()).map(|e| (e.path(), ())).next()?;
+        let (c, _) = std::fs::read_dir(home.path().join("store/containers"))
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| (e.path(), ()))
+            .next()?;
         let v: Value = serde_json::from_slice(&std::fs::read(c.join("state.json")).ok()?).ok()?;
         (v["status"] == "running").then_some(v)
     });
@@ -135,7 +160,11 @@ fn run_exit_codes_follow_docker() {
     run(ferry(home.path()).args(["rm", "victim"])).ok();
     let missing = code(&["no-such-command"]);
     assert_eq!(missing.code, Some(127), "{}", missing.stderr);
-    assert!(missing.stderr.contains("executable file not found"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("executable file not found"),
+        "{}",
+        missing.stderr
+    );
     assert_eq!(code(&["/no/such/path"]).code, Some(127));
     let dir = code(&["/etc"]);
     assert_eq!(dir.code, Some(126), "{}", dir.stderr);
@@ -153,12 +182,21 @@ fn run_failures_are_clear_with_docker_codes() {
     let img = install(s, home.path(), "ferry/multilayer:oci");
     let r = ferry_run(home.path(), &["--rm", "ferry/nothing-here"]);
     assert_eq!(r.code, Some(125));
-    assert!(r.stderr.contains("error: cannot find image `ferry/nothing-here`"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("error: cannot find image `ferry/nothing-here`"),
+        "{}",
+        r.stderr
+    );
     let r = ferry_run(home.path(), &["--no-such-flag", &img]);
     assert_eq!(r.code, Some(125), "{}", r.stderr);
     let r = ferry_run(home.path(), &["--rm", "-u", "nobody-here", &img, "id"]);
     assert_eq!(r.code, Some(125));
-    assert!(r.stderr.contains("unable to find user nobody-here"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unable to find user nobody-here"),
+        "{}",
+        r.stderr
+    );
     let r = ferry_run(home.path(), &["--rm", "-w", "relative", &img, "pwd"]);
     assert_eq!(r.code, Some(125));
     assert!(r.stderr.contains("absolute path"), "{}", r.stderr);
@@ -171,12 +209,17 @@ fn run_image_config_user_workdir_env_and_whiteouts() {
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/multilayer:oci");
-    let expect = s.facts("ferry/multilayer:oci")["expect_stdout"].as_str().unwrap();
+    let expect = s.facts("ferry/multilayer:oci")["expect_stdout"]
+        .as_str()
+        .unwrap();
     // Default command: USER app with group extra, WORKDIR /app, ENV, a whiteout and an opaque dir.
     let r = ferry_run(home.path(), &["--rm", &img]).ok();
     assert_eq!(r.stdout.trim(), expect);
     // The same through the copy fallback.
-    let r = run(ferry(home.path()).env("FERRY_ROOTFS", "copy").args(["run", "--rm", &img])).ok();
+    let r = run(ferry(home.path())
+        .env("FERRY_ROOTFS", "copy")
+        .args(["run", "--rm", &img]))
+    .ok();
     assert_eq!(r.stdout.trim(), expect);
 
     let sh = |args: &[&str], script: &str| {
@@ -186,26 +229,59 @@ fn run_image_config_user_workdir_env_and_whiteouts() {
         ferry_run(home.path(), &a).ok().stdout.trim().to_string()
     };
     // Users by name and id, with supplementary groups; an explicit group replaces them.
-    assert_eq!(sh(&["-u", "1000"], "id"), "uid=1000(app) gid=1000(app) groups=1000(app),1001(extra)");
-    assert_eq!(sh(&["-u", "app:extra"], "id -u; id -g; id -G"), "1000\n1001\n1001");
+    assert_eq!(
+        sh(&["-u", "1000"], "id"),
+        "uid=1000(app) gid=1000(app) groups=1000(app),1001(extra)"
+    );
+    assert_eq!(
+        sh(&["-u", "app:extra"], "id -u; id -g; id -G"),
+        "1000\n1001\n1001"
+    );
     assert_eq!(sh(&["-u", "0"], "id -u; echo $HOME"), "0\n/root");
-    assert_eq!(sh(&["-u", "4242:4343"], "id -u; id -g; echo $HOME"), "4242\n4343\n/");
+    assert_eq!(
+        sh(&["-u", "4242:4343"], "id -u; id -g; echo $HOME"),
+        "4242\n4343\n/"
+    );
     // Env: image, then --env-file, then -e; PATH and HOME defaulted.
     let envf = home.path().join("env.list");
     std::fs::write(&envf, "# comment\nFROM_FILE=1\nGREETING=file\n").unwrap();
     assert_eq!(
-        sh(&["--env-file", envf.to_str().unwrap(), "-e", "GREETING=flag", "-e", "EMPTY="], "echo $GREETING $FROM_FILE [$EMPTY] $HOME $PATH"),
+        sh(
+            &[
+                "--env-file",
+                envf.to_str().unwrap(),
+                "-e",
+                "GREETING=flag",
+                "-e",
+                "EMPTY="
+            ],
+            "echo $GREETING $FROM_FILE [$EMPTY] $HOME $PATH"
+        ),
         "flag 1 [] /home/app /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     );
     assert_eq!(sh(&[], "echo $GREETING"), "hello");
     // -e KEY takes ferry's own value.
-    let r = run(ferry(home.path()).env("PASSED", "through").args(["run", "--rm", "-e", "PASSED", &img, "sh", "-c", "echo $PASSED"])).ok();
+    let r = run(ferry(home.path()).env("PASSED", "through").args([
+        "run",
+        "--rm",
+        "-e",
+        "PASSED",
+        &img,
+        "sh",
+        "-c",
+        "echo $PASSED",
+    ]))
+    .ok();
     assert_eq!(r.stdout.trim(), "through");
     // Working directory: the image's, -w, created when missing.
     assert_eq!(sh(&[], "pwd"), "/app");
     assert_eq!(sh(&["-w", "/new/dir"], "pwd"), "/new/dir");
     // --entrypoint replaces Entrypoint and clears Cmd.
-    let r = ferry_run(home.path(), &["--rm", "--entrypoint", "echo", &img, "from", "entrypoint"]).ok();
+    let r = ferry_run(
+        home.path(),
+        &["--rm", "--entrypoint", "echo", &img, "from", "entrypoint"],
+    )
+    .ok();
     assert_eq!(r.stdout, "from entrypoint\n");
     let r = ferry_run(home.path(), &["--rm", "--entrypoint", "pwd", &img]).ok();
     assert_eq!(r.stdout, "/app\n");
@@ -228,28 +304,63 @@ fn run_isolation_defaults() {
     assert_eq!(init.lines().nth(1), Some("ferry-init"), "{init}");
     assert_ne!(init.lines().next(), Some("1"));
     // Hostname: the short ID by default, --hostname, and /etc/hostname agrees.
-    assert_eq!(sh(&["--hostname", "boat"], "hostname; cat /etc/hostname"), "boat\nboat");
+    assert_eq!(
+        sh(&["--hostname", "boat"], "hostname; cat /etc/hostname"),
+        "boat\nboat"
+    );
     assert_eq!(sh(&[], "hostname").len(), 12);
     // --network none: only lo.
     assert_eq!(sh(&["--network", "none"], "ls /sys/class/net"), "lo");
     assert!(sh(&[], "ls /sys/class/net").lines().count() > 1);
     // Docker's capability set (0xa80425fb), no_new_privs, masked and read-only /proc.
-    let status = sh(&[], "grep -E '^(CapEff|CapBnd|CapInh|NoNewPrivs)' /proc/self/status");
+    let status = sh(
+        &[],
+        "grep -E '^(CapEff|CapBnd|CapInh|NoNewPrivs)' /proc/self/status",
+    );
     assert!(status.contains("CapEff:\t00000000a80425fb"), "{status}");
     assert!(status.contains("CapBnd:\t00000000a80425fb"), "{status}");
     assert!(status.contains("CapInh:\t0000000000000000"), "{status}");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
-    let added = sh(&["--cap-add", "SYS_TIME", "--cap-drop", "CHOWN"], "grep CapEff /proc/self/status");
+    let added = sh(
+        &["--cap-add", "SYS_TIME", "--cap-drop", "CHOWN"],
+        "grep CapEff /proc/self/status",
+    );
     assert!(added.ends_with("00000000aa0425fa"), "{added}");
     let own = std::fs::read_to_string("/proc/self/status").unwrap();
-    let own_prm = own.lines().find_map(|l| l.strip_prefix("CapPrm:")).unwrap().trim().to_string();
-    assert_eq!(sh(&["--privileged"], "grep CapEff /proc/self/status"), format!("CapEff:\t{own_prm}"));
+    let own_prm = own
+        .lines()
+        .find_map(|l| l.strip_prefix("CapPrm:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        sh(&["--privileged"], "grep CapEff /proc/self/status"),
+        format!("CapEff:\t{own_prm}")
+    );
     assert_eq!(sh(&[], "cat /proc/keys | wc -c"), "0");
-    assert_eq!(sh(&[], "echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo writable || echo ro"), "ro");
-    assert_eq!(sh(&[], "touch /sys/x 2>/dev/null && echo writable || echo ro"), "ro");
+    assert_eq!(
+        sh(
+            &[],
+            "echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo writable || echo ro"
+        ),
+        "ro"
+    );
+    assert_eq!(
+        sh(&[], "touch /sys/x 2>/dev/null && echo writable || echo ro"),
+        "ro"
+    );
     // A minimal /dev; nodes the container makes are unusable (nodev).
-    assert_eq!(sh(&[], "ls /dev | xargs"), "core fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero");
-    assert_eq!(sh(&[], "mknod /tmp/mem c 1 1 && (head -c1 /tmp/mem >/dev/null 2>&1 && echo open || echo denied)"), "denied");
+    assert_eq!(
+        sh(&[], "ls /dev | xargs"),
+        "core fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero"
+    );
+    assert_eq!(
+        sh(
+            &[],
+            "mknod /tmp/mem c 1 1 && (head -c1 /tmp/mem >/dev/null 2>&1 && echo open || echo denied)"
+        ),
+        "denied"
+    );
     // /etc files supplied; the mount namespace is private (the host's mounts are not there).
     assert!(sh(&[], "cat /etc/hosts").contains("localhost"));
     assert_eq!(sh(&[], "grep -c ' /work' /proc/mounts || true"), "0");
@@ -268,16 +379,39 @@ fn run_volumes_tmpfs_and_read_only() {
     let r = ferry_run(home.path(), &["--rm", "-v", &rw, "-v", &ro, &img, "sh", "-c",
         "cat /data/in.txt; echo out > /data/out.txt; echo x > /ro/y 2>/dev/null || echo ro-refused"]).ok();
     assert_eq!(r.stdout, "from host\nro-refused\n");
-    assert_eq!(std::fs::read_to_string(host.join("out.txt")).unwrap(), "out\n");
+    assert_eq!(
+        std::fs::read_to_string(host.join("out.txt")).unwrap(),
+        "out\n"
+    );
     assert!(!host.join("y").exists());
     // --read-only: the rootfs refuses writes, volumes and tmpfs still take them.
     let r = ferry_run(home.path(), &["--rm", "--read-only", "--tmpfs", "/scratch", "-v", &rw, &img, "sh", "-c",
         "touch /file 2>/dev/null && echo rootfs-writable; touch /scratch/a && echo tmpfs-ok; touch /data/b && echo volume-ok"]).ok();
     assert_eq!(r.stdout, "tmpfs-ok\nvolume-ok\n");
     // Without --read-only the rootfs is writable but changes stay in the container.
-    let r = ferry_run(home.path(), &["--rm", &img, "sh", "-c", "echo x > /bin/new && cat /bin/new"]).ok();
+    let r = ferry_run(
+        home.path(),
+        &[
+            "--rm",
+            &img,
+            "sh",
+            "-c",
+            "echo x > /bin/new && cat /bin/new",
+        ],
+    )
+    .ok();
     assert_eq!(r.stdout, "x\n");
-    let r = ferry_run(home.path(), &["--rm", &img, "sh", "-c", "test -e /bin/new && echo leaked || echo fresh"]).ok();
+    let r = ferry_run(
+        home.path(),
+        &[
+            "--rm",
+            &img,
+            "sh",
+            "-c",
+            "test -e /bin/new && echo leaked || echo fresh",
+        ],
+    )
+    .ok();
     assert_eq!(r.stdout, "fresh\n");
 }
 
@@ -287,30 +421,98 @@ fn run_limits_memory_pids_and_cpus() {
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
     // Touching 64 MiB under a 16 MiB limit: the OOM killer ends it, exit 137 like Docker.
-    let r = ferry_run(home.path(), &["--rm", "--memory", "16m", &img, "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
+    let r = ferry_run(
+        home.path(),
+        &[
+            "--rm",
+            "--memory",
+            "16m",
+            &img,
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=64M",
+            "count=1",
+        ],
+    );
     assert_eq!(r.code, Some(137), "{r:?}");
     // The same without a limit succeeds.
-    ferry_run(home.path(), &["--rm", &img, "sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null"]).ok();
+    ferry_run(
+        home.path(),
+        &[
+            "--rm",
+            &img,
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null",
+        ],
+    )
+    .ok();
     // pids: the sixth process cannot be forked.
     let forks = "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait; echo done";
-    let r = ferry_run(home.path(), &["--rm", "--pids-limit", "5", &img, "sh", "-c", forks]);
+    let r = ferry_run(
+        home.path(),
+        &["--rm", "--pids-limit", "5", &img, "sh", "-c", forks],
+    );
     assert!(r.stderr.contains("fork") && r.stdout.is_empty(), "{r:?}");
     let r = ferry_run(home.path(), &["--rm", &img, "sh", "-c", forks]).ok();
     assert_eq!(r.stdout, "done\n");
-    let r = ferry_run(home.path(), &["-d", "--pids-limit", "5", "--cpus", "0.5", "--memory", "32m", &img, "sleep", "30"]).ok();
+    let r = ferry_run(
+        home.path(),
+        &[
+            "-d",
+            "--pids-limit",
+            "5",
+            "--cpus",
+            "0.5",
+            "--memory",
+            "32m",
+            &img,
+            "sleep",
+            "30",
+        ],
+    )
+    .ok();
     let id = r.stdout.trim().to_string();
-    let meta: Value = serde_json::from_slice(&std::fs::read(home.path().join("store/containers").join(&id).join("ferry.json")).unwrap()).unwrap();
-    let dirs: Vec<String> = meta["cgroups"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()).collect();
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(
+            home.path()
+                .join("store/containers")
+                .join(&id)
+                .join("ferry.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let dirs: Vec<String> = meta["cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
     let read = |file: &str| {
-        dirs.iter().find_map(|d| std::fs::read_to_string(Path::new(d).join(file)).ok()).unwrap_or_default()
+        dirs.iter()
+            .find_map(|d| std::fs::read_to_string(Path::new(d).join(file)).ok())
+            .unwrap_or_default()
     };
     assert_eq!(read("pids.max").trim(), "5");
-    let cpu = format!("{}{}", read("cpu.cfs_quota_us").trim(), read("cpu.max").trim());
+    let cpu = format!(
+        "{}{}",
+        read("cpu.cfs_quota_us").trim(),
+        read("cpu.max").trim()
+    );
     assert!(cpu.starts_with("50000"), "{cpu}");
-    let mem = format!("{}{}", read("memory.limit_in_bytes").trim(), read("memory.max").trim());
+    let mem = format!(
+        "{}{}",
+        read("memory.limit_in_bytes").trim(),
+        read("memory.max").trim()
+    );
     assert_eq!(mem, (32u64 << 20).to_string());
     run(ferry(home.path()).args(["rm", "-f", &id])).ok();
-    assert!(dirs.iter().all(|d| !Path::new(d).exists()), "cgroups left behind");
+    assert!(
+        dirs.iter().all(|d| !Path::new(d).exists()),
+        "cgroups left behind"
+    );
 }
 
 #[test]
@@ -319,22 +521,54 @@ fn run_detached_logs_exec_stop_rm() {
     let home = tempdir();
     let img = install(s, home.path(), "ferry/multilayer:oci");
     let script = "echo started; echo to-stderr >&2; trap 'echo got TERM; exit 7' TERM; while true; do sleep 0.1; done";
-    let r = ferry_run(home.path(), &["-d", "--name", "web", &img, "sh", "-c", script]).ok();
+    let r = ferry_run(
+        home.path(),
+        &["-d", "--name", "web", &img, "sh", "-c", script],
+    )
+    .ok();
     let id = r.stdout.trim().to_string();
     assert_eq!(id.len(), 64, "{id}");
     let ps = run(ferry(home.path()).arg("ps")).ok();
-    assert!(ps.stdout.contains("web") && ps.stdout.contains(&id[..12]), "{}", ps.stdout);
+    assert!(
+        ps.stdout.contains("web") && ps.stdout.contains(&id[..12]),
+        "{}",
+        ps.stdout
+    );
     // The name is taken while it exists.
     let dup = ferry_run(home.path(), &["-d", "--name", "web", &img, "true"]);
     assert_eq!(dup.code, Some(125));
     assert!(dup.stderr.contains("already in use"), "{}", dup.stderr);
     // exec joins its namespaces, user and working directory.
-    let e = run(ferry(home.path()).args(["exec", "web", "sh", "-c", "id -un; pwd; echo $GREETING; cat /proc/1/cmdline | tr '\\0' ' '"])).ok();
-    assert!(e.stdout.starts_with("app\n/app\nhello\nsh -c"), "{}", e.stdout);
-    let e = run(ferry(home.path()).args(["exec", "-u", "0", "-w", "/", "web", "sh", "-c", "id -u; pwd; exit 4"]));
+    let e = run(ferry(home.path()).args([
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "id -un; pwd; echo $GREETING; cat /proc/1/cmdline | tr '\\0' ' '",
+    ]))
+    .ok();
+    assert!(
+        e.stdout.starts_with("app\n/app\nhello\nsh -c"),
+        "{}",
+        e.stdout
+    );
+    let e = run(ferry(home.path()).args([
+        "exec",
+        "-u",
+        "0",
+        "-w",
+        "/",
+        "web",
+        "sh",
+        "-c",
+        "id -u; pwd; exit 4",
+    ]));
     assert_eq!(e.code, Some(4));
     assert_eq!(e.stdout, "0\n/\n");
-    assert_eq!(run(ferry(home.path()).args(["exec", "web", "nope"])).code, Some(127));
+    assert_eq!(
+        run(ferry(home.path()).args(["exec", "web", "nope"])).code,
+        Some(127)
+    );
     // rm without -f refuses a running container.
     let r = run(ferry(home.path()).args(["rm", "web"]));
     assert_eq!(r.code, Some(125));
@@ -351,7 +585,10 @@ fn run_detached_logs_exec_stop_rm() {
     assert!(ps.stdout.contains("Exited (7)"), "{}", ps.stdout);
     let logs = run(ferry(home.path()).args(["logs", "web"])).ok();
     assert_eq!(logs.stdout, "started\ngot TERM\n");
-    assert_eq!(run(ferry(home.path()).args(["exec", "web", "true"])).code, Some(125));
+    assert_eq!(
+        run(ferry(home.path()).args(["exec", "web", "true"])).code,
+        Some(125)
+    );
     run(ferry(home.path()).args(["rm", "web"])).ok();
     assert!(!home.path().join("store/containers").join(&id).exists());
     assert_eq!(run(ferry(home.path()).args(["rm", "web"])).code, Some(125));
@@ -364,7 +601,11 @@ fn run_detached_logs_exec_stop_rm() {
     assert!(t.elapsed() < Duration::from_secs(8));
     wait_for(|| (!home.path().join("store/containers").join(&id).exists()).then_some(()));
     // kill -s with a name; logs -f ends when the container does.
-    let r = ferry_run(home.path(), &["-d", &img, "sh", "-c", "echo one; sleep 1; echo two"]).ok();
+    let r = ferry_run(
+        home.path(),
+        &["-d", &img, "sh", "-c", "echo one; sleep 1; echo two"],
+    )
+    .ok();
     let id = r.stdout.trim().to_string();
     let f = run(ferry(home.path()).args(["logs", "-f", &id])).ok();
     assert_eq!(f.stdout, "one\ntwo\n");
@@ -389,8 +630,13 @@ fn run_forwards_signals_to_the_container() {
         if init {
             cmd.arg("--init");
         }
-        cmd.args([&img, "sh", "-c", "trap 'echo got TERM; exit 5' TERM; echo ready; while true; do sleep 0.1; done"])
-            .stdout(std::process::Stdio::piped());
+        cmd.args([
+            &img,
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 5' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let mut out = child.stdout.take().unwrap();
         let mut buf = [0u8; 6];
@@ -411,20 +657,36 @@ fn run_with_runc_gives_the_same_output() {
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/multilayer:oci");
-    let expect = s.facts("ferry/multilayer:oci")["expect_stdout"].as_str().unwrap();
+    let expect = s.facts("ferry/multilayer:oci")["expect_stdout"]
+        .as_str()
+        .unwrap();
     let r = ferry_run(home.path(), &["--rm", "--runtime", "runc", &img]).ok();
     assert_eq!(r.stdout.trim(), expect);
-    let r = ferry_run(home.path(), &["--rm", "--runtime", "runc", &img, "sh", "-c", "exit 3"]);
+    let r = ferry_run(
+        home.path(),
+        &["--rm", "--runtime", "runc", &img, "sh", "-c", "exit 3"],
+    );
     assert_eq!(r.code, Some(3));
     // The bundle `ferry bundle` writes runs under runc directly.
     let bundle = home.path().join("bundle");
     run(ferry(home.path()).args(["bundle", &img]).arg(&bundle)).ok();
-    let config: Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["process"]["user"]["uid"], 1000);
     assert_eq!(config["process"]["cwd"], "/app");
     let id = format!("ferry-it-{}", std::process::id());
-    let out = Command::new("runc").args(["run", "--bundle"]).arg(&bundle).arg(&id).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expect, "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("runc")
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        expect,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Polls `f` for up to 10 seconds.

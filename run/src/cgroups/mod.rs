@@ -65,7 +65,12 @@ impl Layout {
         }
         let v2_controllers: Vec<String> = v2
             .as_deref()
-            .map(|r| controllers(r).split_whitespace().map(str::to_string).collect())
+            .map(|r| {
+                controllers(r)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let find = |name: &str| {
             v1.iter()
@@ -134,7 +139,10 @@ pub fn create(layout: &Layout, id: &str, resources: &LinuxResources) -> Result<C
             source: std::io::Error::from_raw_os_error(libc::ENOENT),
         };
         if resources.memory().is_some() {
-            need.push((layout.memory.as_ref().ok_or_else(|| missing("memory"))?, "memory"));
+            need.push((
+                layout.memory.as_ref().ok_or_else(|| missing("memory"))?,
+                "memory",
+            ));
         }
         if resources.cpu().is_some() {
             need.push((layout.cpu.as_ref().ok_or_else(|| missing("cpu"))?, "cpu"));
@@ -194,12 +202,16 @@ mod tests {
 32 24 0:28 / /sys/fs/cgroup/pids rw,relatime shared:10 - cgroup cgroup rw,pids
 33 24 0:29 / /sys/fs/cgroup/unified rw,relatime shared:11 - cgroup2 cgroup2 rw
 ";
-    const UNIFIED: &str = "35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+    const UNIFIED: &str =
+        "35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
 
     #[test]
     fn hybrid_hosts_use_v1_controllers() {
         let l = Layout::from_mountinfo(HYBRID, |_| "hugetlb".into());
-        assert_eq!(l.memory, Some(Hierarchy::V1("/sys/fs/cgroup/memory".into())));
+        assert_eq!(
+            l.memory,
+            Some(Hierarchy::V1("/sys/fs/cgroup/memory".into()))
+        );
         assert_eq!(l.pids, Some(Hierarchy::V1("/sys/fs/cgroup/pids".into())));
     }
 
@@ -214,8 +226,20 @@ mod tests {
     fn resources() -> LinuxResources {
         use oci_spec::runtime::*;
         LinuxResourcesBuilder::default()
-            .memory(LinuxMemoryBuilder::default().limit(64i64 << 20).swap(128i64 << 20).build().unwrap())
-            .cpu(LinuxCpuBuilder::default().quota(50_000i64).period(100_000u64).build().unwrap())
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64i64 << 20)
+                    .swap(128i64 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .quota(50_000i64)
+                    .period(100_000u64)
+                    .build()
+                    .unwrap(),
+            )
             .pids(LinuxPidsBuilder::default().limit(20i64).build().unwrap())
             .build()
             .unwrap()
@@ -229,10 +253,17 @@ mod tests {
             std::fs::create_dir(&p).unwrap();
             Some(Hierarchy::V1(p))
         };
-        let layout = Layout { memory: h("memory"), cpu: h("cpu"), pids: h("pids") };
+        let layout = Layout {
+            memory: h("memory"),
+            cpu: h("cpu"),
+            pids: h("pids"),
+        };
         let cg = create(&layout, "abc", &resources()).unwrap();
         let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
-        assert_eq!(read("memory/ferry/abc/memory.limit_in_bytes"), (64u64 << 20).to_string());
+        assert_eq!(
+            read("memory/ferry/abc/memory.limit_in_bytes"),
+            (64u64 << 20).to_string()
+        );
         assert_eq!(read("cpu/ferry/abc/cpu.cfs_quota_us"), "50000");
         assert_eq!(read("cpu/ferry/abc/cpu.cfs_period_us"), "100000");
         assert_eq!(read("pids/ferry/abc/pids.max"), "20");
@@ -243,7 +274,11 @@ mod tests {
     fn v2_limits_go_into_one_directory_with_controllers_enabled() {
         let root = tempfile::tempdir().unwrap();
         let h = Some(Hierarchy::V2(root.path().to_path_buf()));
-        let layout = Layout { memory: h.clone(), cpu: h.clone(), pids: h };
+        let layout = Layout {
+            memory: h.clone(),
+            cpu: h.clone(),
+            pids: h,
+        };
         let cg = create(&layout, "abc", &resources()).unwrap();
         let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
         assert_eq!(cg.dirs, [root.path().join("ferry/abc")]);

@@ -23,15 +23,15 @@ pub fn make(root: &Path, id: &str, controller: &str) -> Result<PathBuf, RunError
 pub fn apply(dir: &Path, controller: &str, r: &LinuxResources) -> Result<(), RunError> {
     match controller {
         "memory" => {
-            if let Some(m) = r.memory() {
-                if let Some(limit) = m.limit() {
-                    write(dir, "memory.max", &limit.to_string())?;
-                    // v2 limits swap separately from memory.
-                    if let Some(swap) = m.swap()
-                        && dir.join("memory.swap.max").exists()
-                    {
-                        write(dir, "memory.swap.max", &(swap - limit).max(0).to_string())?;
-                    }
+            if let Some(m) = r.memory()
+                && let Some(limit) = m.limit()
+            {
+                write(dir, "memory.max", &limit.to_string())?;
+                // v2 limits swap separately from memory.
+                if let Some(swap) = m.swap()
+                    && dir.join("memory.swap.max").exists()
+                {
+                    write(dir, "memory.swap.max", &(swap - limit).max(0).to_string())?;
                 }
             }
         }

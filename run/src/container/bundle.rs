@@ -20,7 +20,11 @@ pub fn bundle(
         source: e,
     })?;
     std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-    if std::fs::read_dir(dir).map_err(io_err("read", dir))?.next().is_some() {
+    if std::fs::read_dir(dir)
+        .map_err(io_err("read", dir))?
+        .next()
+        .is_some()
+    {
         return Err(RunError::Invalid(format!(
             "bundle directory `{}` is not empty",
             dir.display()
@@ -41,9 +45,13 @@ pub fn bundle(
             image_name: image_ref,
         },
     )?;
-    std::fs::write(dir.join("hostname"), format!("{hostname}\n")).map_err(io_err("write", dir.join("hostname")))?;
-    std::fs::write(dir.join("hosts"), format!("127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"))
-        .map_err(io_err("write", dir.join("hosts")))?;
+    std::fs::write(dir.join("hostname"), format!("{hostname}\n"))
+        .map_err(io_err("write", dir.join("hostname")))?;
+    std::fs::write(
+        dir.join("hosts"),
+        format!("127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"),
+    )
+    .map_err(io_err("write", dir.join("hosts")))?;
     std::fs::write(
         dir.join("resolv.conf"),
         std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),

@@ -110,7 +110,11 @@ pub fn exec(containers: &Containers, reference: &str, opts: &ExecOptions) -> Res
     let plan = ExecPlan {
         spec,
         opts: opts.clone(),
-        cgroup_procs: meta.cgroups.iter().map(|d| d.join("cgroup.procs")).collect(),
+        cgroup_procs: meta
+            .cgroups
+            .iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect(),
         console: pty.as_ref().map(|t| t.slave.as_raw_fd()),
         stdin: null.as_ref().map(|f| f.as_raw_fd()),
     };
@@ -145,7 +149,11 @@ pub fn exec(containers: &Containers, reference: &str, opts: &ExecOptions) -> Res
             // SAFETY: reaps the failed process, our child through CLONE_PARENT.
             unsafe { libc::waitpid(pid, &mut st, 0) };
         }
-        let e = InitError::decode(if msg.is_empty() { "125\t0\tcannot join the container" } else { &msg });
+        let e = InitError::decode(if msg.is_empty() {
+            "125\t0\tcannot join the container"
+        } else {
+            &msg
+        });
         return Err(RunError::Start {
             id: c.short_id().to_string(),
             message: e.message,
@@ -188,11 +196,15 @@ fn intermediate(ns_fds: &[(OwnedFd, libc::c_int)], plan: &ExecPlan, pid_w: Owned
     // While it joins, this process runs the host's ferry inside the container's namespaces:
     // it must not be reachable through /proc/<pid>/exe (CVE-2019-5736).
     if let Err(e) = sys.set_dumpable(false) {
-        report_and_exit(&InitError::setup(format!("cannot protect the exec process: {e}")));
+        report_and_exit(&InitError::setup(format!(
+            "cannot protect the exec process: {e}"
+        )));
     }
     for (fd, flag) in ns_fds {
         if let Err(e) = sys.setns(fd.as_raw_fd(), *flag) {
-            report_and_exit(&InitError::setup(format!("cannot join the container's namespace: {e}")));
+            report_and_exit(&InitError::setup(format!(
+                "cannot join the container's namespace: {e}"
+            )));
         }
     }
     // SAFETY: a fork-like clone whose parent is ours; single-threaded.
@@ -239,14 +251,19 @@ impl WriteStr for std::fs::File {
 }
 
 /// In the container: cgroups, terminal, identity, capabilities, working directory.
-fn prepare_process(sys: &dyn Syscall, plan: &ExecPlan) -> Result<(Vec<String>, Vec<String>), InitError> {
+fn prepare_process(
+    sys: &dyn Syscall,
+    plan: &ExecPlan,
+) -> Result<(Vec<String>, Vec<String>), InitError> {
     let fail = |what: &str, e: std::io::Error| InitError::setup(format!("cannot {what}: {e}"));
     for p in &plan.cgroup_procs {
-        sys.write_file(p, "0").map_err(|e| fail("join the container's cgroup", e))?;
+        sys.write_file(p, "0")
+            .map_err(|e| fail("join the container's cgroup", e))?;
     }
     sys.setsid().map_err(|e| fail("start a session", e))?;
     if let Some(fd) = plan.console {
-        sys.set_controlling_tty(fd).map_err(|e| fail("attach the terminal", e))?;
+        sys.set_controlling_tty(fd)
+            .map_err(|e| fail("attach the terminal", e))?;
     } else if let Some(fd) = plan.stdin {
         // SAFETY: duplicates our /dev/null onto stdin.
         unsafe { libc::dup2(fd, 0) };
@@ -282,10 +299,16 @@ fn prepare_process(sys: &dyn Syscall, plan: &ExecPlan) -> Result<(Vec<String>, V
     }
     sys.setgid(user.gid()).map_err(|e| fail("set gid", e))?;
     sys.setuid(user.uid()).map_err(|e| fail("set uid", e))?;
-    let (eff, perm) = if user.uid() == 0 { (keep, keep) } else { (0, 0) };
-    sys.capset(eff, perm, 0).map_err(|e| fail("set capabilities", e))?;
+    let (eff, perm) = if user.uid() == 0 {
+        (keep, keep)
+    } else {
+        (0, 0)
+    };
+    sys.capset(eff, perm, 0)
+        .map_err(|e| fail("set capabilities", e))?;
     if process.no_new_privileges().unwrap_or(false) {
-        sys.set_no_new_privs().map_err(|e| fail("set no_new_privs", e))?;
+        sys.set_no_new_privs()
+            .map_err(|e| fail("set no_new_privs", e))?;
     }
     let cwd = plan
         .opts

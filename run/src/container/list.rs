@@ -57,7 +57,14 @@ pub fn rows(containers: &Containers, all: bool) -> Vec<Row> {
 
 /// Prints rows as a table.
 pub fn print(rows: &[Row], out: &mut dyn Write) -> std::io::Result<()> {
-    let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"];
+    let header = [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "NAMES",
+    ];
     let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {

@@ -98,8 +98,13 @@ pub fn show(container: &Container, follow: bool) -> Result<(), RunError> {
         let n = reader.read_line(&mut line).map_err(io_err("read", &path))?;
         if n > 0 && line.ends_with('\n') {
             if let Ok(r) = serde_json::from_str::<Record>(&line) {
-                let w: &mut dyn Write = if r.stream == "stderr" { &mut err } else { &mut out };
-                w.write_all(r.log.as_bytes()).map_err(io_err("write", "standard output"))?;
+                let w: &mut dyn Write = if r.stream == "stderr" {
+                    &mut err
+                } else {
+                    &mut out
+                };
+                w.write_all(r.log.as_bytes())
+                    .map_err(io_err("write", "standard output"))?;
                 w.flush().ok();
             }
             continue;
@@ -121,7 +126,11 @@ pub fn show(container: &Container, follow: bool) -> Result<(), RunError> {
             let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
             for l in rest.lines() {
                 if let Ok(r) = serde_json::from_str::<Record>(l) {
-                    let w: &mut dyn Write = if r.stream == "stderr" { &mut err } else { &mut out };
+                    let w: &mut dyn Write = if r.stream == "stderr" {
+                        &mut err
+                    } else {
+                        &mut out
+                    };
                     let _ = w.write_all(r.log.as_bytes());
                 }
             }
@@ -179,7 +188,17 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        let got: Vec<(&str, &str)> = recs.iter().map(|r| (r.stream.as_str(), r.log.as_str())).collect();
-        assert_eq!(got, [("stderr", "oops\n"), ("stdout", "hello\n"), ("stdout", "wor")]);
+        let got: Vec<(&str, &str)> = recs
+            .iter()
+            .map(|r| (r.stream.as_str(), r.log.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("stderr", "oops\n"),
+                ("stdout", "hello\n"),
+                ("stdout", "wor")
+            ]
+        );
     }
 }

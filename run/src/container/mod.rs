@@ -136,15 +136,16 @@ impl Containers {
             .filter_map(|e| {
                 let e = e.ok()?;
                 let id = e.file_name().to_str()?.to_string();
-                let c = Container {
-                    id,
-                    dir: e.path(),
-                };
+                // `.<id>.removing`: on its way out (see `run::remove_in_background`).
+                if id.starts_with('.') {
+                    return None;
+                }
+                let c = Container { id, dir: e.path() };
                 let m = c.meta().ok()?;
                 Some((c, m))
             })
             .collect();
-        v.sort_by(|a, b| b.1.created.cmp(&a.1.created));
+        v.sort_by_key(|(_, m)| std::cmp::Reverse(m.created));
         v
     }
 
@@ -268,7 +269,10 @@ mod tests {
             ..Meta::default()
         })
         .unwrap();
-        assert!(matches!(cs.create(Some("web")), Err(RunError::NameInUse { .. })));
+        assert!(matches!(
+            cs.create(Some("web")),
+            Err(RunError::NameInUse { .. })
+        ));
         assert!(matches!(cs.create(Some("-x")), Err(RunError::Invalid(_))));
         assert_eq!(cs.find("web").unwrap().0.id, c.id);
         assert_eq!(cs.find(&c.id[..6]).unwrap().0.id, c.id);

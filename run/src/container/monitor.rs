@@ -70,7 +70,11 @@ fn monitor(p: &mut Prepared, source: &dyn ImageSource, ready: OwnedFd) -> i32 {
     let mut ready = std::fs::File::from(ready);
     // SAFETY: detach from the caller's session and terminal.
     unsafe { libc::setsid() };
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         for fd in 0..3 {
             // SAFETY: replaces the standard streams with /dev/null.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
@@ -90,14 +94,23 @@ fn monitor(p: &mut Prepared, source: &dyn ImageSource, ready: OwnedFd) -> i32 {
     let signals = match Signals::block() {
         Ok(s) => s,
         Err(e) => {
-            fail(&mut ready, RunError::Sys { action: "block signals".into(), source: e });
+            fail(
+                &mut ready,
+                RunError::Sys {
+                    action: "block signals".into(),
+                    source: e,
+                },
+            );
             return 125;
         }
     };
     let mut log = match logs::Writer::open(&p.container.log_path()) {
         Ok(l) => l,
         Err(e) => {
-            fail(&mut ready, crate::error::io_err("create", p.container.log_path())(e));
+            fail(
+                &mut ready,
+                crate::error::io_err("create", p.container.log_path())(e),
+            );
             run::finish(p, None);
             return 125;
         }
@@ -106,20 +119,35 @@ fn monitor(p: &mut Prepared, source: &dyn ImageSource, ready: OwnedFd) -> i32 {
         let pty = match tty::open() {
             Ok(t) => t,
             Err(e) => {
-                fail(&mut ready, RunError::Sys { action: "open a pseudo-terminal".into(), source: e });
+                fail(
+                    &mut ready,
+                    RunError::Sys {
+                        action: "open a pseudo-terminal".into(),
+                        source: e,
+                    },
+                );
                 run::finish(p, None);
                 return 125;
             }
         };
-        let stdio = Stdio { fds: [Some(pty.slave.as_raw_fd()); 3] };
-        run::start(p, source, stdio, Some(&pty)).map(|pid| (pid, vec![(1, pty.master)], Some(pty.slave)))
+        let stdio = Stdio {
+            fds: [Some(pty.slave.as_raw_fd()); 3],
+        };
+        run::start(p, source, stdio, Some(&pty))
+            .map(|pid| (pid, vec![(1, pty.master)], Some(pty.slave)))
     } else {
         match (pipe(), pipe()) {
             (Ok((out_r, out_w)), Ok((err_r, err_w))) => {
-                let stdio = Stdio { fds: [None, Some(out_w.as_raw_fd()), Some(err_w.as_raw_fd())] };
-                run::start(p, source, stdio, None).map(|pid| (pid, vec![(1, out_r), (2, err_r)], None))
+                let stdio = Stdio {
+                    fds: [None, Some(out_w.as_raw_fd()), Some(err_w.as_raw_fd())],
+                };
+                run::start(p, source, stdio, None)
+                    .map(|pid| (pid, vec![(1, out_r), (2, err_r)], None))
             }
-            (Err(e), _) | (_, Err(e)) => Err(RunError::Sys { action: "create a pipe".into(), source: e }),
+            (Err(e), _) | (_, Err(e)) => Err(RunError::Sys {
+                action: "create a pipe".into(),
+                source: e,
+            }),
         }
     };
     let (pid, streams, slave) = match outcome {
@@ -142,18 +170,27 @@ fn monitor(p: &mut Prepared, source: &dyn ImageSource, ready: OwnedFd) -> i32 {
 }
 
 /// Copies the container's output into the log until it exits and its streams are drained.
-fn pump(pid: i32, signals: &Signals, mut streams: Vec<(usize, OwnedFd)>, log: &mut logs::Writer) -> i32 {
+fn pump(
+    pid: i32,
+    signals: &Signals,
+    mut streams: Vec<(usize, OwnedFd)>,
+    log: &mut logs::Writer,
+) -> i32 {
     let mut code = None;
     let mut buf = [0u8; 16384];
     loop {
         let mut fds: Vec<libc::pollfd> = std::iter::once(signals.fd())
             .chain(streams.iter().map(|(_, f)| f.as_raw_fd()))
-            .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
             .collect();
-        if streams.is_empty() {
-            if let Some(c) = code {
-                return c;
-            }
+        if streams.is_empty()
+            && let Some(c) = code
+        {
+            return c;
         }
         let timeout = if code.is_some() { 100 } else { -1 };
         // SAFETY: polls descriptors we own.

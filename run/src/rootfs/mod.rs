@@ -54,7 +54,13 @@ pub fn prepare(
     // propagate in (`rslave`, runc's default).
     step(
         || "make / a slave mount".into(),
-        sys.mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_SLAVE, None),
+        sys.mount(
+            None,
+            Path::new("/"),
+            None,
+            libc::MS_REC | libc::MS_SLAVE,
+            None,
+        ),
     )?;
     let nodev: MountFlags = if privileged { 0 } else { libc::MS_NODEV };
     match source {
@@ -77,7 +83,13 @@ pub fn prepare(
             // pivot_root needs a mount point.
             step(
                 || format!("bind {}", rootfs.display()),
-                sys.mount(Some(rootfs), rootfs, None, libc::MS_BIND | libc::MS_REC, None),
+                sys.mount(
+                    Some(rootfs),
+                    rootfs,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                ),
             )?;
             if nodev != 0 {
                 step(
@@ -125,7 +137,12 @@ pub fn prepare(
             source,
         })?;
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         step(
             || "make the root file system read-only".into(),
             mount::remount(sys, Path::new("/"), libc::MS_RDONLY | nodev),

@@ -38,8 +38,8 @@ pub fn parse_options(options: &[String]) -> Parsed {
             "strictatime" => (libc::MS_STRICTATIME, 0),
             "bind" => (libc::MS_BIND, 0),
             "rbind" => (libc::MS_BIND | libc::MS_REC, 0),
-            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared"
-            | "unbindable" | "runbindable" => (0, 0),
+            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable"
+            | "runbindable" => (0, 0),
             other => {
                 p.data.push(other.to_string());
                 (0, 0)
@@ -91,8 +91,18 @@ pub fn mount_entry(sys: &dyn Syscall, root: &Path, m: &Mount, extra: MountFlags)
         // sysfs needs a network namespace of one's own when not real root (rootless with
         // --network host): bind the host's read-only instead, as runc does.
         Err(e) if typ == "sysfs" && e.raw_os_error() == Some(libc::EPERM) => {
-            sys.mount(Some(Path::new("/sys")), &dest, None, libc::MS_BIND | libc::MS_REC, None)?;
-            remount(sys, &dest, libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
+            sys.mount(
+                Some(Path::new("/sys")),
+                &dest,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?;
+            remount(
+                sys,
+                &dest,
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            )
         }
         other => other,
     }
@@ -142,8 +152,16 @@ mod tests {
     #[test]
     fn options_split_into_flags_and_data() {
         let p = parse_options(
-            &["nosuid", "strictatime", "mode=755", "size=65536k", "rbind", "ro", "rprivate"]
-                .map(String::from),
+            &[
+                "nosuid",
+                "strictatime",
+                "mode=755",
+                "size=65536k",
+                "rbind",
+                "ro",
+                "rprivate",
+            ]
+            .map(String::from),
         );
         assert_eq!(
             p.flags,

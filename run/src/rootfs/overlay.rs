@@ -84,7 +84,10 @@ mod tests {
             Path::new("/c/upper"),
             Path::new("/c/work"),
         );
-        assert_eq!(o.data, "lowerdir=/s/b:/s/a,upperdir=/c/upper,workdir=/c/work");
+        assert_eq!(
+            o.data,
+            "lowerdir=/s/b:/s/a,upperdir=/c/upper,workdir=/c/work"
+        );
         assert_eq!(o.chdir, None);
     }
 
@@ -95,7 +98,10 @@ mod tests {
             .map(|i| PathBuf::from(format!("{base}/snapshots/{i:064}")))
             .collect();
         let o = plan(&layers, Path::new("/c/upper"), Path::new("/c/work"));
-        assert_eq!(o.chdir.as_deref(), Some(Path::new(&format!("{base}/snapshots"))));
+        assert_eq!(
+            o.chdir.as_deref(),
+            Some(Path::new(&format!("{base}/snapshots")))
+        );
         assert!(o.data.starts_with(&format!("lowerdir={:064}:", 59)));
         assert!(o.data.len() <= MAX_DATA);
     }

@@ -59,10 +59,19 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../../../..", root.join("real/up")).unwrap();
         std::os::unix::fs::symlink("real/dir", root.join("rel")).unwrap();
-        assert_eq!(secure_join(root, Path::new("/abs/passwd")), root.join("etc/passwd"));
+        assert_eq!(
+            secure_join(root, Path::new("/abs/passwd")),
+            root.join("etc/passwd")
+        );
         assert_eq!(secure_join(root, Path::new("/real/up/x")), root.join("x"));
-        assert_eq!(secure_join(root, Path::new("/rel/file")), root.join("real/dir/file"));
+        assert_eq!(
+            secure_join(root, Path::new("/rel/file")),
+            root.join("real/dir/file")
+        );
         assert_eq!(secure_join(root, Path::new("/../../a")), root.join("a"));
-        assert_eq!(secure_join(root, Path::new("/new/path")), root.join("new/path"));
+        assert_eq!(
+            secure_join(root, Path::new("/new/path")),
+            root.join("new/path")
+        );
     }
 }

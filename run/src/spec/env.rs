@@ -25,7 +25,10 @@ pub fn merge(
     tty: bool,
     home: &str,
 ) -> Vec<String> {
-    let mut env = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}")];
+    let mut env = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+    ];
     if tty {
         env.push("TERM=xterm".into());
     }
@@ -54,7 +57,11 @@ mod tests {
     #[test]
     fn later_sources_win_and_defaults_fill_in() {
         let env = merge(
-            &["PATH=/image/bin".into(), "GREETING=hello".into(), "A=1".into()],
+            &[
+                "PATH=/image/bin".into(),
+                "GREETING=hello".into(),
+                "A=1".into(),
+            ],
             &["GREETING=bye".into(), "B=2".into()],
             "abc",
             true,
@@ -73,7 +80,10 @@ mod tests {
             ]
         );
         let env = merge(&[], &["HOME=/x".into()], "h", false, "/root");
-        assert_eq!(env, [&format!("PATH={DEFAULT_PATH}"), "HOSTNAME=h", "HOME=/x"]);
+        assert_eq!(
+            env,
+            [&format!("PATH={DEFAULT_PATH}"), "HOSTNAME=h", "HOME=/x"]
+        );
     }
 
     #[test]

@@ -194,7 +194,12 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
         .readonly_paths(Vec::<String>::new());
     if !opts.privileged {
         linux = linux
-            .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .masked_paths(
+                MASKED_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
             .readonly_paths(
                 READONLY_PATHS
                     .iter()
@@ -289,7 +294,12 @@ pub fn command_line(entrypoint: &[String], cmd: &[String], opts: &RunOptions) ->
     entrypoint.into_iter().chain(cmd).collect()
 }
 
-fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, oci_spec::OciSpecError> {
+fn mount(
+    dest: &str,
+    typ: &str,
+    source: &str,
+    options: &[&str],
+) -> Result<Mount, oci_spec::OciSpecError> {
     MountBuilder::default()
         .destination(dest)
         .typ(typ)
@@ -306,16 +316,59 @@ fn mounts(opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<Vec<Mount>, oci_sp
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         // No `nodev` on /dev itself: its device nodes are bind mounts of the host's, each its
         // own mount; see rootfs::device for why everything else is `nodev`.
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
         if rootless {
             // gid 5 (tty) is not mapped in a rootless user namespace.
-            mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"])?
+            mount(
+                "/dev/pts",
+                "devpts",
+                "devpts",
+                &[
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620",
+                ],
+            )?
         } else {
-            mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"])?
+            mount(
+                "/dev/pts",
+                "devpts",
+                "devpts",
+                &[
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620",
+                    "gid=5",
+                ],
+            )?
         },
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", sys_ro])?,
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", sys_ro],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
     ];
     let mut extra: Vec<Mount> = Vec::new();
     for f in ["resolv.conf", "hostname", "hosts"] {

@@ -173,11 +173,13 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, UserEr
             // groups are not looked up.
             gid = match g.parse::<u32>() {
                 Ok(n) => n,
-                Err(_) => groups
-                    .iter()
-                    .find(|e| e.name == g)
-                    .ok_or_else(|| UserError::NoGroup(g.to_string()))?
-                    .gid,
+                Err(_) => {
+                    groups
+                        .iter()
+                        .find(|e| e.name == g)
+                        .ok_or_else(|| UserError::NoGroup(g.to_string()))?
+                        .gid
+                }
             };
         }
         None => {

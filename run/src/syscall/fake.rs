@@ -87,7 +87,10 @@ impl Syscall for RecordingSyscall {
         self.push(Call::Umount2(target.to_path_buf(), flags))
     }
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
-        self.push(Call::PivotRoot(new_root.to_path_buf(), put_old.to_path_buf()))
+        self.push(Call::PivotRoot(
+            new_root.to_path_buf(),
+            put_old.to_path_buf(),
+        ))
     }
     fn chdir(&self, path: &Path) -> io::Result<()> {
         self.push(Call::Chdir(path.to_path_buf()))
