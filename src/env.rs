@@ -11,4 +11,5 @@ pub const FERRY_PASSWORD: &str = "FERRY_PASSWORD";
 /// Store root, as `--root`.
 pub const FERRY_ROOT: &str = "FERRY_ROOT";
 /// How `ferry run` makes a root file system: `auto` (overlayfs, else a copy), `overlay`, `copy`.
+#[cfg(unix)]
 pub const FERRY_ROOTFS: &str = "FERRY_ROOTFS";
