@@ -36,6 +36,11 @@ pub fn diagnose_with(err: io::Error, read: impl Fn(&str) -> Option<String>) -> R
             "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1)".to_string(),
             "kernel.apparmor_restrict_unprivileged_userns=0",
         )
+    } else if err.raw_os_error() == Some(libc::ENOSPC) {
+        (
+            "the limit on user namespaces is reached (user.max_user_namespaces, here or in an enclosing namespace)".to_string(),
+            "user.max_user_namespaces=28633",
+        )
     } else if err.raw_os_error() == Some(libc::EINVAL) {
         (
             "the kernel has no user namespace support (CONFIG_USER_NS); on RHEL 7 also boot with namespace.unpriv_enable=1".to_string(),

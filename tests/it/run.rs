@@ -700,3 +700,151 @@ fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn run_tty_gives_a_terminal_of_the_callers_size() {
+    use std::os::fd::FromRawFd;
+    let s = require_services!();
+    let home = tempdir();
+    let img = install(s, home.path(), "ferry/busybox:oci");
+    let (mut master, mut slave) = (0, 0);
+    let ws = libc::winsize {
+        ws_row: 33,
+        ws_col: 77,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty fills two descriptors we own.
+    assert_eq!(
+        unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &ws,
+            )
+        },
+        0
+    );
+    // SAFETY: fresh descriptors, each wrapped once.
+    let (master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    };
+    let mut child = ferry(home.path())
+        .args([
+            "run",
+            "--rm",
+            "-t",
+            &img,
+            "sh",
+            "-c",
+            "[ -t 0 ] && [ -t 1 ] && echo is-tty; stty size; echo $TERM",
+        ])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let st = child.wait().unwrap();
+    // The caller's terminal is restored from raw mode and the output is all there.
+    let mut out = Vec::new();
+    let mut m = master;
+    let mut buf = [0u8; 4096];
+    // SAFETY: non-blocking reads of what the pty holds.
+    unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&m),
+            libc::F_SETFL,
+            libc::O_NONBLOCK,
+        )
+    };
+    while let Ok(n) = std::io::Read::read(&mut m, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(st.code(), Some(0), "{out}");
+    assert!(out.contains("is-tty\r\n33 77\r\nxterm"), "{out:?}");
+}
+
+/// Runs ferry as `nobody` (a rootless user) on a store that user can write.
+fn rootless(home: &Path, args: &[&str]) -> Ran {
+    run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_ferry"))
+        .env("FERRY_ROOT", home.join("store"))
+        .env("HOME", home)
+        .arg("run")
+        .args(args))
+}
+
+#[test]
+fn run_rootless_maps_the_user_to_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = require_services!();
+    let home = tempdir();
+    let img = install(s, home.path(), "ferry/busybox:oci");
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let containers = home.path().join("store/containers");
+    std::fs::create_dir_all(&containers).unwrap();
+    std::os::unix::fs::chown(&containers, Some(65534), Some(65534)).unwrap();
+    // A rootless store is unpacked by its user: every file is theirs, root inside.
+    let st = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(home.path().join("store/snapshots"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = rootless(
+        home.path(),
+        &[
+            "--rm",
+            &img,
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map | xargs; echo $$; hostname | wc -c",
+        ],
+    )
+    .ok();
+    assert_eq!(r.stdout, "0\n0 65534 1\n1\n13\n");
+    // Only root is mapped; limits need cgroups ferry cannot write.
+    let r = rootless(home.path(), &["--rm", "-u", "1000", &img, "id"]);
+    assert_eq!(r.code, Some(125));
+    let r = rootless(home.path(), &["--rm", "--memory", "64m", &img, "true"]);
+    assert_eq!(r.code, Some(125));
+    assert!(r.stderr.contains("without root"), "{}", r.stderr);
+}
+
+#[test]
+fn run_rootless_without_user_namespaces_names_the_setting() {
+    let s = require_services!();
+    let home = tempdir();
+    let img = install(s, home.path(), "ferry/busybox:oci");
+    // One user namespace allowed under a private one, and already used by the one ferry runs
+    // in as a non-root user: its own is refused (ENOSPC), as on a host where the limit is 0.
+    let ferry_bin = env!("CARGO_BIN_EXE_ferry");
+    let script = format!(
+        "echo 1 > /proc/sys/user/max_user_namespaces && exec unshare --user --map-user=65534 --map-group=65534 {ferry_bin} run --rm {img} true"
+    );
+    let r = run(Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c", &script])
+        .env("FERRY_ROOT", home.path().join("store")));
+    assert_eq!(r.code, Some(125), "{r:?}");
+    assert!(
+        r.stderr.contains("user.max_user_namespaces"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("hint: as root, run `sysctl -w user.max_user_namespaces="),
+        "{}",
+        r.stderr
+    );
+}
