@@ -138,7 +138,8 @@ fn locked_flags(path: &Path) -> MountFlags {
         (libc::ST_NOEXEC, libc::MS_NOEXEC),
         (libc::ST_NOATIME, libc::MS_NOATIME),
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
+        // musl's headers lack ST_RELATIME; the kernel's value is 0x1000.
+        (0x1000, libc::MS_RELATIME),
     ]
     .iter()
     .filter(|(st, _)| f & st != 0)
