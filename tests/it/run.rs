@@ -848,3 +848,114 @@ fn run_rootless_without_user_namespaces_names_the_setting() {
         r.stderr
     );
 }
+
+#[test]
+fn run_init_reaps_orphans_and_hides_its_binary() {
+    let s = require_services!();
+    let home = tempdir();
+    let img = install(s, home.path(), "ferry/busybox:oci");
+    // An orphan is re-parented to PID 1: `sleep 5` (exec'd by sh) never reaps it, the init does.
+    let zombies = |init: bool| {
+        let mut args = vec!["-d"];
+        if init {
+            args.push("--init");
+        }
+        args.extend_from_slice(&[&img, "sh", "-c", "(sleep 0.1 &); exec sleep 5"]);
+        let id = ferry_run(home.path(), &args).ok().stdout.trim().to_string();
+        std::thread::sleep(Duration::from_millis(800));
+        let ps = run(ferry(home.path()).args(["exec", &id, "ps", "-o", "stat,comm"])).ok();
+        run(ferry(home.path()).args(["rm", "-f", &id])).ok();
+        ps.stdout.lines().filter(|l| l.starts_with('Z')).count()
+    };
+    assert_eq!(zombies(false), 1);
+    assert_eq!(zombies(true), 0);
+    // The init is ferry's own code: processes in the container cannot reach the host's ferry
+    // binary through /proc/1/exe (CVE-2019-5736).
+    let r = ferry_run(
+        home.path(),
+        &[
+            "--rm",
+            "--init",
+            &img,
+            "sh",
+            "-c",
+            "cat /proc/1/exe > /dev/null 2>&1 && echo readable || echo protected",
+        ],
+    )
+    .ok();
+    assert_eq!(r.stdout, "protected\n");
+}
+
+#[test]
+fn run_exec_with_a_terminal() {
+    use std::os::fd::FromRawFd;
+    let s = require_services!();
+    let home = tempdir();
+    let img = install(s, home.path(), "ferry/busybox:oci");
+    let id = ferry_run(home.path(), &["-d", &img, "sleep", "30"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let (mut master, mut slave) = (0, 0);
+    let ws = libc::winsize {
+        ws_row: 20,
+        ws_col: 50,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty fills two descriptors we own.
+    assert_eq!(
+        unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &ws,
+            )
+        },
+        0
+    );
+    // SAFETY: fresh descriptors, each wrapped once.
+    let (mut master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    };
+    let st = ferry(home.path())
+        .args([
+            "exec",
+            "-t",
+            &id,
+            "sh",
+            "-c",
+            "[ -t 1 ] && echo is-tty; stty size; exit 6",
+        ])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .status()
+        .unwrap();
+    // SAFETY: non-blocking reads of what the pty holds.
+    unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&master),
+            libc::F_SETFL,
+            libc::O_NONBLOCK,
+        )
+    };
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(st.code(), Some(6), "{out}");
+    assert!(out.contains("is-tty\r\n20 50\r\n"), "{out:?}");
+    run(ferry(home.path()).args(["rm", "-f", &id])).ok();
+}

@@ -102,6 +102,10 @@ pub fn exec(containers: &Containers, reference: &str, opts: &ExecOptions) -> Res
     } else {
         None
     };
+    // The size must be right before the command starts, not once the proxy runs.
+    if let Some(t) = &pty {
+        tty::copy_winsize(libc::STDIN_FILENO, t.master.as_raw_fd());
+    }
     let null = (!opts.interactive && !opts.tty)
         .then(|| std::fs::File::open("/dev/null").ok().map(OwnedFd::from))
         .flatten();

@@ -361,6 +361,10 @@ fn foreground(p: &mut Prepared, source: &dyn ImageSource) -> Result<i32, RunErro
     } else {
         None
     };
+    // The size must be right before the command starts, not once the proxy runs.
+    if let Some(t) = &pty {
+        tty::copy_winsize(libc::STDIN_FILENO, t.master.as_raw_fd());
+    }
     let null: Option<OwnedFd> = if p.opts.interactive || p.opts.tty {
         None
     } else {

@@ -142,6 +142,23 @@ pub fn close_inherited_fds() {
     }
 }
 
+/// Closes every descriptor above stderr except `keep`: for the `--init`, which never executes
+/// anything, so close-on-exec never takes effect for it (and a held pipe would keep
+/// `ferry run -d` waiting for the container to end).
+pub fn close_fds_except(keep: i32) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2 && *fd != keep)
+        .collect();
+    for fd in fds {
+        // SAFETY: closing descriptor numbers; the one used to list them is already gone.
+        unsafe { libc::close(fd) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

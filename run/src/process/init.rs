@@ -271,7 +271,10 @@ mod tests {
         );
         let setsid = index(&calls, |c| matches!(c, Call::Setsid));
         let bounding = index(&calls, |c| matches!(c, Call::CapbsetDrop(_)));
-        let groups = index(&calls, |c| matches!(c, Call::Setgroups(g) if g == &[1000, 1001]));
+        let groups = index(
+            &calls,
+            |c| matches!(c, Call::Setgroups(g) if g == &[1000, 1001]),
+        );
         let gid = index(&calls, |c| matches!(c, Call::Setgid(1000)));
         let uid = index(&calls, |c| matches!(c, Call::Setuid(1000)));
         let capset = index(&calls, |c| matches!(c, Call::Capset(0, 0, 0)));
@@ -330,7 +333,11 @@ mod tests {
         let calls = sys.calls();
         // Only what ferry itself does not hold is dropped.
         let held = caps::held();
-        assert!(!calls.iter().any(|c| matches!(c, Call::CapbsetDrop(n) if held & (1 << n) != 0)));
+        assert!(
+            !calls
+                .iter()
+                .any(|c| matches!(c, Call::CapbsetDrop(n) if held & (1 << n) != 0))
+        );
         assert!(!calls.iter().any(|c| matches!(c, Call::SetNoNewPrivs)));
         assert!(
             !calls

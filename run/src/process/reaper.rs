@@ -38,7 +38,7 @@ pub fn run_init(sys: &dyn Syscall, args: &[String], env: &[String]) -> InitError
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
-    exec::close_inherited_fds();
+    exec::close_fds_except(ERROR_FD.load(std::sync::atomic::Ordering::SeqCst));
     // SAFETY: single-threaded; the child only execs.
     let child = unsafe { libc::fork() };
     if child < 0 {
