@@ -959,3 +959,83 @@ fn run_exec_with_a_terminal() {
     assert!(out.contains("is-tty\r\n20 50\r\n"), "{out:?}");
     run(ferry(home.path()).args(["rm", "-f", &id])).ok();
 }
+
+#[test]
+fn run_tty_follows_window_size_changes() {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let s = require_services!();
+    let home = tempdir();
+    let img = install(s, home.path(), "ferry/busybox:oci");
+    let (mut master, mut slave) = (0, 0);
+    let ws = libc::winsize {
+        ws_row: 33,
+        ws_col: 77,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty fills two descriptors we own.
+    assert_eq!(
+        unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &ws,
+            )
+        },
+        0
+    );
+    // SAFETY: fresh descriptors, each wrapped once.
+    let (mut master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    };
+    let mut child = ferry(home.path())
+        .args([
+            "run",
+            "--rm",
+            "-t",
+            &img,
+            "sh",
+            "-c",
+            "trap 'stty size; exit 0' WINCH; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&out).contains("ready") {
+        let n = std::io::Read::read(&mut master, &mut buf).unwrap();
+        out.extend_from_slice(&buf[..n]);
+    }
+    // The user resizes the terminal: the terminal's size changes and ferry gets SIGWINCH.
+    let bigger = libc::winsize {
+        ws_row: 40,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: sets the size of our own pty and signals our own child.
+    unsafe {
+        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &bigger);
+        libc::kill(child.id() as i32, libc::SIGWINCH);
+    }
+    let st = child.wait().unwrap();
+    // SAFETY: non-blocking reads of what the pty still holds.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(st.code(), Some(0), "{out:?}");
+    assert!(out.contains("40 100"), "{out:?}");
+}
