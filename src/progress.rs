@@ -120,7 +120,7 @@ impl CliReporter {
         let fresh = done.saturating_sub(self.present.load(Ordering::Relaxed));
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = fresh as f64 / secs;
-        let pct = if total > 0 { done * 100 / total } else { 100 };
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
         let eta = if rate > 0.0 {
             format!("{:.0}s", total.saturating_sub(done) as f64 / rate)
         } else {

@@ -96,7 +96,7 @@ pub enum FetchError {
         host: String,
         /// The mismatch.
         #[source]
-        source: DigestError,
+        source: Box<DigestError>,
     },
     /// A manifest, index or config could not be understood.
     #[error("{what} is not valid")]

@@ -98,7 +98,7 @@ pub struct Summary {
     pub images: Vec<FetchedImage>,
     /// Size of the archive.
     pub archive_bytes: u64,
-    /// Blob bytes downloaded in this run (less than the total when a run was resumed).
+    /// Layer bytes downloaded in this run (less than their total when a run was resumed).
     pub downloaded_bytes: u64,
     /// sha256 of the archive.
     pub checksum: Digest,
@@ -177,7 +177,7 @@ pub fn fetch(
             source,
         })?;
     }
-    let part = PartFile::open(part_path, &plan)?;
+    let part = PartFile::open(part_path, &plan, download::CHUNK)?;
     let small: HashMap<String, Vec<u8>> = resolved
         .iter()
         .flat_map(|(i, _)| {
@@ -193,48 +193,38 @@ pub fn fetch(
     part.write_known(&plan, &|b| small.get(&b.digest.to_string()).cloned())?;
 
     // Each layer comes from the first image that lists it.
-    let mut jobs = Vec::new();
-    let mut present = 0;
-    for (entry, blob) in plan.blobs() {
-        if small.contains_key(&blob.digest.to_string()) {
-            present += blob.size;
-            continue;
-        }
-        let Some(resume) = part.resume_point(entry, blob)? else {
-            present += blob.size;
-            continue;
-        };
-        present += resume.offset;
-        let (image, registry) = resolved
-            .iter()
-            .find(|(i, _)| i.record.layers.iter().any(|l| l.digest == blob.digest))
-            .expect("every planned blob belongs to an image");
-        jobs.push(download::Job {
-            entry,
-            blob,
-            registry: registry.clone(),
-            repo: image
-                .record
-                .reference
-                .as_ref()
-                .expect("fetched images have references")
-                .repository()
-                .to_string(),
-            resume,
-        });
-    }
-    let total = plan.blob_bytes();
-    reporter.on_download_start(total, present, plan.blobs().count());
-    download::run_all(
-        jobs,
+    let layers: Vec<download::Layer> = plan
+        .blobs()
+        .filter(|(_, b)| !small.contains_key(&b.digest.to_string()))
+        .map(|(entry, blob)| {
+            let (image, registry) = resolved
+                .iter()
+                .find(|(i, _)| i.record.layers.iter().any(|l| l.digest == blob.digest))
+                .expect("every planned layer belongs to an image");
+            download::Layer {
+                offset: entry.data_offset(),
+                blob: blob.clone(),
+                registry: registry.clone(),
+                repo: image
+                    .record
+                    .reference
+                    .as_ref()
+                    .expect("fetched images have references")
+                    .repository()
+                    .to_string(),
+            }
+        })
+        .collect();
+    let done = download::transfer(
+        &layers,
         &part,
+        plan.total_len(),
         opts.concurrency,
         &opts.retry,
         reporter.as_ref(),
     )?;
-
     reporter.on_finishing();
-    let checksum = part.checksum(plan.total_len())?;
+    let checksum = done.checksum;
     match destination {
         Destination::File(path) => {
             let sidecar = with_suffix(path, ".sha256");
@@ -282,7 +272,7 @@ pub fn fetch(
             })
             .collect(),
         archive_bytes: plan.total_len(),
-        downloaded_bytes: total - present,
+        downloaded_bytes: done.downloaded,
         checksum,
         elapsed: started.elapsed(),
     })

@@ -5,9 +5,9 @@
 //! file is created at its final size and every blob is written straight to its offset, by
 //! several downloads at once, with no second copy. The journal is a lower bound of what is on
 //! disk: it is written after the data, so a process killed at any moment (Ctrl-C, kill -9)
-//! leaves a state a rerun can continue from. A rerun trusts nothing: it re-hashes what the
-//! journal lists before continuing, and only an archive whose every blob was verified is
-//! renamed to its final name.
+//! leaves a state a rerun can continue from. A rerun trusts nothing: every blob is hashed again
+//! from the file before it counts as verified, and only an archive whose every blob was
+//! verified is renamed to its final name.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ferry_oci::archive::{ArchivePlan, BlobRef, Content, Entry};
+use ferry_oci::archive::{ArchivePlan, BlobRef, Content};
 use ferry_oci::digest::{Digest, Hasher};
 use serde::{Deserialize, Serialize};
 
@@ -27,21 +27,12 @@ const JOURNAL_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Journal {
-    /// The plan this part file was laid out for.
+    /// The plan this part file was laid out for, and the chunk size its chunks are counted in.
     fingerprint: String,
-    /// Bytes of each blob known to be written, from its start.
-    written: BTreeMap<String, u64>,
+    /// Indexes of the chunks of each blob known to be written.
+    chunks: BTreeMap<String, Vec<u32>>,
     /// Blobs written and verified.
     complete: Vec<String>,
-}
-
-/// Where a blob's download can start.
-#[derive(Debug, Clone)]
-pub struct Resume {
-    /// Bytes already on disk (and hashed into `hasher`).
-    pub offset: u64,
-    /// The hash of those bytes.
-    pub hasher: Hasher,
 }
 
 /// An archive being written.
@@ -66,9 +57,13 @@ fn io_err<'a>(
 impl PartFile {
     /// Opens `part_path` for `plan`: continues it if its journal belongs to the same plan,
     /// otherwise starts it afresh at the archive's full size.
-    pub fn open(part_path: PathBuf, plan: &ArchivePlan) -> Result<Self, FetchError> {
+    pub fn open(
+        part_path: PathBuf,
+        plan: &ArchivePlan,
+        chunk_size: u64,
+    ) -> Result<Self, FetchError> {
         let journal_path = with_suffix(&part_path, ".json");
-        let fingerprint = plan.fingerprint().to_string();
+        let fingerprint = format!("{} chunk={chunk_size}", plan.fingerprint());
         let previous = std::fs::read(&journal_path)
             .ok()
             .and_then(|b| serde_json::from_slice::<Journal>(&b).ok())
@@ -122,64 +117,33 @@ impl PartFile {
         Ok(())
     }
 
-    /// Where the download of the blob in `entry` can start: the journal's claim, re-hashed.
-    /// `None` when the blob is already complete and still verifies.
-    pub fn resume_point(
-        &self,
-        entry: &Entry,
-        blob: &BlobRef,
-    ) -> Result<Option<Resume>, FetchError> {
-        let key = blob.digest.to_string();
-        let (complete, written) = {
-            let j = self.journal.lock().expect("journal lock");
-            (
-                j.0.complete.contains(&key),
-                j.0.written.get(&key).copied().unwrap_or(0),
-            )
-        };
-        let claimed = if complete {
-            blob.size
-        } else {
-            written.min(blob.size)
-        };
-        let mut hasher = Hasher::for_digest(&blob.digest).map_err(|source| FetchError::Verify {
-            what: format!("blob {}", blob.digest),
-            host: "the archive".into(),
-            source,
-        })?;
-        if claimed > 0 {
-            self.hash_range(entry.data_offset(), claimed, &mut hasher)?;
-        }
-        if complete {
-            if hasher.clone().verify(&blob.digest, Some(blob.size)).is_ok() {
-                return Ok(None);
-            }
-            // The journal said complete but the bytes disagree (a crash before the data
-            // reached the disk): download it again.
-            tracing::debug!(digest = %blob.digest, "journal claimed a blob that does not verify");
-            self.forget(&blob.digest)?;
-            return Ok(Some(Resume {
-                offset: 0,
-                hasher: Hasher::for_digest(&blob.digest).expect("checked above"),
-            }));
-        }
-        Ok(Some(Resume {
-            offset: claimed,
-            hasher,
-        }))
-    }
-
     /// Writes `bytes` at `offset`.
     pub fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), FetchError> {
         positional::write_all_at(&self.file, bytes, offset)
             .map_err(io_err("write", &self.part_path))
     }
 
-    /// Records that the first `written` bytes of `digest` are on disk.
-    pub fn record_progress(&self, digest: &Digest, written: u64) -> Result<(), FetchError> {
+    /// The chunks of `digest` an earlier run wrote (complete blobs count as all written).
+    pub fn chunks_on_disk(&self, digest: &Digest, chunks: u32) -> Vec<bool> {
+        let j = self.journal.lock().expect("journal lock");
+        let key = digest.to_string();
+        let mut done = vec![j.0.complete.contains(&key); chunks as usize];
+        for &i in j.0.chunks.get(&key).into_iter().flatten() {
+            if let Some(d) = done.get_mut(i as usize) {
+                *d = true;
+            }
+        }
+        done
+    }
+
+    /// Records that chunk `index` of `digest` is on disk.
+    pub fn record_chunk(&self, digest: &Digest, index: u32) -> Result<(), FetchError> {
         let due = {
             let mut j = self.journal.lock().expect("journal lock");
-            j.0.written.insert(digest.to_string(), written);
+            j.0.chunks
+                .entry(digest.to_string())
+                .or_default()
+                .push(index);
             j.1.elapsed() >= JOURNAL_INTERVAL
         };
         if due { self.flush_journal() } else { Ok(()) }
@@ -190,7 +154,7 @@ impl PartFile {
         {
             let mut j = self.journal.lock().expect("journal lock");
             let key = digest.to_string();
-            j.0.written.remove(&key);
+            j.0.chunks.remove(&key);
             if !j.0.complete.contains(&key) {
                 j.0.complete.push(key);
             }
@@ -198,11 +162,12 @@ impl PartFile {
         self.flush_journal()
     }
 
-    fn forget(&self, digest: &Digest) -> Result<(), FetchError> {
+    /// Forgets everything about `digest` (its bytes did not verify).
+    pub fn forget(&self, digest: &Digest) -> Result<(), FetchError> {
         {
             let mut j = self.journal.lock().expect("journal lock");
             let key = digest.to_string();
-            j.0.written.remove(&key);
+            j.0.chunks.remove(&key);
             j.0.complete.retain(|d| d != &key);
         }
         self.flush_journal()
@@ -220,8 +185,14 @@ impl PartFile {
         Ok(())
     }
 
-    fn hash_range(&self, offset: u64, len: u64, hasher: &mut Hasher) -> Result<(), FetchError> {
-        let mut buf = vec![0u8; 1 << 20];
+    /// Feeds the bytes at `offset..offset + len` to `hasher`, reading through `buf`.
+    pub fn hash_range(
+        &self,
+        offset: u64,
+        len: u64,
+        hasher: &mut Hasher,
+        buf: &mut [u8],
+    ) -> Result<(), FetchError> {
         let mut done = 0;
         while done < len {
             let n = buf.len().min((len - done) as usize);
@@ -231,13 +202,6 @@ impl PartFile {
             done += n as u64;
         }
         Ok(())
-    }
-
-    /// The sha256 of the whole archive, for the `.sha256` file beside it.
-    pub fn checksum(&self, len: u64) -> Result<Digest, FetchError> {
-        let mut h = Hasher::sha256();
-        self.hash_range(0, len, &mut h)?;
-        Ok(h.finish())
     }
 
     /// Copies the whole archive to `out` (for `-o -`).
