@@ -10,6 +10,7 @@
 //! itself: callers pass a [`Reporter`].
 
 pub mod credentials;
+pub mod docker_config;
 mod download;
 pub mod error;
 pub mod http;
@@ -27,6 +28,7 @@ use ferry_oci::archive::ArchivePlan;
 use ferry_oci::{Digest, ImageReference, Platform};
 
 pub use credentials::{Credentials, Secret};
+pub use docker_config::DockerConfig;
 pub use error::FetchError;
 pub use http::agent::AgentOptions;
 pub use http::retry::RetryPolicy;
@@ -57,8 +59,10 @@ pub struct FetchOptions {
     pub concurrency: usize,
     /// Hosts where plain HTTP and unverified TLS are allowed.
     pub insecure_registries: Vec<String>,
-    /// Credentials for the registries of the requested images.
+    /// Credentials given explicitly, for every registry of the requested images.
     pub credentials: Option<Credentials>,
+    /// Docker's client configuration, for registries without explicit credentials.
+    pub docker_config: Option<Arc<DockerConfig>>,
     /// Retries of failed requests and dropped downloads.
     pub retry: RetryPolicy,
     /// Connection settings.
@@ -72,6 +76,7 @@ impl Default for FetchOptions {
             concurrency: 8,
             insecure_registries: Vec::new(),
             credentials: None,
+            docker_config: None,
             retry: RetryPolicy::default(),
             agent: AgentOptions::default(),
         }
@@ -128,7 +133,7 @@ pub fn fetch(
     let mut agent_opts = opts.agent.clone();
     agent_opts.connections_per_host = agent_opts.connections_per_host.max(opts.concurrency);
     let shared = Arc::new(Shared {
-        agents: http::agent::Agents::new(&agent_opts),
+        agents: http::agent::Agents::new(&agent_opts)?,
         insecure: opts.insecure_registries.clone(),
         retry: opts.retry.clone(),
         reporter: reporter.clone(),
@@ -143,21 +148,24 @@ pub fn fetch(
         }
         seen.push(reference.qualified());
         let host = reference.registry_host().to_string();
-        let registry = registries
-            .entry(host.clone())
-            .or_insert_with(|| {
-                Arc::new(Registry::new(
-                    &host,
-                    shared.clone(),
-                    opts.credentials.clone(),
-                ))
-            })
-            .clone();
+        let registry = match registries.get(&host) {
+            Some(r) => r.clone(),
+            None => {
+                let credentials = match (&opts.credentials, &opts.docker_config) {
+                    (Some(c), _) => Some(c.clone()),
+                    (None, Some(config)) => config.credentials_for(reference.registry())?,
+                    (None, None) => None,
+                };
+                let r = Arc::new(Registry::new(&host, shared.clone(), credentials));
+                registries.insert(host.clone(), r.clone());
+                r
+            }
+        };
         let image = resolve::resolve(&registry, reference, &opts.platform)?;
         reporter.on_resolved(
             reference,
             image.record.platform.as_ref().unwrap_or(&opts.platform),
-            image.record.layers.len(),
+            &image.record.layers,
         );
         resolved.push((image, registry));
     }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ferry_fetch::{Credentials, Destination, FetchOptions, RetryPolicy};
+use ferry_fetch::{
+    AgentOptions, Credentials, Destination, DockerConfig, FetchOptions, RetryPolicy,
+};
 use ferry_oci::{ImageReference, Platform};
 
 use crate::cli::GlobalArgs;
@@ -32,7 +34,12 @@ pub struct FetchArgs {
     /// Allow plain HTTP and unverified TLS for this registry (repeatable). Never implied.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Also trust the certificate authorities in this PEM file (repeatable), on top of the
+    /// system's trust store.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
     /// Registry user name (the password is read with --password-stdin, or FERRY_PASSWORD).
+    /// Without it, credentials come from Docker's config.json (DOCKER_CONFIG, ~/.docker).
     #[arg(short, long, env = env::FERRY_USERNAME, value_name = "NAME")]
     pub username: Option<String>,
     /// Read the registry password (or token) from standard input.
@@ -65,7 +72,7 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             ),
         }
     } else {
-        Destination::File(args.output.clone())
+        Destination::File(crate::paths::native(&args.output))
     };
     let mode = if args.quiet {
         ProgressMode::None
@@ -78,6 +85,15 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency.into(),
         insecure_registries: args.insecure_registries.clone(),
         credentials,
+        docker_config: Some(Arc::new(docker_config()?)),
+        agent: AgentOptions {
+            ca_certs: args
+                .ca_certs
+                .iter()
+                .map(|p| crate::paths::native(p))
+                .collect(),
+            ..AgentOptions::default()
+        },
         retry: RetryPolicy {
             attempts: args.retries,
             ..RetryPolicy::default()
@@ -130,5 +146,13 @@ fn credentials(args: &FetchArgs) -> anyhow::Result<Option<Credentials>> {
             bail!("--username needs a password: use --password-stdin or set FERRY_PASSWORD")
         }
         (None, _) => Ok(None),
+    }
+}
+
+/// Docker's client configuration, as the Docker client would find it.
+fn docker_config() -> anyhow::Result<DockerConfig> {
+    match DockerConfig::path(std::env::var_os(env::DOCKER_CONFIG).map(PathBuf::from)) {
+        Some(path) => Ok(DockerConfig::load(&path)?),
+        None => Ok(DockerConfig::default()),
     }
 }
