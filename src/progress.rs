@@ -164,8 +164,10 @@ impl Reporter for CliReporter {
         let index = counts.images.len();
         let mut total = 0;
         for l in layers {
-            if !counts.owner.contains_key(&l.digest.to_string()) {
-                counts.owner.insert(l.digest.to_string(), index);
+            if let std::collections::hash_map::Entry::Vacant(e) =
+                counts.owner.entry(l.digest.to_string())
+            {
+                e.insert(index);
                 total += l.size;
             }
         }

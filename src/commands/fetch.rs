@@ -98,7 +98,6 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             attempts: args.retries,
             ..RetryPolicy::default()
         },
-        ..FetchOptions::default()
     };
     let result = ferry_fetch::fetch(&args.images, &destination, &opts, reporter.clone());
     reporter.clear();
