@@ -18,15 +18,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// HTTP headers as name/value pairs.
+pub type Headers = Vec<(String, String)>;
+
+/// An injected answer: status, how many times, extra headers.
+pub type StatusFault = (u16, u32, Headers);
+
 /// What to do to the traffic. Counters (`times`) decrease as faults fire.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// Close the connection after this many body bytes of a blob response, `.1` times.
     pub cut_blob_after: Option<(u64, u32)>,
     /// Answer blob requests with this status (and headers) instead of forwarding, `.1` times.
-    pub blob_status: Option<(u16, u32, Vec<(String, String)>)>,
+    pub blob_status: Option<StatusFault>,
     /// Answer manifest requests with this status instead of forwarding, `.1` times.
-    pub manifest_status: Option<(u16, u32, Vec<(String, String)>)>,
+    pub manifest_status: Option<StatusFault>,
     /// Limit body bandwidth to this many bytes per second, per connection.
     pub bytes_per_sec: Option<u64>,
     /// Wait this long before answering each request (a round trip's latency).
@@ -123,7 +129,7 @@ impl FaultProxy {
 struct Request {
     method: String,
     target: String,
-    headers: Vec<(String, String)>,
+    headers: Headers,
 }
 
 impl Request {
@@ -143,7 +149,7 @@ impl Request {
     }
 }
 
-fn read_head(r: &mut impl BufRead) -> io::Result<Option<(String, Vec<(String, String)>)>> {
+fn read_head(r: &mut impl BufRead) -> io::Result<Option<(String, Headers)>> {
     let mut first = String::new();
     if r.read_line(&mut first)? == 0 {
         return Ok(None);
