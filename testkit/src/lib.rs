@@ -209,9 +209,7 @@ fn take<T: Clone>(slot: &mut Option<(T, u32)>) -> Option<T> {
     }
 }
 
-fn take3(
-    slot: &mut Option<(u16, u32, Vec<(String, String)>)>,
-) -> Option<(u16, Vec<(String, String)>)> {
+fn take3(slot: &mut Option<StatusFault>) -> Option<(u16, Headers)> {
     match slot {
         Some((status, n, headers)) if *n > 0 => {
             *n -= 1;
