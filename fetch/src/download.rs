@@ -77,6 +77,8 @@ enum Mode {
 
 struct State {
     chunks: Vec<Vec<Chunk>>,
+    /// Bytes on disk from the start of each chunk (where a pending chunk resumes).
+    written: Vec<Vec<u64>>,
     modes: Vec<Mode>,
     /// Reporter ids, assigned when a layer's first chunk starts.
     ids: Vec<Option<usize>>,
@@ -118,25 +120,32 @@ pub fn transfer(
     debug_assert!(layers.windows(2).all(|w| w[0].offset < w[1].offset));
     let mut present = 0;
     let mut chunks = Vec::new();
+    let mut written = Vec::new();
     let mut resumed = Vec::new();
     for layer in layers {
-        let on_disk = part.chunks_on_disk(&layer.blob.digest, layer.chunks());
-        present += on_disk
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| **d)
-            .map(|(i, _)| {
-                let (a, b) = layer.chunk_range(i as u32);
+        let lens: Vec<u64> = (0..layer.chunks())
+            .map(|i| {
+                let (a, b) = layer.chunk_range(i);
                 b - a
             })
-            .sum::<u64>();
-        resumed.push(on_disk.iter().any(|d| *d));
+            .collect();
+        let progress = part.chunk_progress(&layer.blob.digest, &lens);
+        present += progress.iter().sum::<u64>();
+        resumed.push(progress.iter().any(|p| *p > 0));
         chunks.push(
-            on_disk
-                .into_iter()
-                .map(|d| if d { Chunk::Done } else { Chunk::Pending })
+            progress
+                .iter()
+                .zip(&lens)
+                .map(|(p, len)| {
+                    if p == len {
+                        Chunk::Done
+                    } else {
+                        Chunk::Pending
+                    }
+                })
                 .collect(),
         );
+        written.push(progress);
     }
     reporter.on_download_start(
         layers.iter().map(|l| l.blob.size).sum(),
@@ -150,6 +159,7 @@ pub fn transfer(
         reporter,
         state: Mutex::new(State {
             chunks,
+            written,
             modes: vec![Mode::Ranged; layers.len()],
             ids: vec![None; layers.len()],
             resumed,
@@ -246,15 +256,8 @@ impl Transfer<'_> {
 
     fn start_report(&self, st: &mut State, l: usize) {
         if st.ids[l].is_none() {
-            let layer = &self.layers[l];
-            let done: u64 = (0..layer.chunks())
-                .filter(|i| st.chunks[l][*i as usize] == Chunk::Done)
-                .map(|i| {
-                    let (a, b) = layer.chunk_range(i);
-                    b - a
-                })
-                .sum();
-            st.ids[l] = Some(self.reporter.on_blob_start(&layer.blob, done));
+            let done = st.written[l].iter().sum();
+            st.ids[l] = Some(self.reporter.on_blob_start(&self.layers[l].blob, done));
         }
     }
 
@@ -274,7 +277,7 @@ impl Transfer<'_> {
             // A blob of one chunk is asked for without `Range`, which every registry serves.
             return self.fetch_whole(l, None);
         }
-        let mut pos = start;
+        let mut pos = start + self.lock().written[l][index as usize];
         let mut failures = 0;
         while pos < end {
             let range = format!("bytes={pos}-{}", end - 1);
@@ -429,6 +432,8 @@ impl Transfer<'_> {
             *pos += n as u64;
             self.downloaded.fetch_add(n as u64, Ordering::Relaxed);
             self.reporter.on_blob_progress(id, n as u64);
+            self.chunk_progress(l, *pos)
+                .map_err(std::io::Error::other)?;
         }
         Ok(())
     }
@@ -453,12 +458,26 @@ impl Transfer<'_> {
     }
 
     fn chunk_done(&self, l: usize, index: u32) -> Result<(), FetchError> {
+        let (a, b) = self.layers[l].chunk_range(index);
         {
             let mut st = self.lock();
             st.chunks[l][index as usize] = Chunk::Done;
+            st.written[l][index as usize] = b - a;
         }
         self.changed.notify_all();
-        self.part.record_chunk(&self.layers[l].blob.digest, index)
+        self.part
+            .record_chunk(&self.layers[l].blob.digest, index, b - a, false)
+    }
+
+    /// Records that layer `l`'s bytes up to `pos` are on disk, for the chunk holding `pos - 1`
+    /// (a rerun resumes such a chunk where it stopped instead of at its start).
+    fn chunk_progress(&self, l: usize, pos: u64) -> Result<(), FetchError> {
+        let layer = &self.layers[l];
+        let index = ((pos - 1) / CHUNK) as u32;
+        let (a, _) = layer.chunk_range(index);
+        self.lock().written[l][index as usize] = pos - a;
+        self.part
+            .record_chunk(&layer.blob.digest, index, pos - a, false)
     }
 
     /// The end of the run of done chunks that starts at byte `pos` of layer `l`.
@@ -515,6 +534,7 @@ impl Transfer<'_> {
                         self.part.forget(&layer.blob.digest)?;
                         let mut st = self.lock();
                         st.chunks[l].iter_mut().for_each(|c| *c = Chunk::Pending);
+                        st.written[l].iter_mut().for_each(|w| *w = 0);
                         st.modes[l] = Mode::Ranged;
                         st.resumed[l] = false;
                         if let Some(id) = st.ids[l] {

@@ -22,15 +22,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::FetchError;
 
-/// How often progress of partially downloaded blobs is written to the journal.
-const JOURNAL_INTERVAL: Duration = Duration::from_millis(500);
+/// How often progress of partially downloaded chunks is written to the journal: often enough
+/// that a kill loses little, rarely enough to cost nothing (a small file and a rename).
+const JOURNAL_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Journal {
     /// The plan this part file was laid out for, and the chunk size its chunks are counted in.
     fingerprint: String,
-    /// Indexes of the chunks of each blob known to be written.
-    chunks: BTreeMap<String, Vec<u32>>,
+    /// For each blob, the bytes known to be written from the start of each of its chunks.
+    chunks: BTreeMap<String, BTreeMap<u32, u64>>,
     /// Blobs written and verified.
     complete: Vec<String>,
 }
@@ -123,28 +124,42 @@ impl PartFile {
             .map_err(io_err("write", &self.part_path))
     }
 
-    /// The chunks of `digest` an earlier run wrote (complete blobs count as all written).
-    pub fn chunks_on_disk(&self, digest: &Digest, chunks: u32) -> Vec<bool> {
+    /// How many bytes of each chunk of `digest` an earlier run wrote, counted from the
+    /// chunk's start (`chunk_lens` gives each chunk's full length; a complete blob has them all).
+    pub fn chunk_progress(&self, digest: &Digest, chunk_lens: &[u64]) -> Vec<u64> {
         let j = self.journal.lock().expect("journal lock");
         let key = digest.to_string();
-        let mut done = vec![j.0.complete.contains(&key); chunks as usize];
-        for &i in j.0.chunks.get(&key).into_iter().flatten() {
-            if let Some(d) = done.get_mut(i as usize) {
-                *d = true;
-            }
+        if j.0.complete.contains(&key) {
+            return chunk_lens.to_vec();
         }
-        done
+        let known = j.0.chunks.get(&key);
+        chunk_lens
+            .iter()
+            .enumerate()
+            .map(|(i, len)| {
+                known
+                    .and_then(|k| k.get(&(i as u32)))
+                    .map_or(0, |w| (*w).min(*len))
+            })
+            .collect()
     }
 
-    /// Records that chunk `index` of `digest` is on disk.
-    pub fn record_chunk(&self, digest: &Digest, index: u32) -> Result<(), FetchError> {
+    /// Records that the first `written` bytes of chunk `index` of `digest` are on disk.
+    /// Written to the journal file at most every [`JOURNAL_INTERVAL`], and whenever `flush`.
+    pub fn record_chunk(
+        &self,
+        digest: &Digest,
+        index: u32,
+        written: u64,
+        flush: bool,
+    ) -> Result<(), FetchError> {
         let due = {
             let mut j = self.journal.lock().expect("journal lock");
             j.0.chunks
                 .entry(digest.to_string())
                 .or_default()
-                .push(index);
-            j.1.elapsed() >= JOURNAL_INTERVAL
+                .insert(index, written);
+            flush || j.1.elapsed() >= JOURNAL_INTERVAL
         };
         if due { self.flush_journal() } else { Ok(()) }
     }

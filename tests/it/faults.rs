@@ -11,7 +11,7 @@ use crate::harness::{Ran, ferry, run, sha256_file, tempdir};
 use crate::require_services;
 
 /// `ferry fetch` of `repo_tag` through `proxy` into `dir/name`.
-fn fetch_via(
+pub(crate) fn fetch_via(
     proxy: &FaultProxy,
     home: &Path,
     name: &str,
@@ -35,7 +35,7 @@ fn fetch_via(
 }
 
 /// The archive an undisturbed fetch through `proxy` writes.
-fn baseline(proxy: &FaultProxy, home: &Path, repo_tag: &str) -> String {
+pub(crate) fn baseline(proxy: &FaultProxy, home: &Path, repo_tag: &str) -> String {
     proxy.set_plan(Plan::default());
     let (ran, out) = fetch_via(proxy, home, "baseline.tar", repo_tag, &[]);
     ran.ok();

@@ -4,3 +4,4 @@ mod fake_registry;
 mod faults;
 mod fetch;
 mod harness;
+mod resume;

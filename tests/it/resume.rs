@@ -1,0 +1,134 @@
+//! Interrupted fetches: killed with SIGKILL at several points and rerun with the same
+//! arguments, a fetch must end in exactly the archive an undisturbed one writes, downloading
+//! only what the killed runs had not.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry_testkit::{FaultProxy, Plan};
+
+use crate::faults::{baseline, fetch_via};
+use crate::harness::{ferry, sha256_file, tempdir};
+use crate::require_services;
+
+const IMAGE: &str = "ferry/large:oci";
+
+fn spawn_fetch(proxy: &FaultProxy, home: &Path, out: &Path) -> Child {
+    ferry(home)
+        .args([
+            "fetch",
+            "--progress",
+            "none",
+            "--insecure-registry",
+            &proxy.addr,
+            "-o",
+        ])
+        .arg(out)
+        .arg(format!("{}/{IMAGE}", proxy.addr))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ferry")
+}
+
+/// Kills the fetch with SIGKILL once the proxy has sent `bytes` blob bytes.
+fn kill_after(proxy: &FaultProxy, child: &mut Child, bytes: u64) {
+    let started = Instant::now();
+    while proxy.blob_bytes() < bytes {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the fetch finished before it could be killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the fetch made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_fetch_killed_at_half_resumes_and_downloads_only_the_rest() {
+    let s = require_services!();
+    let home = tempdir();
+    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
+    let want = baseline(&proxy, home.path(), IMAGE);
+    let total = proxy.blob_bytes();
+    proxy.reset_counters();
+    proxy.set_plan(Plan {
+        bytes_per_sec: Some(48 << 20),
+        ..Plan::default()
+    });
+    let out = home.path().join("half.tar");
+    let mut child = spawn_fetch(&proxy, home.path(), &out);
+    kill_after(&proxy, &mut child, total / 2);
+    assert!(
+        !out.exists(),
+        "a killed fetch left a file under the final name"
+    );
+    assert!(
+        home.path().join("half.tar.part").exists(),
+        "no resumable state was left"
+    );
+
+    proxy.set_plan(Plan::default());
+    proxy.reset_counters();
+    let (ran, _) = fetch_via(&proxy, home.path(), "half.tar", IMAGE, &[]);
+    let ran = ran.ok();
+    let rerun = proxy.blob_bytes();
+    eprintln!(
+        "resume figure: killed after {:.0}% of {total} blob bytes; the rerun downloaded {rerun} bytes = {:.1}% of a full fetch",
+        50.0,
+        100.0 * rerun as f64 / total as f64
+    );
+    assert!(ran.stderr.contains("resuming:"), "{}", ran.stderr);
+    assert_eq!(
+        sha256_file(&out),
+        want,
+        "the resumed archive differs from an undisturbed fetch"
+    );
+    assert!(
+        rerun < total * 7 / 10,
+        "the rerun downloaded {rerun} of {total} bytes"
+    );
+    assert!(
+        !home.path().join("half.tar.part").exists(),
+        "partial state was not cleaned up"
+    );
+    assert!(
+        !home.path().join("half.tar.part.json").exists(),
+        "the journal was not cleaned up"
+    );
+}
+
+#[test]
+fn a_fetch_killed_repeatedly_still_ends_byte_identical() {
+    let s = require_services!();
+    let home = tempdir();
+    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
+    let want = baseline(&proxy, home.path(), IMAGE);
+    let total = proxy.blob_bytes();
+    let out = home.path().join("again.tar");
+    proxy.set_plan(Plan {
+        bytes_per_sec: Some(48 << 20),
+        ..Plan::default()
+    });
+    // Kill early (during the first chunks), in the middle, and near the end.
+    for fraction in [5, 30, 30] {
+        proxy.reset_counters();
+        let mut child = spawn_fetch(&proxy, home.path(), &out);
+        kill_after(&proxy, &mut child, total * fraction / 100);
+    }
+    proxy.set_plan(Plan::default());
+    proxy.reset_counters();
+    let (ran, _) = fetch_via(&proxy, home.path(), "again.tar", IMAGE, &[]);
+    ran.ok();
+    assert_eq!(sha256_file(&out), want);
+    assert!(
+        proxy.blob_bytes() < total / 2,
+        "after three partial runs the last one downloaded {}",
+        proxy.blob_bytes()
+    );
+}
