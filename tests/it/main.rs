@@ -7,3 +7,4 @@ mod fetch;
 mod harness;
 mod network;
 mod resume;
+mod windows;
