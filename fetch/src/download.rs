@@ -24,6 +24,7 @@ use crate::http::retry::RetryPolicy;
 use crate::partial::PartFile;
 use crate::registry::{Registry, header};
 use crate::reporter::Reporter;
+use crate::reuse::BlobIndex;
 
 /// Bytes per ranged request: large enough that request overhead vanishes, small enough that
 /// several workers share one big layer and an interrupted run loses little.
@@ -58,6 +59,8 @@ pub struct Transferred {
     pub checksum: Digest,
     /// Layer bytes received over the network in this run.
     pub downloaded: u64,
+    /// Layer bytes copied from earlier archives instead.
+    pub reused: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +85,7 @@ struct State {
     modes: Vec<Mode>,
     /// Reporter ids, assigned when a layer's first chunk starts.
     ids: Vec<Option<usize>>,
-    /// Whether a layer's bytes came (partly) from an earlier run.
+    /// Whether a layer's bytes came (partly) from disk: an earlier run, or an earlier archive.
     resumed: Vec<bool>,
     /// Layers verified so far, in archive order.
     verified: usize,
@@ -112,6 +115,7 @@ struct Transfer<'a> {
 pub fn transfer(
     layers: &[Layer],
     part: &PartFile,
+    reuse: Option<&BlobIndex>,
     total_len: u64,
     concurrency: usize,
     retry: &RetryPolicy,
@@ -119,6 +123,7 @@ pub fn transfer(
 ) -> Result<Transferred, FetchError> {
     debug_assert!(layers.windows(2).all(|w| w[0].offset < w[1].offset));
     let mut present = 0;
+    let mut reused = 0;
     let mut chunks = Vec::new();
     let mut written = Vec::new();
     let mut resumed = Vec::new();
@@ -129,7 +134,14 @@ pub fn transfer(
                 b - a
             })
             .collect();
-        let progress = part.chunk_progress(&layer.blob.digest, &lens);
+        let mut progress = part.chunk_progress(&layer.blob.digest, &lens);
+        if progress.iter().all(|p| *p == 0)
+            && let Some(found) = reuse.and_then(|index| index.find(&layer.blob))
+            && reuse_blob(part, layer, &found, &lens)
+        {
+            reused += layer.blob.size;
+            progress = lens.clone();
+        }
         present += progress.iter().sum::<u64>();
         resumed.push(progress.iter().any(|p| *p > 0));
         chunks.push(
@@ -185,6 +197,28 @@ pub fn transfer(
     Ok(Transferred {
         checksum: checksum.expect("no error means a checksum"),
         downloaded: t.downloaded.into_inner(),
+        reused,
+    })
+}
+
+/// Copies a blob from an earlier archive into place and journals it; the verifier checks it
+/// like any other bytes. Returns whether it was copied.
+fn reuse_blob(
+    part: &PartFile,
+    layer: &Layer,
+    (archive, offset): &(std::path::PathBuf, u64),
+    lens: &[u64],
+) -> bool {
+    let copied =
+        crate::reuse::copy_range(archive, *offset, layer.blob.size, part.path(), layer.offset);
+    if let Err(e) = copied {
+        tracing::debug!(digest = %layer.blob.digest, archive = %archive.display(), error = %e, "cannot reuse blob");
+        return false;
+    }
+    tracing::debug!(digest = %layer.blob.digest, archive = %archive.display(), "reusing blob from an earlier archive");
+    lens.iter().enumerate().all(|(i, len)| {
+        part.record_chunk(&layer.blob.digest, i as u32, *len, i + 1 == lens.len())
+            .is_ok()
     })
 }
 
@@ -528,7 +562,8 @@ impl Transfer<'_> {
                     Ok(()) => break,
                     Err(_) if self.lock().resumed[l] && !refetched => {
                         // Bytes from an earlier run did not survive (a crash before they
-                        // reached the disk): fetch this blob once more before giving up.
+                        // reached the disk), or an earlier archive changed: fetch this blob
+                        // from the registry once more before giving up.
                         tracing::debug!(digest = %layer.blob.digest, "resumed blob did not verify, fetching it again");
                         refetched = true;
                         self.part.forget(&layer.blob.digest)?;

@@ -18,6 +18,7 @@ mod partial;
 pub mod registry;
 pub mod reporter;
 mod resolve;
+mod reuse;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -67,6 +68,8 @@ pub struct FetchOptions {
     pub retry: RetryPolicy,
     /// Connection settings.
     pub agent: AgentOptions,
+    /// Where the index of earlier archives' blobs lives; `None` disables reuse.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for FetchOptions {
@@ -79,6 +82,7 @@ impl Default for FetchOptions {
             docker_config: None,
             retry: RetryPolicy::default(),
             agent: AgentOptions::default(),
+            cache_dir: None,
         }
     }
 }
@@ -105,21 +109,23 @@ pub struct Summary {
     pub archive_bytes: u64,
     /// Layer bytes downloaded in this run (less than their total when a run was resumed).
     pub downloaded_bytes: u64,
+    /// Layer bytes copied from earlier archives instead of downloaded.
+    pub reused_bytes: u64,
     /// sha256 of the archive.
     pub checksum: Digest,
     /// Wall time.
     pub elapsed: Duration,
 }
 
-/// Where partial archives for `-o -` are assembled: `override_dir`, else the user's cache
-/// directory, else the system temporary directory.
-pub fn staging_dir(override_dir: Option<PathBuf>) -> PathBuf {
+/// ferry's cache directory: `override_dir`, else the user's cache directory
+/// (`~/.cache/ferry`, `%LOCALAPPDATA%\ferry\cache`), else one under the system's temporary
+/// directory.
+pub fn cache_dir(override_dir: Option<PathBuf>) -> PathBuf {
     override_dir
         .or_else(|| {
             directories::ProjectDirs::from("", "", "ferry").map(|d| d.cache_dir().to_path_buf())
         })
-        .unwrap_or_else(std::env::temp_dir)
-        .join("partial")
+        .unwrap_or_else(|| std::env::temp_dir().join("ferry-cache"))
 }
 
 /// Fetches `images` into one archive at `destination`.
@@ -223,9 +229,11 @@ pub fn fetch(
             }
         })
         .collect();
+    let index = opts.cache_dir.as_deref().map(reuse::BlobIndex::load);
     let done = download::transfer(
         &layers,
         &part,
+        index.as_ref(),
         plan.total_len(),
         opts.concurrency,
         &opts.retry,
@@ -254,6 +262,9 @@ pub fn fetch(
                 path: tmp.clone(),
                 source,
             })?;
+            if let Some(dir) = &opts.cache_dir {
+                reuse::BlobIndex::record(dir, path, &plan);
+            }
         }
         Destination::Stdout { .. } => {
             part.copy_to(&mut std::io::stdout().lock())?;
@@ -281,6 +292,7 @@ pub fn fetch(
             .collect(),
         archive_bytes: plan.total_len(),
         downloaded_bytes: done.downloaded,
+        reused_bytes: done.reused,
         checksum,
         elapsed: started.elapsed(),
     })

@@ -96,6 +96,11 @@ impl PartFile {
         Ok(part)
     }
 
+    /// The part file's path.
+    pub fn path(&self) -> &Path {
+        &self.part_path
+    }
+
     /// Writes every header, the metadata, and the small blobs already in memory.
     pub fn write_known(
         &self,

@@ -60,6 +60,8 @@ pub struct FetchArgs {
 pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let credentials = credentials(&args)?;
     let to_stdout = args.output.as_os_str() == "-";
+    let cache_dir =
+        ferry_fetch::cache_dir(std::env::var_os(env::FERRY_CACHE_DIR).map(PathBuf::from));
     if to_stdout && std::io::stdout().is_terminal() {
         bail!(
             "refusing to write an archive to a terminal; redirect standard output or use -o FILE"
@@ -67,9 +69,7 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     let destination = if to_stdout {
         Destination::Stdout {
-            staging: ferry_fetch::staging_dir(
-                std::env::var_os(env::FERRY_CACHE_DIR).map(PathBuf::from),
-            ),
+            staging: cache_dir.join("partial"),
         }
     } else {
         Destination::File(crate::paths::native(&args.output))
@@ -86,6 +86,7 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         insecure_registries: args.insecure_registries.clone(),
         credentials,
         docker_config: Some(Arc::new(docker_config()?)),
+        cache_dir: Some(cache_dir),
         agent: AgentOptions {
             ca_certs: args
                 .ca_certs
@@ -113,12 +114,20 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             args.output.display().to_string()
         };
         eprintln!(
-            "fetched {} image{} for {} into {target}: {} ({} downloaded) in {secs:.1}s, sha256 {}",
+            "fetched {} image{} for {} into {target}: {} ({} downloaded{}) in {secs:.1}s, sha256 {}",
             summary.images.len(),
             if summary.images.len() == 1 { "" } else { "s" },
             args.platform,
             human_bytes(summary.archive_bytes),
             human_bytes(summary.downloaded_bytes),
+            if summary.reused_bytes > 0 {
+                format!(
+                    ", {} reused from earlier archives",
+                    human_bytes(summary.reused_bytes)
+                )
+            } else {
+                String::new()
+            },
             &summary.checksum.digest()[..12],
         );
     }

@@ -34,10 +34,13 @@ pub(crate) fn fetch_via(
     (ran, out)
 }
 
-/// The archive an undisturbed fetch through `proxy` writes.
+/// The archive an undisturbed fetch through `proxy` writes. It runs with a cache of its own,
+/// so the fetches under test cannot reuse its blobs.
 pub(crate) fn baseline(proxy: &FaultProxy, home: &Path, repo_tag: &str) -> String {
     proxy.set_plan(Plan::default());
-    let (ran, out) = fetch_via(proxy, home, "baseline.tar", repo_tag, &[]);
+    let own = home.join("baseline");
+    std::fs::create_dir_all(&own).unwrap();
+    let (ran, out) = fetch_via(proxy, &own, "baseline.tar", repo_tag, &[]);
     ran.ok();
     sha256_file(&out)
 }
@@ -275,4 +278,51 @@ fn an_expired_token_is_replaced_mid_download() {
         .filter_map(|r| r.authorization.clone())
         .collect();
     assert!(tokens.len() >= 2, "the expired token was not replaced");
+}
+
+#[test]
+fn parallel_downloads_share_one_token_per_repository() {
+    let s = require_services!();
+    let home = tempdir();
+    let registry = FaultProxy::start(s.var("TOKEN_REGISTRY"), Plan::default()).unwrap();
+    let (ran, _) = fetch_via(
+        &registry,
+        home.path(),
+        "many.tar",
+        "ferry/many:oci",
+        &["--concurrency", "8"],
+    );
+    ran.ok();
+    let blob_requests: Vec<_> = registry
+        .seen()
+        .into_iter()
+        .filter(|r| r.path.contains("/blobs/"))
+        .collect();
+    assert!(
+        blob_requests.len() > 40,
+        "expected one request per layer, saw {}",
+        blob_requests.len()
+    );
+    let tokens: std::collections::HashSet<_> = blob_requests
+        .iter()
+        .filter_map(|r| r.authorization.clone())
+        .collect();
+    assert_eq!(
+        tokens.len(),
+        1,
+        "parallel downloads asked for {} tokens",
+        tokens.len()
+    );
+    let claims =
+        ferry_testkit::jwt_claims(tokens.iter().next().unwrap().trim_start_matches("Bearer "))
+            .unwrap();
+    assert_eq!(
+        claims["access"][0]["name"], "ferry/many",
+        "token scoped to another repository: {claims}"
+    );
+    assert_eq!(
+        claims["access"][0]["actions"],
+        serde_json::json!(["pull"]),
+        "token asks for more than pull: {claims}"
+    );
 }

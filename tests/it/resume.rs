@@ -133,3 +133,95 @@ fn a_fetch_killed_repeatedly_still_ends_byte_identical() {
         proxy.blob_bytes()
     );
 }
+
+/// `ferry fetch` through `proxy` with the cache of `home`, into `home/name`.
+fn fetch_cached(
+    proxy: &FaultProxy,
+    home: &Path,
+    name: &str,
+    repo_tag: &str,
+) -> (crate::harness::Ran, std::path::PathBuf) {
+    fetch_via(proxy, home, name, repo_tag, &[])
+}
+
+#[test]
+fn a_second_image_reuses_base_layers_from_an_earlier_archive() {
+    let s = require_services!();
+    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
+    let fresh = tempdir();
+    let want = baseline(&proxy, fresh.path(), "ferry/multilayer:oci");
+    let full = proxy.blob_bytes();
+
+    let home = tempdir();
+    fetch_cached(&proxy, home.path(), "busybox.tar", "ferry/busybox:oci")
+        .0
+        .ok();
+    proxy.reset_counters();
+    let (ran, out) = fetch_cached(
+        &proxy,
+        home.path(),
+        "multilayer.tar",
+        "ferry/multilayer:oci",
+    );
+    let ran = ran.ok();
+    assert_eq!(sha256_file(&out), want);
+    let base = s.facts("ferry/busybox:oci")["layer_sizes"][0]
+        .as_u64()
+        .unwrap();
+    assert!(
+        ran.stderr.contains("reused from earlier archives"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        proxy.blob_bytes() + base <= full,
+        "downloaded {} bytes although the {base}-byte base layer was on disk (full fetch: {full})",
+        proxy.blob_bytes()
+    );
+}
+
+#[test]
+fn a_changed_earlier_archive_costs_a_download_not_a_wrong_byte() {
+    let s = require_services!();
+    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
+    let fresh = tempdir();
+    let want = baseline(&proxy, fresh.path(), "ferry/multilayer:oci");
+
+    let home = tempdir();
+    let (_, earlier) = fetch_cached(&proxy, home.path(), "busybox.tar", "ferry/busybox:oci");
+    // Flip bytes in the middle of the layer, keeping the size and modification time, so the
+    // index still trusts the file.
+    let meta = std::fs::metadata(&earlier).unwrap();
+    let mut bytes = std::fs::read(&earlier).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 64] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&earlier, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&earlier)
+        .unwrap()
+        .set_modified(meta.modified().unwrap())
+        .unwrap();
+    proxy.reset_counters();
+    let (ran, out) = fetch_cached(
+        &proxy,
+        home.path(),
+        "multilayer.tar",
+        "ferry/multilayer:oci",
+    );
+    ran.ok();
+    assert_eq!(
+        sha256_file(&out),
+        want,
+        "a corrupted earlier archive leaked into the new one"
+    );
+    let base = s.facts("ferry/busybox:oci")["layer_sizes"][0]
+        .as_u64()
+        .unwrap();
+    assert!(
+        proxy.blob_bytes() >= base,
+        "the corrupted base layer was not downloaded again"
+    );
+}
