@@ -133,7 +133,7 @@ impl Registry {
         let mut refreshed = false;
         loop {
             attempt += 1;
-            let auth = self.authorization(&ping, repo, false)?;
+            let auth = self.authorization(&ping, repo)?;
             let failure = match self.send(&url, auth.as_deref(), headers) {
                 Ok((resp, foreign)) => {
                     let status = resp.status().as_u16();
