@@ -19,8 +19,12 @@ use crate::progress::{CliReporter, ProgressMode, human_bytes};
 /// Arguments of `ferry fetch`.
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// Images to fetch: [HOST[:PORT]/]NAME[:TAG][@DIGEST]. Docker Hub is the default registry.
-    #[arg(required = true, value_name = "IMAGE")]
+    /// Images to fetch.
+    #[arg(
+        required = true,
+        value_name = "IMAGE",
+        help = "Images to fetch: [HOST[:PORT]/]NAME[:TAG][@DIGEST]. Docker Hub is the default registry."
+    )]
     pub images: Vec<ImageReference>,
     /// The archive to write (`-` for standard output).
     #[arg(short, long, value_name = "FILE")]
