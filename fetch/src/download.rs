@@ -209,8 +209,10 @@ fn reuse_blob(
     (archive, offset): &(std::path::PathBuf, u64),
     lens: &[u64],
 ) -> bool {
-    let copied =
-        crate::reuse::copy_range(archive, *offset, layer.blob.size, part.path(), layer.offset);
+    let copied = crate::reuse::copy_range(archive, *offset, layer.blob.size, |at, bytes| {
+        part.write_at(layer.offset + at, bytes)
+            .map_err(std::io::Error::other)
+    });
     if let Err(e) = copied {
         tracing::debug!(digest = %layer.blob.digest, archive = %archive.display(), error = %e, "cannot reuse blob");
         return false;

@@ -74,9 +74,25 @@ impl PartFile {
             .read(true)
             .write(true)
             .create(true)
-            .truncate(!resuming)
+            .truncate(false)
             .open(&part_path)
             .map_err(io_err("create", &part_path))?;
+        // Two fetches into the same file would interleave their writes: the second one waits
+        // for nothing and says why. The lock goes away with the process, however it ends.
+        if let Err(e) = file.try_lock() {
+            return Err(match e {
+                std::fs::TryLockError::WouldBlock => FetchError::Busy { path: part_path },
+                std::fs::TryLockError::Error(source) => FetchError::Io {
+                    action: "lock",
+                    path: part_path,
+                    source,
+                },
+            });
+        }
+        if !resuming {
+            // Only now, holding the lock: a stale part file from another plan starts over.
+            file.set_len(0).map_err(io_err("truncate", &part_path))?;
+        }
         file.set_len(plan.total_len())
             .map_err(io_err("allocate", &part_path))?;
         let journal = match previous {
@@ -94,11 +110,6 @@ impl PartFile {
         };
         part.flush_journal()?;
         Ok(part)
-    }
-
-    /// The part file's path.
-    pub fn path(&self) -> &Path {
-        &self.part_path
     }
 
     /// Writes every header, the metadata, and the small blobs already in memory.

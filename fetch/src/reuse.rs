@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -131,25 +131,32 @@ impl BlobIndex {
     }
 }
 
-/// Copies `len` bytes at `offset` of `source` to `dest_offset` of the file at `dest`, through
-/// a handle of its own so the kernel can copy without user space where it knows how.
+/// Reads `len` bytes at `offset` of `source`, in pieces, handing each to `write` with its
+/// position relative to the blob's start.
+///
+/// The destination is written through the caller's handle: on Windows the part file is locked,
+/// and a second handle could not write to it.
 pub fn copy_range(
     source: &Path,
     offset: u64,
     len: u64,
-    dest: &Path,
-    dest_offset: u64,
+    mut write: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let mut src = File::open(source)?;
     src.seek(SeekFrom::Start(offset))?;
-    let mut dst = std::fs::OpenOptions::new().write(true).open(dest)?;
-    dst.seek(SeekFrom::Start(dest_offset))?;
-    let copied = std::io::copy(&mut src.take(len), &mut dst)?;
-    if copied != len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("{} ends before the blob does", source.display()),
-        ));
+    let mut src = src.take(len);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0;
+    while done < len {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} ends before the blob does", source.display()),
+            ));
+        }
+        write(done, &buf[..n])?;
+        done += n as u64;
     }
-    dst.flush()
+    Ok(())
 }

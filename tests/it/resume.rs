@@ -225,3 +225,41 @@ fn a_changed_earlier_archive_costs_a_download_not_a_wrong_byte() {
         "the corrupted base layer was not downloaded again"
     );
 }
+
+#[test]
+fn a_second_fetch_into_the_same_file_is_refused_while_the_first_runs() {
+    let s = require_services!();
+    let home = tempdir();
+    let proxy = FaultProxy::start(
+        s.registry(),
+        Plan {
+            bytes_per_sec: Some(32 << 20),
+            ..Plan::default()
+        },
+    )
+    .unwrap();
+    let out = home.path().join("same.tar");
+    let mut first = spawn_fetch(&proxy, home.path(), &out);
+    let started = Instant::now();
+    while proxy.blob_bytes() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first fetch never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (second, _) = fetch_via(&proxy, home.path(), "same.tar", IMAGE, &[]);
+    let second = second.failed();
+    assert!(
+        second.stderr.contains("another ferry is already writing"),
+        "{}",
+        second.stderr
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The refused run must not have damaged the first one's state: a rerun completes it.
+    proxy.set_plan(Plan::default());
+    let (ran, _) = fetch_via(&proxy, home.path(), "same.tar", IMAGE, &[]);
+    let ran = ran.ok();
+    assert!(ran.stderr.contains("resuming:"), "{}", ran.stderr);
+}
