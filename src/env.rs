@@ -10,6 +10,8 @@ pub const FERRY_USERNAME: &str = "FERRY_USERNAME";
 pub const FERRY_PASSWORD: &str = "FERRY_PASSWORD";
 /// Store root, as `--root`.
 pub const FERRY_ROOT: &str = "FERRY_ROOT";
+/// Directory of Docker's client configuration (`config.json`), read for registry credentials.
+pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// How `ferry run` makes a root file system: `auto` (overlayfs, else a copy), `overlay`, `copy`.
 #[cfg(unix)]
 pub const FERRY_ROOTFS: &str = "FERRY_ROOTFS";

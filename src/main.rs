@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod env;
 mod exit;
+mod paths;
 mod progress;
 
 use std::process::ExitCode;
