@@ -5,7 +5,10 @@ mod cli;
 mod commands;
 mod env;
 mod exit;
+mod load_progress;
 mod progress;
+#[cfg(unix)]
+mod store;
 
 use std::process::ExitCode;
 

@@ -22,8 +22,14 @@ pub mod scan;
 pub mod tar;
 pub mod verify;
 
+#[cfg(unix)]
+pub mod store;
+
 pub use error::{LayerError, LoadError, StoreError};
 pub use reporter::{Reporter, Silent};
 pub use resolve::{ArchiveImage, ArchiveLayer};
 pub use scan::host_platform;
 pub use verify::{ArchiveReport, inspect, verify};
+
+#[cfg(unix)]
+pub use store::{LoadOptions, LoadedImage, Store, StoreLock, StoredImage};
