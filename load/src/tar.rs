@@ -680,7 +680,9 @@ pub(crate) mod tests {
     fn truncated_data_is_an_error_naming_the_entry() {
         let bytes = build(&[("big", ::tar::EntryType::Regular, &[7u8; 5000], "")]);
         let err = read_all(&bytes[..2000]).unwrap_err();
-        let source = std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default();
+        let source = std::error::Error::source(&err)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         assert!(source.contains("inside entry `big`"), "{err}: {source}");
     }
 

@@ -29,7 +29,9 @@ pub fn run(cmd: ImageCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let store = crate::store::open(global)?;
     let mut out = Vec::new();
     for name in &args.images {
-        let img = store.image(name).with_context(|| format!("cannot inspect {name}"))?;
+        let img = store
+            .image(name)
+            .with_context(|| format!("cannot inspect {name}"))?;
         let config = serde_json::to_value(&img.config)?;
         out.push(json!({
             "Id": img.id.to_string(),

@@ -67,7 +67,13 @@ pub fn run(args: ImagesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             img.names
                 .iter()
                 .filter(|(n, _)| filter.as_ref().is_none_or(|f| f.matches(n)))
-                .map(|(n, d)| (n.familiar_name(), n.tag().unwrap_or("<none>").to_string(), d.to_string()))
+                .map(|(n, d)| {
+                    (
+                        n.familiar_name(),
+                        n.tag().unwrap_or("<none>").to_string(),
+                        d.to_string(),
+                    )
+                })
                 .collect()
         };
         if img.names.is_empty() && filter.is_some() {
@@ -77,7 +83,15 @@ pub fn run(args: ImagesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             if !ids.contains(&id) {
                 ids.push(id.clone());
             }
-            rows.push([repo, tag, digest, id.clone(), since.clone(), size.clone(), created_at.clone()]);
+            rows.push([
+                repo,
+                tag,
+                digest,
+                id.clone(),
+                since.clone(),
+                size.clone(),
+                created_at.clone(),
+            ]);
         }
     }
     if args.quiet {
@@ -109,7 +123,13 @@ pub fn run(args: ImagesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let widths: Vec<usize> = cols
         .iter()
         .zip(&header)
-        .map(|(&c, h)| rows.iter().map(|r| r[c].len()).max().unwrap_or(0).max(h.len()))
+        .map(|(&c, h)| {
+            rows.iter()
+                .map(|r| r[c].len())
+                .max()
+                .unwrap_or(0)
+                .max(h.len())
+        })
         .collect();
     let line = |cells: Vec<&str>| {
         let mut s = String::new();
@@ -141,7 +161,9 @@ impl Filter {
         let after_slash = text.rsplit('/').next().unwrap_or(text);
         Ok(Filter {
             name: r.name(),
-            tag: after_slash.contains(':').then(|| r.tag().unwrap_or_default().to_string()),
+            tag: after_slash
+                .contains(':')
+                .then(|| r.tag().unwrap_or_default().to_string()),
         })
     }
 
@@ -153,7 +175,11 @@ impl Filter {
 /// Seconds since the epoch of an RFC 3339 time (`2024-01-01T00:00:00Z`, offsets, fractions).
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b't' && b[10] != b' ') {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || (b[10] != b'T' && b[10] != b't' && b[10] != b' ')
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -203,7 +229,10 @@ mod tests {
     fn rfc3339_times_parse() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2024-01-01T00:00:00Z"), Some(1_704_067_200));
-        assert_eq!(parse_rfc3339("2024-01-01T01:00:00.123456789+01:00"), Some(1_704_067_200));
+        assert_eq!(
+            parse_rfc3339("2024-01-01T01:00:00.123456789+01:00"),
+            Some(1_704_067_200)
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

@@ -69,7 +69,9 @@ pub fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"Compression": report.outer.name(), "Images": images}))?
+            serde_json::to_string_pretty(
+                &json!({"Compression": report.outer.name(), "Images": images})
+            )?
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -81,14 +83,31 @@ pub fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         for n in &img.names {
             println!("name     {n}");
         }
-        println!("manifest {}{}", img.manifest.digest, if img.synthesized { " (written by ferry: the archive has none)" } else { "" });
+        println!(
+            "manifest {}{}",
+            img.manifest.digest,
+            if img.synthesized {
+                " (written by ferry: the archive has none)"
+            } else {
+                ""
+            }
+        );
         println!("platform {}", img.platform);
         if let Some(c) = &img.created {
             println!("created  {c}");
         }
-        println!("layers   {} ({} as stored)", img.layers.len(), human_bytes(size));
+        println!(
+            "layers   {} ({} as stored)",
+            img.layers.len(),
+            human_bytes(size)
+        );
         for l in &img.layers {
-            println!("  {}  {:>10}  {}", l.blob.digest, human_bytes(l.blob.size), l.blob.media_type);
+            println!(
+                "  {}  {:>10}  {}",
+                l.blob.digest,
+                human_bytes(l.blob.size),
+                l.blob.media_type
+            );
         }
     }
     for n in &report.notices {

@@ -35,10 +35,12 @@ pub struct LoadArgs {
 /// The free space a load keeps on the store's filesystem (`FERRY_MIN_FREE`, bytes).
 pub fn min_free() -> anyhow::Result<u64> {
     match std::env::var(env::FERRY_MIN_FREE) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("{} must be a number of bytes, not `{v}`", env::FERRY_MIN_FREE)),
+        Ok(v) => v.trim().parse().with_context(|| {
+            format!(
+                "{} must be a number of bytes, not `{v}`",
+                env::FERRY_MIN_FREE
+            )
+        }),
         Err(_) => Ok(LoadOptions::default().min_free),
     }
 }
@@ -48,7 +50,8 @@ pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (mut input, total, label): (Box<dyn Read>, Option<u64>, String) = match &args.input {
         Some(p) if p.as_os_str() != "-" => {
-            let f = std::fs::File::open(p).with_context(|| format!("cannot open archive {}", p.display()))?;
+            let f = std::fs::File::open(p)
+                .with_context(|| format!("cannot open archive {}", p.display()))?;
             let len = f.metadata().ok().map(|m| m.len());
             (Box::new(f), len, p.display().to_string())
         }
@@ -56,7 +59,11 @@ pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             if std::io::stdin().is_terminal() {
                 bail!("no archive given: pass -i FILE, or pipe one into standard input");
             }
-            (Box::new(std::io::stdin().lock()), None, "standard input".into())
+            (
+                Box::new(std::io::stdin().lock()),
+                None,
+                "standard input".into(),
+            )
         }
     };
     let store = crate::store::open(global)?;
@@ -68,7 +75,10 @@ pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let reporter = LoadReporter::new(mode, "load");
     reporter.on_start(total);
     let opts = LoadOptions {
-        platform: args.platform.clone().unwrap_or_else(ferry_load::host_platform),
+        platform: args
+            .platform
+            .clone()
+            .unwrap_or_else(ferry_load::host_platform),
         min_free: min_free()?,
     };
     let result = store.load(&mut input, &opts, &reporter);
@@ -79,7 +89,10 @@ pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             println!("Loaded image ID: {}", img.id);
         }
         for n in &img.names {
-            println!("Loaded image: {}", n.familiar_tagged().unwrap_or_else(|| n.to_string()));
+            println!(
+                "Loaded image: {}",
+                n.familiar_tagged().unwrap_or_else(|| n.to_string())
+            );
         }
     }
     if !args.quiet {

@@ -35,9 +35,15 @@ pub fn run(args: RmiArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed = true;
-                crate::exit::report(&anyhow::Error::new(e).context(format!("cannot remove {image}")));
+                crate::exit::report(
+                    &anyhow::Error::new(e).context(format!("cannot remove {image}")),
+                );
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

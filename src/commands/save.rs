@@ -31,25 +31,35 @@ pub fn run(args: SaveArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             let mut part = path.clone().into_os_string();
             part.push(".part");
             let part = PathBuf::from(part);
-            let file = std::fs::File::create(&part).with_context(|| format!("cannot create {}", part.display()))?;
+            let file = std::fs::File::create(&part)
+                .with_context(|| format!("cannot create {}", part.display()))?;
             let mut w = std::io::BufWriter::with_capacity(1024 * 1024, file);
-            let result = store.save(&args.images, &mut w).map_err(anyhow::Error::from).and_then(|plan| {
-                w.flush()?;
-                w.get_ref().sync_all()?;
-                Ok(plan)
-            });
+            let result = store
+                .save(&args.images, &mut w)
+                .map_err(anyhow::Error::from)
+                .and_then(|plan| {
+                    w.flush()?;
+                    w.get_ref().sync_all()?;
+                    Ok(plan)
+                });
             if let Err(e) = result {
                 let _ = std::fs::remove_file(&part);
                 return Err(e.context(format!("failed to save {what}")));
             }
-            std::fs::rename(&part, path).with_context(|| format!("cannot rename {} to {}", part.display(), path.display()))?;
+            std::fs::rename(&part, path).with_context(|| {
+                format!("cannot rename {} to {}", part.display(), path.display())
+            })?;
         }
         None => {
             if std::io::stdout().is_terminal() {
-                bail!("refusing to write an archive to a terminal; redirect standard output or use -o FILE");
+                bail!(
+                    "refusing to write an archive to a terminal; redirect standard output or use -o FILE"
+                );
             }
             let mut out = std::io::BufWriter::with_capacity(1024 * 1024, std::io::stdout().lock());
-            store.save(&args.images, &mut out).with_context(|| format!("failed to save {what}"))?;
+            store
+                .save(&args.images, &mut out)
+                .with_context(|| format!("failed to save {what}"))?;
             out.flush()?;
         }
     }

@@ -43,7 +43,9 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                 if !std::io::stdin().is_terminal() {
                     bail!("this removes {what}; pass -f to confirm without a prompt");
                 }
-                eprint!("WARNING! This will remove {what}, and every blob and layer no image needs.\nAre you sure you want to continue? [y/N] ");
+                eprint!(
+                    "WARNING! This will remove {what}, and every blob and layer no image needs.\nAre you sure you want to continue? [y/N] "
+                );
                 std::io::stderr().flush()?;
                 let mut answer = String::new();
                 std::io::stdin().lock().read_line(&mut answer)?;
@@ -60,7 +62,9 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                 println!();
             }
             if report.deferred {
-                eprintln!("notice: a load is running; blobs and layers it may need are kept until the next prune");
+                eprintln!(
+                    "notice: a load is running; blobs and layers it may need are kept until the next prune"
+                );
             }
             println!("Total reclaimed space: {}", human_bytes(report.freed));
         }
@@ -89,7 +93,10 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                     human_bytes(du.unreferenced_bytes),
                 ),
             ];
-            println!("{:<14}{:<8}{:<8}{:<12}RECLAIMABLE", "TYPE", "TOTAL", "ACTIVE", "SIZE");
+            println!(
+                "{:<14}{:<8}{:<8}{:<12}RECLAIMABLE",
+                "TYPE", "TOTAL", "ACTIVE", "SIZE"
+            );
             for (t, total, active, size, recl) in rows {
                 println!("{t:<14}{total:<8}{active:<8}{size:<12}{recl}");
             }

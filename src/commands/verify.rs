@@ -66,9 +66,13 @@ pub fn open_input(file: &PathBuf) -> anyhow::Result<(Box<dyn Read>, Option<u64>)
         }
         return Ok((Box::new(std::io::stdin().lock()), None));
     }
-    let f = std::fs::File::open(file).with_context(|| format!("cannot open archive {}", file.display()))?;
+    let f = std::fs::File::open(file)
+        .with_context(|| format!("cannot open archive {}", file.display()))?;
     let len = f.metadata().ok().map(|m| m.len());
-    Ok((Box::new(std::io::BufReader::with_capacity(1024 * 1024, f)), len))
+    Ok((
+        Box::new(std::io::BufReader::with_capacity(1024 * 1024, f)),
+        len,
+    ))
 }
 
 /// Runs `ferry verify`.
@@ -78,7 +82,11 @@ pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         inner: input,
         hasher: Hasher::sha256(),
     };
-    let mode = if args.quiet { ProgressMode::None } else { args.progress.resolve() };
+    let mode = if args.quiet {
+        ProgressMode::None
+    } else {
+        args.progress.resolve()
+    };
     let reporter = LoadReporter::new(mode, "verify");
     reporter.on_start(total);
     let platform = args.platform.clone().unwrap_or_else(default_platform);
@@ -86,14 +94,19 @@ pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     reporter.clear();
     let report = result.with_context(|| format!("{} failed verification", args.file.display()))?;
     // The end of the tar may leave padding unread; the checksum covers the whole file.
-    std::io::copy(&mut input, &mut std::io::sink()).context("cannot read the archive to its end")?;
+    std::io::copy(&mut input, &mut std::io::sink())
+        .context("cannot read the archive to its end")?;
     let checksum = input.hasher.finish();
     let mut sidecar = args.file.clone().into_os_string();
     sidecar.push(".sha256");
     let sidecar = PathBuf::from(sidecar);
     let sidecar_ok = match std::fs::read_to_string(&sidecar) {
         Ok(text) => {
-            let want = text.split_whitespace().next().unwrap_or_default().to_ascii_lowercase();
+            let want = text
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             if want != checksum.digest() {
                 bail!(
                     "{} does not match {}: expected sha256 {want}, the file hashes to {}",
@@ -121,12 +134,23 @@ pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 img.layers.len(),
                 if img.layers.len() == 1 { "" } else { "s" },
                 human_bytes(unpacked),
-                if devices > 0 { format!(", {devices} device nodes") } else { String::new() }
+                if devices > 0 {
+                    format!(", {devices} device nodes")
+                } else {
+                    String::new()
+                }
             );
         }
         match sidecar_ok {
-            Some(p) => println!("ok  archive sha256 {} matches {}", checksum.digest(), p.display()),
-            None => println!("ok  archive sha256 {} (no .sha256 file beside it to compare)", checksum.digest()),
+            Some(p) => println!(
+                "ok  archive sha256 {} matches {}",
+                checksum.digest(),
+                p.display()
+            ),
+            None => println!(
+                "ok  archive sha256 {} (no .sha256 file beside it to compare)",
+                checksum.digest()
+            ),
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -155,7 +155,10 @@ impl Applier {
     }
 
     fn check_space(&mut self, h: &Header, force: bool) -> Result<(), LayerError> {
-        if !force && self.since_check.0 < SPACE_CHECK_BYTES && self.since_check.1 < SPACE_CHECK_ENTRIES {
+        if !force
+            && self.since_check.0 < SPACE_CHECK_BYTES
+            && self.since_check.1 < SPACE_CHECK_ENTRIES
+        {
             return Ok(());
         }
         self.since_check = (0, 0);
@@ -175,7 +178,12 @@ impl Applier {
     }
 
     /// Opens the directory `comps` below the root, creating missing parents when `create`.
-    fn walk(&self, comps: &[Vec<u8>], create: bool, h: &Header) -> Result<Option<OwnedFd>, LayerError> {
+    fn walk(
+        &self,
+        comps: &[Vec<u8>],
+        create: bool,
+        h: &Header,
+    ) -> Result<Option<OwnedFd>, LayerError> {
         let mut cur = rustix::fs::openat(
             &self.root,
             c".",
@@ -235,7 +243,10 @@ impl Applier {
                         };
                         return Err(LayerError::Unsafe {
                             entry: h.display_path(),
-                            reason: format!("its parent `{}` is {what}", path::display(&comps[..=i])),
+                            reason: format!(
+                                "its parent `{}` is {what}",
+                                path::display(&comps[..=i])
+                            ),
                         });
                     }
                 }
@@ -264,7 +275,11 @@ impl Applier {
 
     /// Forgets cached directories at or below `comps` (they are about to be replaced).
     fn invalidate(&mut self, comps: &[Vec<u8>]) {
-        if self.cache.as_ref().is_some_and(|(c, _)| c.starts_with(comps)) {
+        if self
+            .cache
+            .as_ref()
+            .is_some_and(|(c, _)| c.starts_with(comps))
+        {
             self.cache = None;
         }
     }
@@ -303,7 +318,11 @@ impl Applier {
     fn set_xattrs(&self, fd: BorrowedFd<'_>, h: &Header) {
         for (name, value) in &h.xattrs {
             if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
-                tracing::debug!("dropping {} on {}", String::from_utf8_lossy(name), h.display_path());
+                tracing::debug!(
+                    "dropping {} on {}",
+                    String::from_utf8_lossy(name),
+                    h.display_path()
+                );
                 continue;
             }
             if let Err(e) = rustix::fs::fsetxattr(fd, name.as_slice(), value, XattrFlags::empty()) {
@@ -318,7 +337,12 @@ impl Applier {
         }
     }
 
-    fn create(&mut self, e: &LayerEntry, h: &Header, data: &mut dyn Read) -> Result<(), LayerError> {
+    fn create(
+        &mut self,
+        e: &LayerEntry,
+        h: &Header,
+        data: &mut dyn Read,
+    ) -> Result<(), LayerError> {
         let owner = self.owner(h)?;
         let Some(name) = e.name.clone() else {
             // The layer's root directory: its metadata becomes the snapshot root's.
@@ -343,7 +367,9 @@ impl Applier {
                             entry: h.display_path(),
                             source: e,
                         })?;
-                        if !st.as_ref().is_some_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory) {
+                        if !st.as_ref().is_some_and(|s| {
+                            FileType::from_raw_mode(s.st_mode) == FileType::Directory
+                        }) {
                             replaced_whiteout = overlay && st.as_ref().is_some_and(is_whiteout);
                             remove_at(dir, &name).map_err(|e| LayerError::Io {
                                 action: "replace",
@@ -379,12 +405,17 @@ impl Applier {
                 let mut file = std::fs::File::from(file);
                 let mut left = h.size;
                 while left > 0 {
-                    let want = self.buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = data.read(&mut self.buf[..want]).map_err(|e| LayerError::Io {
-                        action: "read",
-                        entry: h.display_path(),
-                        source: e,
-                    })?;
+                    let want = self
+                        .buf
+                        .len()
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = data
+                        .read(&mut self.buf[..want])
+                        .map_err(|e| LayerError::Io {
+                            action: "read",
+                            entry: h.display_path(),
+                            source: e,
+                        })?;
                     if n == 0 {
                         return Err(LayerError::Io {
                             action: "read",
@@ -406,7 +437,8 @@ impl Applier {
                     rustix::fs::fchown(&file, Some(u), Some(g)).map_err(io_err("chown", h))?;
                 }
                 self.set_xattrs(file.as_fd(), h);
-                rustix::fs::fchmod(&file, Mode::from_raw_mode(h.mode)).map_err(io_err("chmod", h))?;
+                rustix::fs::fchmod(&file, Mode::from_raw_mode(h.mode))
+                    .map_err(io_err("chmod", h))?;
                 rustix::fs::futimens(&file, &times(h)).map_err(io_err("set times of", h))?;
             }
             Kind::Symlink => {
@@ -423,12 +455,19 @@ impl Applier {
                     })?;
                     self.invalidate(&full);
                     let dir = self.parent(&e.parent, h)?;
-                    rustix::fs::symlinkat(target, dir, name.as_slice()).map_err(io_err("create symlink", h))?;
+                    rustix::fs::symlinkat(target, dir, name.as_slice())
+                        .map_err(io_err("create symlink", h))?;
                 }
                 let dir = self.parent(&e.parent, h)?;
                 if let Some((u, g)) = owner {
-                    rustix::fs::chownat(dir, name.as_slice(), Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(io_err("chown", h))?;
+                    rustix::fs::chownat(
+                        dir,
+                        name.as_slice(),
+                        Some(u),
+                        Some(g),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(io_err("chown", h))?;
                 }
                 rustix::fs::utimensat(dir, name.as_slice(), &times(h), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(io_err("set times of", h))?;
@@ -447,7 +486,9 @@ impl Applier {
                 };
                 let in_this_layer = match &found {
                     None => false,
-                    Some(st) if self.opts.format == SnapshotFormat::Overlay && is_whiteout(st) => false,
+                    Some(st) if self.opts.format == SnapshotFormat::Overlay && is_whiteout(st) => {
+                        false
+                    }
                     Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                         return Err(LayerError::Unsafe {
                             entry: h.display_path(),
@@ -469,7 +510,13 @@ impl Applier {
                     return Ok(());
                 }
                 let tdir = tdir.expect("found");
-                if let Err(err) = rustix::fs::linkat(&tdir, tname.as_slice(), dir, name.as_slice(), AtFlags::empty()) {
+                if let Err(err) = rustix::fs::linkat(
+                    &tdir,
+                    tname.as_slice(),
+                    dir,
+                    name.as_slice(),
+                    AtFlags::empty(),
+                ) {
                     if err != Errno::EXIST {
                         return Err(io_err("create hard link", h)(err));
                     }
@@ -480,8 +527,14 @@ impl Applier {
                     })?;
                     self.invalidate(&full);
                     let dir = self.parent(&e.parent, h)?;
-                    rustix::fs::linkat(&tdir, tname.as_slice(), dir, name.as_slice(), AtFlags::empty())
-                        .map_err(io_err("create hard link", h))?;
+                    rustix::fs::linkat(
+                        &tdir,
+                        tname.as_slice(),
+                        dir,
+                        name.as_slice(),
+                        AtFlags::empty(),
+                    )
+                    .map_err(io_err("create hard link", h))?;
                 }
             }
             Kind::Char | Kind::Block | Kind::Fifo => {
@@ -513,11 +566,22 @@ impl Applier {
                 }
                 let dir = self.parent(&e.parent, h)?;
                 if let Some((u, g)) = owner {
-                    rustix::fs::chownat(dir, name.as_slice(), Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(io_err("chown", h))?;
+                    rustix::fs::chownat(
+                        dir,
+                        name.as_slice(),
+                        Some(u),
+                        Some(g),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(io_err("chown", h))?;
                 }
-                rustix::fs::chmodat(dir, name.as_slice(), Mode::from_raw_mode(h.mode), AtFlags::empty())
-                    .map_err(io_err("chmod", h))?;
+                rustix::fs::chmodat(
+                    dir,
+                    name.as_slice(),
+                    Mode::from_raw_mode(h.mode),
+                    AtFlags::empty(),
+                )
+                .map_err(io_err("chmod", h))?;
                 rustix::fs::utimensat(dir, name.as_slice(), &times(h), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(io_err("set times of", h))?;
             }
@@ -527,8 +591,15 @@ impl Applier {
     }
 
     /// Creates a regular file for writing, replacing whatever is in the way.
-    fn create_file(&mut self, parent: &Components, name: &[u8], full: &Components, h: &Header) -> Result<OwnedFd, LayerError> {
-        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    fn create_file(
+        &mut self,
+        parent: &Components,
+        name: &[u8],
+        full: &Components,
+        h: &Header,
+    ) -> Result<OwnedFd, LayerError> {
+        let flags =
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let dir = self.parent(parent, h)?;
         match rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600)) {
             Ok(fd) => Ok(fd),
@@ -540,7 +611,8 @@ impl Applier {
                 })?;
                 self.invalidate(full);
                 let dir = self.parent(parent, h)?;
-                rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600)).map_err(io_err("create", h))
+                rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))
+                    .map_err(io_err("create", h))
             }
             Err(e) => Err(io_err("create", h)(e)),
         }
@@ -562,8 +634,14 @@ impl Applier {
                     })?
                     .is_none()
                 {
-                    rustix::fs::mknodat(dir, name.as_slice(), FileType::CharacterDevice, Mode::empty(), 0)
-                        .map_err(io_err("create whiteout", h))?;
+                    rustix::fs::mknodat(
+                        dir,
+                        name.as_slice(),
+                        FileType::CharacterDevice,
+                        Mode::empty(),
+                        0,
+                    )
+                    .map_err(io_err("create whiteout", h))?;
                 }
             }
             SnapshotFormat::Portable => {
@@ -594,7 +672,12 @@ impl Applier {
         let dirs = std::mem::take(&mut self.dirs);
         for d in dirs.iter().rev() {
             let fd = if d.path.is_empty() {
-                match rustix::fs::openat(&self.root, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+                match rustix::fs::openat(
+                    &self.root,
+                    c".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
                     Ok(fd) => fd,
                     Err(_) => continue,
                 }
@@ -602,8 +685,12 @@ impl Applier {
                 let (name, parent) = d.path.split_last().expect("not empty");
                 let h = dummy_header(&d.path);
                 // A directory replaced later by something else is simply gone.
-                let Ok(Some(p)) = self.walk(parent, false, &h) else { continue };
-                let Ok(fd) = open_child_dir(p.as_fd(), name) else { continue };
+                let Ok(Some(p)) = self.walk(parent, false, &h) else {
+                    continue;
+                };
+                let Ok(fd) = open_child_dir(p.as_fd(), name) else {
+                    continue;
+                };
                 fd
             };
             let entry = || path::display(&d.path);
@@ -700,7 +787,12 @@ fn dummy_header(path: &[Vec<u8>]) -> Header {
 
 /// Marks a directory opaque for overlayfs.
 pub fn set_opaque(dir: BorrowedFd<'_>) -> io::Result<()> {
-    Ok(rustix::fs::fsetxattr(dir, OPAQUE_XATTR, b"y", XattrFlags::empty())?)
+    Ok(rustix::fs::fsetxattr(
+        dir,
+        OPAQUE_XATTR,
+        b"y",
+        XattrFlags::empty(),
+    )?)
 }
 
 fn touch(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {

@@ -68,14 +68,19 @@ pub fn empty_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
     for name in names {
         // A directory without write or search permission (mode 0o000 from a layer) must be
         // opened up before its entries can go; as root this is not needed, as a user it is.
-        let _ = rustix::fs::chmodat(dir, name.as_slice(), Mode::from_raw_mode(0o700), AtFlags::empty())
-            .ok()
-            .filter(|_| {
-                kind_at(dir, &name)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
-            });
+        let _ = rustix::fs::chmodat(
+            dir,
+            name.as_slice(),
+            Mode::from_raw_mode(0o700),
+            AtFlags::empty(),
+        )
+        .ok()
+        .filter(|_| {
+            kind_at(dir, &name)
+                .ok()
+                .flatten()
+                .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+        });
         remove_at(dir, &name)?;
     }
     Ok(())
@@ -145,7 +150,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let mut f = std::fs::File::create(&tmp)?;

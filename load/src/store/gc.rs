@@ -154,7 +154,9 @@ impl Store {
         let (blobs, chains) = catalog.referenced(&[])?;
         let mut du = DiskUsage {
             images: catalog.ids()?.len(),
-            containers: std::fs::read_dir(self.containers_dir()).map(|r| r.count()).unwrap_or(0),
+            containers: std::fs::read_dir(self.containers_dir())
+                .map(|r| r.count())
+                .unwrap_or(0),
             container_bytes: fsutil::disk_usage(&self.containers_dir()),
             ..DiskUsage::default()
         };
@@ -168,9 +170,19 @@ impl Store {
         }
         du.images_in_use = needed.ids()?.len();
         let (kept_blobs, kept_chains) = needed.referenced(&used_ids)?;
-        for (dir, names, kept) in [(BLOBS, &blobs, &kept_blobs), (SNAPSHOTS, &chains, &kept_chains)] {
-            let base = if dir == BLOBS { self.root.join(BLOBS).join("sha256") } else { self.root.join(dir) };
-            for e in std::fs::read_dir(&base).map_err(StoreError::io("read", &base))?.flatten() {
+        for (dir, names, kept) in [
+            (BLOBS, &blobs, &kept_blobs),
+            (SNAPSHOTS, &chains, &kept_chains),
+        ] {
+            let base = if dir == BLOBS {
+                self.root.join(BLOBS).join("sha256")
+            } else {
+                self.root.join(dir)
+            };
+            for e in std::fs::read_dir(&base)
+                .map_err(StoreError::io("read", &base))?
+                .flatten()
+            {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let bytes = fsutil::disk_usage(&e.path());
                 if names.contains(&name) {
@@ -220,10 +232,12 @@ impl Store {
         for e in rd.flatten() {
             let path = e.path();
             let live = std::fs::File::open(path.join(super::LOCK))
-                .map(|f| match rustix::fs::flock(f.as_fd(), FlockOperation::NonBlockingLockExclusive) {
-                    Ok(()) => false,
-                    Err(rustix::io::Errno::WOULDBLOCK) => true,
-                    Err(_) => false,
+                .map(|f| {
+                    match rustix::fs::flock(f.as_fd(), FlockOperation::NonBlockingLockExclusive) {
+                        Ok(()) => false,
+                        Err(rustix::io::Errno::WOULDBLOCK) => true,
+                        Err(_) => false,
+                    }
                 })
                 .unwrap_or(false);
             out.push((path, live));
@@ -251,7 +265,10 @@ impl Store {
             (self.root.join(BLOBS).join("sha256"), &blobs),
             (self.root.join(SNAPSHOTS), &chains),
         ] {
-            for e in std::fs::read_dir(&base).map_err(StoreError::io("read", &base))?.flatten() {
+            for e in std::fs::read_dir(&base)
+                .map_err(StoreError::io("read", &base))?
+                .flatten()
+            {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if !keep.contains(&name) {
                     freed += fsutil::disk_usage(&e.path());

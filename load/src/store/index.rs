@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use ferry_oci::archive::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, BlobRef, OCI_LAYOUT, OCI_LAYOUT_CONTENT};
+use ferry_oci::archive::{
+    ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, BlobRef, OCI_LAYOUT, OCI_LAYOUT_CONTENT,
+};
 use ferry_oci::spec::ImageManifest;
 use ferry_oci::{Digest, ImageReference, Platform, digest, media_type};
 use serde::{Deserialize, Serialize};
@@ -69,7 +71,11 @@ impl Entry {
 
     /// The name this descriptor gives, if any.
     pub fn name(&self) -> Option<ImageReference> {
-        self.annotations.as_ref()?.get(ANNOTATION_IMAGE_NAME)?.parse().ok()
+        self.annotations
+            .as_ref()?
+            .get(ANNOTATION_IMAGE_NAME)?
+            .parse()
+            .ok()
     }
 
     fn manifest_digest(&self) -> Result<Digest, StoreError> {
@@ -118,7 +124,8 @@ pub(crate) struct Catalog {
 pub(crate) fn init(root: &Path) -> Result<(), StoreError> {
     let layout = root.join(OCI_LAYOUT);
     if !layout.exists() {
-        write_atomic(&layout, OCI_LAYOUT_CONTENT.as_bytes()).map_err(StoreError::io("write", &layout))?;
+        write_atomic(&layout, OCI_LAYOUT_CONTENT.as_bytes())
+            .map_err(StoreError::io("write", &layout))?;
     }
     let index = root.join(INDEX);
     if !index.exists() {
@@ -127,7 +134,8 @@ pub(crate) fn init(root: &Path) -> Result<(), StoreError> {
             media_type: Some(media_type::OCI_INDEX.into()),
             manifests: Vec::new(),
         };
-        write_atomic(&index, &serde_json::to_vec(&empty).expect("serializes")).map_err(StoreError::io("write", &index))?;
+        write_atomic(&index, &serde_json::to_vec(&empty).expect("serializes"))
+            .map_err(StoreError::io("write", &index))?;
     }
     Ok(())
 }
@@ -154,7 +162,8 @@ impl Catalog {
             manifests: self.entries.clone(),
         };
         let path = self.root.join(INDEX);
-        write_atomic(&path, &serde_json::to_vec(&file).expect("serializes")).map_err(StoreError::io("write", &path))
+        write_atomic(&path, &serde_json::to_vec(&file).expect("serializes"))
+            .map_err(StoreError::io("write", &path))
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -175,16 +184,22 @@ impl Catalog {
         let damaged = |e: String| StoreError::Damaged {
             what: format!("manifest {d}: {e}"),
         };
-        let m: ImageManifest = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
+        let m: ImageManifest =
+            serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
         let blob_ref = |desc: &ferry_oci::spec::Descriptor| -> Result<BlobRef, StoreError> {
             Ok(BlobRef {
-                digest: digest::parse(desc.digest().as_ref()).map_err(|e| damaged(e.to_string()))?,
+                digest: digest::parse(desc.digest().as_ref())
+                    .map_err(|e| damaged(e.to_string()))?,
                 size: desc.size(),
                 media_type: desc.media_type().to_string(),
             })
         };
         let config = blob_ref(m.config())?;
-        let layers = m.layers().iter().map(blob_ref).collect::<Result<Vec<_>, _>>()?;
+        let layers = m
+            .layers()
+            .iter()
+            .map(blob_ref)
+            .collect::<Result<Vec<_>, _>>()?;
         #[derive(Deserialize)]
         struct RootFs {
             #[serde(default)]
@@ -194,7 +209,8 @@ impl Catalog {
         struct Config {
             rootfs: RootFs,
         }
-        let c: Config = serde_json::from_slice(&self.blob(&config.digest)?).map_err(|e| damaged(e.to_string()))?;
+        let c: Config = serde_json::from_slice(&self.blob(&config.digest)?)
+            .map_err(|e| damaged(e.to_string()))?;
         let diff_ids = c
             .rootfs
             .diff_ids
@@ -216,7 +232,9 @@ impl Catalog {
             layers,
             diff_ids,
         });
-        self.manifests.borrow_mut().insert(d.to_string(), facts.clone());
+        self.manifests
+            .borrow_mut()
+            .insert(d.to_string(), facts.clone());
         Ok(facts)
     }
 
@@ -233,14 +251,17 @@ impl Catalog {
             #[serde(default)]
             variant: Option<String>,
         }
-        let c: C = serde_json::from_slice(&self.blob(config)?).map_err(|e| StoreError::Damaged {
-            what: format!("config {config}: {e}"),
-        })?;
-        let mut p: Platform = format!("{}/{}", c.os, c.architecture).parse().unwrap_or(Platform {
-            os: c.os,
-            architecture: c.architecture,
-            variant: None,
-        });
+        let c: C =
+            serde_json::from_slice(&self.blob(config)?).map_err(|e| StoreError::Damaged {
+                what: format!("config {config}: {e}"),
+            })?;
+        let mut p: Platform = format!("{}/{}", c.os, c.architecture)
+            .parse()
+            .unwrap_or(Platform {
+                os: c.os,
+                architecture: c.architecture,
+                variant: None,
+            });
         p.variant = c.variant.filter(|v| !v.is_empty());
         Ok((c.created, p))
     }
@@ -301,8 +322,17 @@ impl Catalog {
             }
         }
         let hex = text.strip_prefix("sha256:").unwrap_or(text);
-        if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
-            let ids: Vec<Digest> = self.ids()?.into_iter().filter(|id| id.digest().starts_with(hex)).collect();
+        if !hex.is_empty()
+            && hex.len() <= 64
+            && hex
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        {
+            let ids: Vec<Digest> = self
+                .ids()?
+                .into_iter()
+                .filter(|id| id.digest().starts_with(hex))
+                .collect();
             match ids.len() {
                 0 => {}
                 1 => {
@@ -334,11 +364,9 @@ impl Catalog {
     pub fn tag(&mut self, name: &ImageReference, target: Entry) -> Result<(), StoreError> {
         let target_id = self.id_of(&target)?;
         let qualified = name.qualified();
-        if self
-            .entries
-            .iter()
-            .any(|e| e.digest == target.digest && e.name().is_some_and(|n| n.qualified() == qualified))
-        {
+        if self.entries.iter().any(|e| {
+            e.digest == target.digest && e.name().is_some_and(|n| n.qualified() == qualified)
+        }) {
             return Ok(());
         }
         let (moved, kept): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.entries)
@@ -375,7 +403,11 @@ impl Catalog {
     /// Removes `name`; returns the image it named, and whether that image has no name left.
     pub fn untag(&mut self, name: &ImageReference) -> Result<Option<(Digest, bool)>, StoreError> {
         let qualified = name.qualified();
-        let Some(pos) = self.entries.iter().position(|e| e.name().is_some_and(|n| n.qualified() == qualified)) else {
+        let Some(pos) = self
+            .entries
+            .iter()
+            .position(|e| e.name().is_some_and(|n| n.qualified() == qualified))
+        else {
             return Ok(None);
         };
         let old = self.entries.remove(pos);
@@ -410,7 +442,10 @@ impl Catalog {
 
     /// Blobs and snapshots (chain IDs) the listed images need, plus the configs and snapshots
     /// of `extra_ids` (images containers use that are no longer listed).
-    pub fn referenced(&self, extra_ids: &[Digest]) -> Result<(HashSet<String>, HashSet<String>), StoreError> {
+    pub fn referenced(
+        &self,
+        extra_ids: &[Digest],
+    ) -> Result<(HashSet<String>, HashSet<String>), StoreError> {
         let mut blobs = HashSet::new();
         let mut chains = HashSet::new();
         for e in &self.entries {
@@ -418,7 +453,11 @@ impl Catalog {
             blobs.insert(f.manifest.digest.digest().to_string());
             blobs.insert(f.config.digest.digest().to_string());
             blobs.extend(f.layers.iter().map(|l| l.digest.digest().to_string()));
-            chains.extend(crate::resolve::chain_ids(&f.diff_ids).iter().map(|c| c.digest().to_string()));
+            chains.extend(
+                crate::resolve::chain_ids(&f.diff_ids)
+                    .iter()
+                    .map(|c| c.digest().to_string()),
+            );
         }
         for id in extra_ids {
             #[derive(Deserialize)]
@@ -431,12 +470,24 @@ impl Catalog {
                 rootfs: RootFs,
             }
             let Ok(bytes) = self.blob(id) else { continue };
-            let Ok(c) = serde_json::from_slice::<Config>(&bytes) else { continue };
-            let Ok(diff_ids) = c.rootfs.diff_ids.iter().map(|d| digest::parse(d)).collect::<Result<Vec<_>, _>>() else {
+            let Ok(c) = serde_json::from_slice::<Config>(&bytes) else {
+                continue;
+            };
+            let Ok(diff_ids) = c
+                .rootfs
+                .diff_ids
+                .iter()
+                .map(|d| digest::parse(d))
+                .collect::<Result<Vec<_>, _>>()
+            else {
                 continue;
             };
             blobs.insert(id.digest().to_string());
-            chains.extend(crate::resolve::chain_ids(&diff_ids).iter().map(|c| c.digest().to_string()));
+            chains.extend(
+                crate::resolve::chain_ids(&diff_ids)
+                    .iter()
+                    .map(|c| c.digest().to_string()),
+            );
         }
         Ok((blobs, chains))
     }

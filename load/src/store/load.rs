@@ -23,7 +23,7 @@ use crate::reporter::Reporter;
 use crate::resolve::{self, ArchiveImage, chain_ids};
 use crate::scan::{self, Contents, LayerSink, Stage};
 use crate::store::Store;
-use crate::store::apply::{ApplyOptions, ApplyReport, Applier, PendingLink, Reports};
+use crate::store::apply::{Applier, ApplyOptions, ApplyReport, PendingLink, Reports};
 use crate::store::fsutil;
 use crate::store::index::{Catalog, Entry};
 use crate::store::snapshot::{self, FS_DIR, INFO_JSON, SnapshotInfo};
@@ -76,17 +76,22 @@ impl Staging {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
-        let path = store.root.join(super::TMP).join(format!("load-{}-{nanos}", std::process::id()));
+        let path = store
+            .root
+            .join(super::TMP)
+            .join(format!("load-{}-{nanos}", std::process::id()));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
             .map_err(StoreError::io("create", &path))?;
         let lock_path = path.join(super::LOCK);
         let lock = File::create(&lock_path).map_err(StoreError::io("create", &lock_path))?;
-        rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).map_err(|e| StoreError::Io {
-            action: "lock",
-            path: lock_path,
-            source: e.into(),
+        rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+            StoreError::Io {
+                action: "lock",
+                path: lock_path,
+                source: e.into(),
+            }
         })?;
         Ok(Staging { path, _lock: lock })
     }
@@ -136,7 +141,9 @@ impl Stage for StoreStage<'_> {
             .create(&fs)
             .map_err(StoreError::io("create", &fs))?;
         let root = fsutil::open_dir(&fs).map_err(StoreError::io("open", &fs))?;
-        Ok(Some(Box::new(Applier::new(root, self.apply).reporting_to(self.reports.clone(), id))))
+        Ok(Some(Box::new(
+            Applier::new(root, self.apply).reporting_to(self.reports.clone(), id),
+        )))
     }
 }
 
@@ -151,7 +158,12 @@ struct Plan {
 
 impl Store {
     /// Loads an archive (any format `ferry load` accepts) from `input`.
-    pub fn load(&self, input: &mut dyn Read, opts: &LoadOptions, reporter: &dyn Reporter) -> Result<Vec<LoadedImage>, LoadError> {
+    pub fn load(
+        &self,
+        input: &mut dyn Read,
+        opts: &LoadOptions,
+        reporter: &dyn Reporter,
+    ) -> Result<Vec<LoadedImage>, LoadError> {
         let staging = Staging::create(self)?;
         let reports: Reports = Rc::new(RefCell::new(HashMap::new()));
         let apply = ApplyOptions {
@@ -198,8 +210,13 @@ impl Store {
         let mut devices_skipped = 0;
         let mut fallback = 0;
         for img in images {
-            for (blob, bytes) in [(&img.manifest, &img.manifest_bytes), (&img.config, &img.config_bytes)] {
-                if self.blob_path(&blob.digest).is_file() || !planned_blobs.insert(blob.digest.clone()) {
+            for (blob, bytes) in [
+                (&img.manifest, &img.manifest_bytes),
+                (&img.config, &img.config_bytes),
+            ] {
+                if self.blob_path(&blob.digest).is_file()
+                    || !planned_blobs.insert(blob.digest.clone())
+                {
                     continue;
                 }
                 let p = stage.dir.join(format!("meta-{}", blob.digest.digest()));
@@ -217,7 +234,11 @@ impl Store {
                 if !in_store && planned_blobs.insert(layer.blob.digest.clone()) {
                     if !staged_blob.is_file() {
                         return Err(LoadError::Missing {
-                            what: format!("layer {} of {} (it was removed from the store during the load; load again)", layer.blob.digest, img.label()),
+                            what: format!(
+                                "layer {} of {} (it was removed from the store during the load; load again)",
+                                layer.blob.digest,
+                                img.label()
+                            ),
                         });
                     }
                     blobs.push((staged_blob.clone(), layer.blob.digest.clone()));
@@ -234,8 +255,13 @@ impl Store {
                         path: layer.path.clone(),
                         source,
                     };
-                    let streamed = file.layer.as_ref().is_some_and(|o| o.unpacked) && !claimed.contains(&file.id);
-                    let report = if streamed { reports.borrow_mut().remove(&file.id) } else { None };
+                    let streamed = file.layer.as_ref().is_some_and(|o| o.unpacked)
+                        && !claimed.contains(&file.id);
+                    let report = if streamed {
+                        reports.borrow_mut().remove(&file.id)
+                    } else {
+                        None
+                    };
                     let (dir, report) = match report {
                         Some(r) => {
                             claimed.insert(file.id);
@@ -257,7 +283,9 @@ impl Store {
                             } else {
                                 staged_blob.clone()
                             };
-                            let (diff_id, stats, pending) = snapshot::apply_blob(&source, &fs, stage.apply).map_err(layer_err)?;
+                            let (diff_id, stats, pending) =
+                                snapshot::apply_blob(&source, &fs, stage.apply)
+                                    .map_err(layer_err)?;
                             if diff_id != layer.diff_id {
                                 return Err(LoadError::DiffId {
                                     image: img.label(),
@@ -271,7 +299,8 @@ impl Store {
                         }
                     };
                     let fs = dir.join(FS_DIR);
-                    resolve_links(&fs, &report.pending, &lowers, self.privileged).map_err(layer_err)?;
+                    resolve_links(&fs, &report.pending, &lowers, self.privileged)
+                        .map_err(layer_err)?;
                     devices_skipped += report.stats.devices_skipped;
                     let info = SnapshotInfo {
                         chain_id: chain.to_string(),
@@ -283,8 +312,11 @@ impl Store {
                         devices_skipped: report.stats.devices_skipped,
                     };
                     let info_path = dir.join(INFO_JSON);
-                    std::fs::write(&info_path, serde_json::to_vec_pretty(&info).expect("serializes"))
-                        .map_err(StoreError::io("write", &info_path))?;
+                    std::fs::write(
+                        &info_path,
+                        serde_json::to_vec_pretty(&info).expect("serializes"),
+                    )
+                    .map_err(StoreError::io("write", &info_path))?;
                     snapshots.push((dir, chain.clone()));
                     planned_chains.insert(chain.clone(), fs.clone());
                     new_layers += 1;
@@ -354,7 +386,12 @@ impl Store {
     }
 }
 
-fn resolve_links(fs: &Path, pending: &[PendingLink], lowers: &[PathBuf], privileged: bool) -> Result<(), LayerError> {
+fn resolve_links(
+    fs: &Path,
+    pending: &[PendingLink],
+    lowers: &[PathBuf],
+    privileged: bool,
+) -> Result<(), LayerError> {
     if pending.is_empty() {
         return Ok(());
     }

@@ -27,15 +27,25 @@ pub fn materialize(layers: &[PathBuf], dest: &Path) -> Result<(), StoreError> {
     let privileged = rustix::process::geteuid().is_root();
     for layer in layers {
         let mut links = HashMap::new();
-        merge(layer, dest, privileged, &mut links).map_err(StoreError::io("materialize layer", layer))?;
-        let m = layer.symlink_metadata().map_err(StoreError::io("inspect", layer))?;
+        merge(layer, dest, privileged, &mut links)
+            .map_err(StoreError::io("materialize layer", layer))?;
+        let m = layer
+            .symlink_metadata()
+            .map_err(StoreError::io("inspect", layer))?;
         set_meta(dest, &m, layer, privileged).map_err(StoreError::io("set metadata of", dest))?;
     }
     Ok(())
 }
 
-fn merge(src: &Path, dst: &Path, privileged: bool, links: &mut HashMap<(u64, u64), PathBuf>) -> io::Result<()> {
-    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(src)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+fn merge(
+    src: &Path,
+    dst: &Path,
+    privileged: bool,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> io::Result<()> {
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(src)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
     names.sort();
     if is_opaque(src) {
         let fd = fsutil::open_dir(dst)?;
@@ -98,7 +108,13 @@ fn merge(src: &Path, dst: &Path, privileged: bool, links: &mut HashMap<(u64, u64
             if kind != FileType::Fifo && !privileged {
                 continue;
             }
-            rustix::fs::mknodat(rustix::fs::CWD, &d, kind, Mode::from_raw_mode(m.mode() & 0o777), m.rdev())?;
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &d,
+                kind,
+                Mode::from_raw_mode(m.mode() & 0o777),
+                m.rdev(),
+            )?;
         } else {
             continue;
         }
@@ -121,7 +137,12 @@ fn set_meta(d: &Path, m: &std::fs::Metadata, src: &Path, privileged: bool) -> io
     }
     if !symlink {
         copy_xattrs(src, d);
-        rustix::fs::chmodat(rustix::fs::CWD, d, Mode::from_raw_mode(m.mode() & 0o7777), AtFlags::empty())?;
+        rustix::fs::chmodat(
+            rustix::fs::CWD,
+            d,
+            Mode::from_raw_mode(m.mode() & 0o7777),
+            AtFlags::empty(),
+        )?;
     }
     rustix::fs::utimensat(
         rustix::fs::CWD,
@@ -152,7 +173,8 @@ fn copy_xattrs(src: &Path, dst: &Path) {
         }
         let mut value = vec![0u8; 64 * 1024];
         if let Ok(len) = rustix::fs::lgetxattr(src, name, &mut value[..]) {
-            let _ = rustix::fs::lsetxattr(dst, name, &value[..len], rustix::fs::XattrFlags::empty());
+            let _ =
+                rustix::fs::lsetxattr(dst, name, &value[..len], rustix::fs::XattrFlags::empty());
         }
     }
 }

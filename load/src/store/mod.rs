@@ -211,7 +211,11 @@ impl Store {
     fn try_lock_exclusive(&self) -> Result<Option<StoreLock>, StoreError> {
         match self.lock(FlockOperation::NonBlockingLockExclusive) {
             Ok(l) => Ok(Some(l)),
-            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(StoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -225,13 +229,19 @@ impl Store {
         self.stored_image(&catalog, &found)
     }
 
-    fn stored_image(&self, catalog: &Catalog, found: &index::Found) -> Result<StoredImage, StoreError> {
+    fn stored_image(
+        &self,
+        catalog: &Catalog,
+        found: &index::Found,
+    ) -> Result<StoredImage, StoreError> {
         let facts = catalog.manifest(&found.manifest)?;
-        let config_bytes = std::fs::read(self.blob_path(&facts.config.digest))
-            .map_err(StoreError::io("read config", self.blob_path(&facts.config.digest)))?;
-        let config: ImageConfiguration = serde_json::from_slice(&config_bytes).map_err(|e| StoreError::Damaged {
-            what: format!("config {} does not parse: {e}", facts.config.digest),
-        })?;
+        let config_bytes = std::fs::read(self.blob_path(&facts.config.digest)).map_err(
+            StoreError::io("read config", self.blob_path(&facts.config.digest)),
+        )?;
+        let config: ImageConfiguration =
+            serde_json::from_slice(&config_bytes).map_err(|e| StoreError::Damaged {
+                what: format!("config {} does not parse: {e}", facts.config.digest),
+            })?;
         let diff_ids = config
             .rootfs()
             .diff_ids()
@@ -275,9 +285,10 @@ impl Store {
         let mut out: Vec<ImageSummary> = Vec::new();
         for e in catalog.entries() {
             let id = catalog.id_of(e)?;
-            let manifest = ferry_oci::digest::parse(&e.digest).map_err(|err| StoreError::Damaged {
-                what: format!("index.json: {err}"),
-            })?;
+            let manifest =
+                ferry_oci::digest::parse(&e.digest).map_err(|err| StoreError::Damaged {
+                    what: format!("index.json: {err}"),
+                })?;
             if let Some(s) = out.iter_mut().find(|s| s.id == id) {
                 if let Some(n) = e.name() {
                     s.names.push((n, manifest));
@@ -288,11 +299,18 @@ impl Store {
             let (created, platform) = catalog.config_facts(&facts.config.digest)?;
             let size = chain_ids(&facts.diff_ids)
                 .iter()
-                .map(|c| SnapshotInfo::read(&self.snapshot_dir(c)).map(|i| i.size).unwrap_or(0))
+                .map(|c| {
+                    SnapshotInfo::read(&self.snapshot_dir(c))
+                        .map(|i| i.size)
+                        .unwrap_or(0)
+                })
                 .sum();
             out.push(ImageSummary {
                 id,
-                names: e.name().map(|n| vec![(n, manifest.clone())]).unwrap_or_default(),
+                names: e
+                    .name()
+                    .map(|n| vec![(n, manifest.clone())])
+                    .unwrap_or_default(),
                 manifest,
                 created,
                 size,
@@ -315,10 +333,17 @@ impl Store {
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
                 continue;
             };
-            if let Some(id) = v.get("image_id").and_then(|i| i.as_str()).and_then(|i| ferry_oci::digest::parse(i).ok()) {
+            if let Some(id) = v
+                .get("image_id")
+                .and_then(|i| i.as_str())
+                .and_then(|i| ferry_oci::digest::parse(i).ok())
+            {
                 out.push((e.file_name().to_string_lossy().into_owned(), id));
             }
         }
         out
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,7 +13,9 @@ use crate::store::index::Catalog;
 impl BlobSource for Store {
     fn open(&self, blob: &BlobRef) -> io::Result<Box<dyn Read + '_>> {
         let path = self.blob_path(&blob.digest);
-        let f = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+        let f = File::open(&path).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+        })?;
         Ok(Box::new(io::BufReader::with_capacity(1024 * 1024, f)))
     }
 }
@@ -42,7 +44,11 @@ impl Store {
 
     /// Writes the archive of `references` to `out`, holding the shared lock so no blob goes
     /// away midway.
-    pub fn save(&self, references: &[String], out: &mut dyn Write) -> Result<ArchivePlan, StoreError> {
+    pub fn save(
+        &self,
+        references: &[String],
+        out: &mut dyn Write,
+    ) -> Result<ArchivePlan, StoreError> {
         let _lock = self.lock_shared()?;
         let plan = self.save_plan(references)?;
         write_archive(&plan, self, out).map_err(StoreError::io("write the archive", "-"))?;

@@ -21,7 +21,7 @@ use crate::error::LayerError;
 use crate::layer::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::path::{self, Components};
 use crate::scan::{LayerSink, LayerStats};
-use crate::store::apply::{ApplyOptions, Applier, OPAQUE_XATTR, PendingLink, SnapshotFormat};
+use crate::store::apply::{Applier, ApplyOptions, OPAQUE_XATTR, PendingLink, SnapshotFormat};
 use crate::store::fsutil::{self, open_child_dir, remove_at};
 use crate::tar::TarReader;
 
@@ -70,7 +70,8 @@ pub fn apply_blob(
         source: e,
     })?;
     let (format, decoded) =
-        compression::open_stream(io::BufReader::with_capacity(256 * 1024, file)).map_err(|e| LayerError::Decompress("blob", e))?;
+        compression::open_stream(io::BufReader::with_capacity(256 * 1024, file))
+            .map_err(|e| LayerError::Decompress("blob", e))?;
     if format == Format::Other {
         return Err(LayerError::NotALayer);
     }
@@ -108,7 +109,11 @@ impl<R: Read> Read for Hashing<R> {
 
 /// Whether a directory of a snapshot is opaque (either representation).
 pub fn is_opaque(dir: &Path) -> bool {
-    if dir.join(OsBytes(OPAQUE_MARKER).as_path()).symlink_metadata().is_ok() {
+    if dir
+        .join(OsBytes(OPAQUE_MARKER).as_path())
+        .symlink_metadata()
+        .is_ok()
+    {
         return true;
     }
     let mut buf = [0u8; 8];
@@ -149,7 +154,12 @@ pub fn find_in_stack(layers_top_first: &[PathBuf], target: &[Vec<u8>]) -> Option
                 Err(_) => {
                     let mut marker = WHITEOUT_PREFIX.to_vec();
                     marker.extend_from_slice(comp);
-                    if opaque || dir.join(OsBytes(&marker).as_path()).symlink_metadata().is_ok() {
+                    if opaque
+                        || dir
+                            .join(OsBytes(&marker).as_path())
+                            .symlink_metadata()
+                            .is_ok()
+                    {
                         return None;
                     }
                     break;
@@ -214,7 +224,11 @@ fn copy_up(fs: &Path, link: &Components, source: &Path, privileged: bool) -> io:
     let mut dst = File::from(fd);
     io::copy(&mut src, &mut dst)?;
     if privileged {
-        rustix::fs::fchown(&dst, Some(Uid::from_raw(meta.uid())), Some(Gid::from_raw(meta.gid())))?;
+        rustix::fs::fchown(
+            &dst,
+            Some(Uid::from_raw(meta.uid())),
+            Some(Gid::from_raw(meta.gid())),
+        )?;
     }
     rustix::fs::fchmod(&dst, Mode::from_raw_mode(meta.mode() & 0o7777))?;
     rustix::fs::futimens(
