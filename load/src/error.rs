@@ -49,7 +49,7 @@ pub enum LoadError {
         path: String,
         /// Why.
         #[source]
-        source: LayerError,
+        source: Box<LayerError>,
     },
     /// Content does not match its digest or size.
     #[error("{what} is corrupt")]
@@ -70,11 +70,11 @@ pub enum LoadError {
         /// 1-based position of the layer, bottom first.
         index: usize,
         /// The layer's blob digest.
-        blob: Digest,
+        blob: Box<Digest>,
         /// What the config says.
-        expected: Digest,
+        expected: Box<Digest>,
         /// What the content hashed to.
-        actual: Digest,
+        actual: Box<Digest>,
     },
     /// Something the metadata names is not in the archive.
     #[error("{what} is missing from the archive")]
@@ -122,10 +122,7 @@ impl LoadError {
             LoadError::Unsafe { .. } => {
                 "this archive tries to write outside its own directory; it was crafted or badly broken, do not use it".into()
             }
-            LoadError::Layer {
-                source: LayerError::Unsafe { .. },
-                ..
-            } => "this layer tries to write outside its snapshot; the image was crafted or badly broken, do not use it".into(),
+            LoadError::Layer { source, .. } if matches!(**source, LayerError::Unsafe { .. }) => "this layer tries to write outside its snapshot; the image was crafted or badly broken, do not use it".into(),
             LoadError::NotAnArchive(_) | LoadError::NoImages => {
                 "ferry load reads `docker save` output (any Docker version), OCI archives (skopeo, crane, regctl), crane tarballs and ferry fetch archives, plain or gzip/zstd/xz/bzip2-compressed".into()
             }

@@ -164,7 +164,7 @@ fn resolve_in(
                 .first()
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| format!("index.json entry {}", d.digest()));
-            let Some(manifest) = choose(contents, d, platform, &what, 0, mode)? else {
+            let Some(manifest) = choose(contents, d, platform, &what, 0)? else {
                 continue;
             };
             match image_from_manifest(contents, &manifest, &what, mode, notices)? {
@@ -302,7 +302,7 @@ pub fn check_layers(contents: &mut Contents, images: &[ArchiveImage]) -> Result<
                 image: img.label(),
                 blob: layer.blob.digest.to_string(),
                 path: layer.path.clone(),
-                source,
+                source: Box::new(source),
             };
             let Some(outcome) = file.layer.as_mut() else {
                 return Err(fail(LayerError::NotALayer));
@@ -317,9 +317,9 @@ pub fn check_layers(contents: &mut Contents, images: &[ArchiveImage]) -> Result<
                 return Err(LoadError::DiffId {
                     image: img.label(),
                     index: i + 1,
-                    blob: layer.blob.digest.clone(),
-                    expected: layer.diff_id.clone(),
-                    actual: actual.clone(),
+                    blob: Box::new(layer.blob.digest.clone()),
+                    expected: Box::new(layer.diff_id.clone()),
+                    actual: Box::new(actual.clone()),
                 });
             }
         }
@@ -430,9 +430,8 @@ fn choose(
     wanted: &Platform,
     what: &str,
     depth: usize,
-    mode: Mode,
 ) -> Result<Option<Descriptor>, LoadError> {
-    match media_type::kind(&d.media_type().to_string()) {
+    match media_type::kind(d.media_type().as_ref()) {
         Kind::Manifest => Ok(Some(d.clone())),
         Kind::Index => {
             if depth >= MAX_NESTING {
@@ -455,8 +454,8 @@ fn choose(
                 if is_attestation(m) {
                     continue;
                 }
-                if media_type::kind(&m.media_type().to_string()) == Kind::Index {
-                    if let Some(found) = choose(contents, m, wanted, what, depth + 1, mode)? {
+                if media_type::kind(m.media_type().as_ref()) == Kind::Index {
+                    if let Some(found) = choose(contents, m, wanted, what, depth + 1)? {
                         return Ok(Some(found));
                     }
                     continue;

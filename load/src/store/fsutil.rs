@@ -94,9 +94,9 @@ pub fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let mut d = rustix::fs::Dir::read_from(&fd)?;
+    let d = rustix::fs::Dir::read_from(&fd)?;
     let mut names = Vec::new();
-    while let Some(e) = d.next() {
+    for e in d {
         let e = e?;
         let n = e.file_name().to_bytes();
         if n != b"." && n != b".." {

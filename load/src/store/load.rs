@@ -253,7 +253,7 @@ impl Store {
                         image: img.label(),
                         blob: layer.blob.digest.to_string(),
                         path: layer.path.clone(),
-                        source,
+                        source: Box::new(source),
                     };
                     let streamed = file.layer.as_ref().is_some_and(|o| o.unpacked)
                         && !claimed.contains(&file.id);
@@ -290,9 +290,9 @@ impl Store {
                                 return Err(LoadError::DiffId {
                                     image: img.label(),
                                     index: i + 1,
-                                    blob: layer.blob.digest.clone(),
-                                    expected: layer.diff_id.clone(),
-                                    actual: diff_id,
+                                    blob: Box::new(layer.blob.digest.clone()),
+                                    expected: Box::new(layer.diff_id.clone()),
+                                    actual: Box::new(diff_id),
                                 });
                             }
                             (dir, ApplyReport { stats, pending })
