@@ -3,3 +3,5 @@
 mod fake_registry;
 mod fetch;
 mod harness;
+mod load;
+mod load_support;
