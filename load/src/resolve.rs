@@ -164,7 +164,7 @@ fn resolve_in(
                 .first()
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| format!("index.json entry {}", d.digest()));
-            let Some(manifest) = choose(contents, d, platform, &what, 0)? else {
+            let Some(manifest) = choose(contents, d, platform, &what, 0, &mut Vec::new())? else {
                 continue;
             };
             match image_from_manifest(contents, &manifest, &what, mode, notices)? {
@@ -430,6 +430,7 @@ fn choose(
     wanted: &Platform,
     what: &str,
     depth: usize,
+    available: &mut Vec<String>,
 ) -> Result<Option<Descriptor>, LoadError> {
     match media_type::kind(d.media_type().as_ref()) {
         Kind::Manifest => Ok(Some(d.clone())),
@@ -449,13 +450,12 @@ fn choose(
                 what: format!("index {} of {what}", d.digest()),
             })?;
             let index: ImageIndex = parse_json(bytes, &format!("index {} of {what}", d.digest()))?;
-            let mut available = Vec::new();
             for m in index.manifests() {
                 if is_attestation(m) {
                     continue;
                 }
                 if media_type::kind(m.media_type().as_ref()) == Kind::Index {
-                    if let Some(found) = choose(contents, m, wanted, what, depth + 1)? {
+                    if let Some(found) = choose(contents, m, wanted, what, depth + 1, available)? {
                         return Ok(Some(found));
                     }
                     continue;
@@ -475,7 +475,7 @@ fn choose(
             Err(LoadError::NoPlatform {
                 image: what.into(),
                 wanted: wanted.to_string(),
-                available,
+                available: std::mem::take(available),
             })
         }
         _ => Ok(None),
