@@ -2,20 +2,12 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use ferry_oci::ImageReference;
 
 use crate::cli::GlobalArgs;
+use crate::commands::inspect::Format;
 use crate::progress::human_bytes;
-
-/// Output formats of listing commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Aligned columns.
-    Table,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Arguments of `ferry images`.
 #[derive(Debug, Args)]

@@ -4,16 +4,24 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use ferry_load::Reporter;
 use ferry_oci::Platform;
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
-use crate::commands::images::Format;
 use crate::commands::verify::{default_platform, open_input};
 use crate::load_progress::LoadReporter;
 use crate::progress::{ProgressMode, human_bytes};
+
+/// Output formats of listing commands (`inspect`, `images`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// JSON (`images`: one object per line).
+    Json,
+}
 
 /// Arguments of `ferry inspect`.
 #[derive(Debug, Args)]

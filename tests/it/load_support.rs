@@ -24,7 +24,13 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// registry, which Docker trusts as a loopback address) and returns its full name.
 pub fn docker_has(s: &Services, repo_tag: &str) -> String {
     let name = s.image(repo_tag);
-    if run(s.docker().args(["image", "inspect", &name]).stdout(Stdio::null())).code != Some(0) {
+    if run(s
+        .docker()
+        .args(["image", "inspect", &name])
+        .stdout(Stdio::null()))
+    .code
+        != Some(0)
+    {
         run(s.docker().args(["pull", "-q", &name])).ok();
     }
     name
@@ -33,7 +39,10 @@ pub fn docker_has(s: &Services, repo_tag: &str) -> String {
 /// `docker save` of a test image (Docker 20.10 here: the legacy layout).
 pub fn docker_save(s: &Services, repo_tag: &str, dir: &Path) -> PathBuf {
     let name = docker_has(s, repo_tag);
-    let out = dir.join(format!("{}-docker-save.tar", repo_tag.replace(['/', ':'], "_")));
+    let out = dir.join(format!(
+        "{}-docker-save.tar",
+        repo_tag.replace(['/', ':'], "_")
+    ));
     run(s.docker().arg("save").arg("-o").arg(&out).arg(&name)).ok();
     out
 }
@@ -41,7 +50,11 @@ pub fn docker_save(s: &Services, repo_tag: &str, dir: &Path) -> PathBuf {
 /// `skopeo copy` of a test image to `docker-archive` or `oci-archive`, named as in the
 /// registry (`ferry/busybox:oci`).
 pub fn skopeo(s: &Services, repo_tag: &str, transport: &str, dir: &Path, all: bool) -> PathBuf {
-    let out = dir.join(format!("{}-{transport}{}.tar", repo_tag.replace(['/', ':'], "_"), if all { "-all" } else { "" }));
+    let out = dir.join(format!(
+        "{}-{transport}{}.tar",
+        repo_tag.replace(['/', ':'], "_"),
+        if all { "-all" } else { "" }
+    ));
     let mut c = Command::new("skopeo");
     c.args(["copy", "--quiet", "--src-tls-verify=false"]);
     if all {
@@ -57,7 +70,14 @@ pub fn skopeo(s: &Services, repo_tag: &str, transport: &str, dir: &Path, all: bo
 pub fn fetch(s: &Services, home: &Path, repo_tag: &str, dir: &Path) -> PathBuf {
     let out = dir.join(format!("{}-fetch.tar", repo_tag.replace(['/', ':'], "_")));
     run(ferry(home)
-        .args(["fetch", "--progress", "none", "--insecure-registry", s.registry(), "-o"])
+        .args([
+            "fetch",
+            "--progress",
+            "none",
+            "--insecure-registry",
+            s.registry(),
+            "-o",
+        ])
         .arg(&out)
         .arg(s.image(repo_tag)))
     .ok();
@@ -90,10 +110,20 @@ pub fn raw_file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
 }
 
 /// Appends an entry with a hand-written header.
-pub fn raw_entry(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, data: &[u8], link: &str) {
+pub fn raw_entry(
+    b: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    kind: tar::EntryType,
+    data: &[u8],
+    link: &str,
+) {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
-    h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+    h.set_mode(if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
     h.set_mtime(1_700_000_000);
     h.set_size(data.len() as u64);
     let raw = h.as_mut_bytes();
@@ -107,7 +137,11 @@ pub fn raw_entry(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType
 
 /// A `docker save`-style (legacy) archive of an image made of `layers` (tar bytes), named
 /// `name`; `extra` adds entries (before manifest.json, as Docker orders them).
-pub fn legacy_archive(layers: &[Vec<u8>], name: &str, extra: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+pub fn legacy_archive(
+    layers: &[Vec<u8>],
+    name: &str,
+    extra: impl FnOnce(&mut tar::Builder<Vec<u8>>),
+) -> Vec<u8> {
     let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/true"]},
@@ -124,7 +158,11 @@ pub fn legacy_archive(layers: &[Vec<u8>], name: &str, extra: impl FnOnce(&mut ta
     raw_file(&mut b, "config.json", &config);
     extra(&mut b);
     let manifest = json!([{"Config": "config.json", "RepoTags": [name], "Layers": paths}]);
-    raw_file(&mut b, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    raw_file(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
     b.into_inner().unwrap()
 }
 
@@ -146,7 +184,10 @@ pub fn docker25_from_legacy(legacy: &Path, out: &Path) {
     let get = |p: &str| -> Vec<u8> {
         let mut p = p.to_string();
         loop {
-            let e = entries.iter().find(|e| e.0 == p).unwrap_or_else(|| panic!("{p} missing"));
+            let e = entries
+                .iter()
+                .find(|e| e.0 == p)
+                .unwrap_or_else(|| panic!("{p} missing"));
             if e.1 == b'2' {
                 let base = Path::new(&p).parent().unwrap();
                 let t = base.join(&e.2);
@@ -156,7 +197,9 @@ pub fn docker25_from_legacy(legacy: &Path, out: &Path) {
                         std::path::Component::ParentDir => {
                             parts.pop();
                         }
-                        std::path::Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+                        std::path::Component::Normal(n) => {
+                            parts.push(n.to_string_lossy().into_owned())
+                        }
                         _ => {}
                     }
                 }
@@ -169,7 +212,12 @@ pub fn docker25_from_legacy(legacy: &Path, out: &Path) {
     let manifest: Value = serde_json::from_slice(&get("manifest.json")).unwrap();
     let m = &manifest[0];
     let config = get(m["Config"].as_str().unwrap());
-    let layers: Vec<Vec<u8>> = m["Layers"].as_array().unwrap().iter().map(|l| get(l.as_str().unwrap())).collect();
+    let layers: Vec<Vec<u8>> = m["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| get(l.as_str().unwrap()))
+        .collect();
     let mut blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let cd = sha256(&config);
     blobs.insert(cd.clone(), config.clone());
@@ -188,7 +236,11 @@ pub fn docker25_from_legacy(legacy: &Path, out: &Path) {
     let md = sha256(&oci_manifest);
     blobs.insert(md.clone(), oci_manifest.clone());
     let tag: String = m["RepoTags"][0].as_str().unwrap().to_string();
-    let full = if tag.split('/').next().unwrap().contains(['.', ':']) { tag.clone() } else { format!("docker.io/{tag}") };
+    let full = if tag.split('/').next().unwrap().contains(['.', ':']) {
+        tag.clone()
+    } else {
+        format!("docker.io/{tag}")
+    };
     let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": oci_manifest.len(),
         "annotations": {"io.containerd.image.name": full, "org.opencontainers.image.ref.name": tag.rsplit(':').next().unwrap()},
@@ -205,7 +257,11 @@ pub fn docker25_from_legacy(legacy: &Path, out: &Path) {
         raw_file(&mut b, &format!("blobs/sha256/{}", &d[7..]), bytes);
     }
     raw_file(&mut b, "index.json", &serde_json::to_vec(&index).unwrap());
-    raw_file(&mut b, "manifest.json", &serde_json::to_vec(&docker_manifest).unwrap());
+    raw_file(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&docker_manifest).unwrap(),
+    );
     raw_file(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
     raw_file(&mut b, "repositories", b"{}");
     std::fs::write(out, b.into_inner().unwrap()).unwrap();
@@ -232,7 +288,11 @@ pub fn crane_from_ferry(ferry_archive: &Path, out: &Path) {
         layers.push(name);
     }
     let manifest = json!([{"Config": config_name, "RepoTags": m["RepoTags"], "Layers": layers}]);
-    raw_file(&mut b, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    raw_file(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
     std::fs::write(out, b.into_inner().unwrap()).unwrap();
 }
 
@@ -254,7 +314,9 @@ const DOCKER_INIT: [&str; 10] = [
 ];
 
 fn init_path(p: &str) -> bool {
-    DOCKER_INIT.iter().any(|i| p == *i || p.starts_with(&format!("{i}/")))
+    DOCKER_INIT
+        .iter()
+        .any(|i| p == *i || p.starts_with(&format!("{i}/")))
 }
 
 /// The root filesystem Docker builds for `image`: `docker create` + `docker export`.
@@ -273,7 +335,12 @@ pub fn docker_rootfs(s: &Services, image: &str) -> FsManifest {
         let mut ar = tar::Archive::new(child.stdout.take().unwrap());
         for e in ar.entries().unwrap() {
             let mut e = e.unwrap();
-            let path = e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string();
+            let path = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
             if path.is_empty() || init_path(&path) {
                 continue;
             }
@@ -287,12 +354,23 @@ pub fn docker_rootfs(s: &Services, image: &str) -> FsManifest {
                     e.link_name().unwrap().unwrap().to_string_lossy()
                 ),
                 tar::EntryType::Link => {
-                    links.push((path, e.link_name().unwrap().unwrap().to_string_lossy().into_owned()));
+                    links.push((
+                        path,
+                        e.link_name()
+                            .unwrap()
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned(),
+                    ));
                     continue;
                 }
                 tar::EntryType::Char | tar::EntryType::Block => format!(
                     "{} {mode:o} {owner} {}:{}",
-                    if h.entry_type() == tar::EntryType::Char { 'c' } else { 'b' },
+                    if h.entry_type() == tar::EntryType::Char {
+                        'c'
+                    } else {
+                        'b'
+                    },
                     h.device_major().unwrap().unwrap_or(0),
                     h.device_minor().unwrap().unwrap_or(0)
                 ),
@@ -308,7 +386,10 @@ pub fn docker_rootfs(s: &Services, image: &str) -> FsManifest {
     }
     child.wait().unwrap();
     for (path, target) in links {
-        let desc = out.get(target.trim_end_matches('/')).cloned().unwrap_or_else(|| format!("link to missing {target}"));
+        let desc = out
+            .get(target.trim_end_matches('/'))
+            .cloned()
+            .unwrap_or_else(|| format!("link to missing {target}"));
         out.insert(path, desc);
     }
     run(s.docker().args(["rm", &name])).ok();
@@ -335,7 +416,10 @@ fn walk(root: &Path, dir: &Path, out: &mut FsManifest) {
         let desc = if ft.is_dir() {
             format!("d {mode:o} {owner}")
         } else if ft.is_symlink() {
-            format!("l {owner} -> {}", std::fs::read_link(&p).unwrap().to_string_lossy())
+            format!(
+                "l {owner} -> {}",
+                std::fs::read_link(&p).unwrap().to_string_lossy()
+            )
         } else if ft.is_char_device() || ft.is_block_device() {
             format!(
                 "{} {mode:o} {owner} {}:{}",
@@ -388,7 +472,9 @@ impl OverlayMount {
             .args(["-t", "overlay", "overlay", "-o", &opts])
             .arg(at))
         .ok();
-        OverlayMount { path: at.to_path_buf() }
+        OverlayMount {
+            path: at.to_path_buf(),
+        }
     }
 }
 
@@ -421,7 +507,12 @@ pub fn ferry_id(home: &Path, image: &str) -> String {
 pub fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
     h.finish()
 }
 
@@ -430,7 +521,11 @@ pub fn rand_u64() -> u64 {
 pub fn store_state(store: &Path) -> (Vec<u8>, Vec<String>, Vec<String>, Vec<String>) {
     let list = |p: PathBuf| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(p)
-            .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -445,7 +540,9 @@ pub fn store_state(store: &Path) -> (Vec<u8>, Vec<String>, Vec<String>, Vec<Stri
 
 /// Whether `stdout` names `image` in a `Loaded image:` line.
 pub fn loaded(stdout: &str, image: &str) -> bool {
-    stdout.lines().any(|l| l == format!("Loaded image: {image}"))
+    stdout
+        .lines()
+        .any(|l| l == format!("Loaded image: {image}"))
 }
 
 /// Reads one file of the store's snapshots of `image` through the materialised tree.
