@@ -11,6 +11,8 @@ use crate::progress::{ProgressMode, human_bytes};
 /// The command line's [`ferry_load::Reporter`] for load, verify and inspect.
 pub struct LoadReporter {
     mode: ProgressMode,
+    /// Notices are shown unless the user asked for quiet.
+    notices: bool,
     verb: &'static str,
     bar: Option<ProgressBar>,
     total: Mutex<Option<u64>>,
@@ -18,8 +20,9 @@ pub struct LoadReporter {
 }
 
 impl LoadReporter {
-    /// A reporter for `mode` (already resolved); `verb` starts plain lines (`load`).
-    pub fn new(mode: ProgressMode, verb: &'static str) -> Self {
+    /// A reporter for `mode` (already resolved); `verb` starts plain lines (`load`). Notices
+    /// are printed in every mode but `quiet`.
+    pub fn new(mode: ProgressMode, verb: &'static str, quiet: bool) -> Self {
         let bar = (mode == ProgressMode::Bars).then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
             b.set_style(
@@ -34,6 +37,7 @@ impl LoadReporter {
         });
         LoadReporter {
             mode,
+            notices: !quiet,
             verb,
             bar,
             total: Mutex::new(None),
@@ -89,7 +93,7 @@ impl ferry_load::Reporter for LoadReporter {
     }
 
     fn on_notice(&self, message: &str) {
-        if self.mode == ProgressMode::None {
+        if !self.notices {
             return;
         }
         match &self.bar {

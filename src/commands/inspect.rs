@@ -43,7 +43,7 @@ pub struct InspectArgs {
 /// Runs `ferry inspect`.
 pub fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let (mut input, total) = open_input(&args.file)?;
-    let reporter = LoadReporter::new(args.progress.resolve(), "inspect");
+    let reporter = LoadReporter::new(args.progress.resolve(), "inspect", false);
     reporter.on_start(total);
     let platform = args.platform.clone().unwrap_or_else(default_platform);
     let result = ferry_load::inspect(&mut input, &platform, &reporter);

@@ -72,7 +72,7 @@ pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.progress.resolve()
     };
-    let reporter = LoadReporter::new(mode, "load");
+    let reporter = LoadReporter::new(mode, "load", args.quiet);
     reporter.on_start(total);
     let opts = LoadOptions {
         platform: args

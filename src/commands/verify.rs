@@ -87,7 +87,7 @@ pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.progress.resolve()
     };
-    let reporter = LoadReporter::new(mode, "verify");
+    let reporter = LoadReporter::new(mode, "verify", args.quiet);
     reporter.on_start(total);
     let platform = args.platform.clone().unwrap_or_else(default_platform);
     let result = ferry_load::verify(&mut input, &platform, &reporter);

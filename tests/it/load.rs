@@ -1135,3 +1135,114 @@ fn verify_and_inspect_read_archives_without_a_store() {
     .failed();
     assert!(r.stderr.contains("does not match"), "{}", r.stderr);
 }
+
+#[test]
+fn a_user_without_root_gets_portable_snapshots_that_materialise_correctly() {
+    let s = require_services!();
+    if !rustix_is_root() {
+        eprintln!("SKIPPED: needs root to switch to an unprivileged user");
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    // A directory the unprivileged user owns, with the archives readable in it.
+    let user_dir = w.join("user");
+    std::fs::create_dir(&user_dir).unwrap();
+    run(Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&user_dir))
+    .ok();
+    std::fs::set_permissions(w, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let archive = sup::fetch(s, w, "ferry/multilayer:oci", &user_dir);
+    let mut devices = tar::Builder::new(Vec::new());
+    raw_entry(&mut devices, "dev/", tar::EntryType::Directory, b"", "");
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Char);
+    h.set_path("dev/null").unwrap();
+    h.set_device_major(1).unwrap();
+    h.set_device_minor(3).unwrap();
+    h.set_mode(0o666);
+    h.set_size(0);
+    h.set_cksum();
+    devices.append(&h, &b""[..]).unwrap();
+    let dev_archive = user_dir.join("devices.tar");
+    std::fs::write(
+        &dev_archive,
+        legacy_archive(
+            &[devices.into_inner().unwrap(), layer(&[("ok", "fine")])],
+            "devices:latest",
+            |_| {},
+        ),
+    )
+    .unwrap();
+    run(Command::new("chmod").args(["-R", "a+rX"]).arg(&user_dir)).ok();
+    let store = user_dir.join("store");
+    let as_user = |args: &[&str]| -> Ran {
+        run(Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_ferry"))
+            .arg("--root")
+            .arg(&store)
+            .args(args)
+            .env("HOME", &user_dir)
+            .stdin(Stdio::null()))
+    };
+    let r = as_user(&[
+        "load",
+        "--progress",
+        "none",
+        "-i",
+        archive.to_str().unwrap(),
+    ])
+    .ok();
+    let name = loaded_name(&r);
+    let r = as_user(&[
+        "load",
+        "--progress",
+        "none",
+        "-i",
+        dev_archive.to_str().unwrap(),
+    ])
+    .ok();
+    assert!(r.stderr.contains("skipped 1 device node"), "{}", r.stderr);
+
+    // As root, read the user's store: portable snapshots, and the merged view is right.
+    let layers = {
+        let out = as_user(&["image", "inspect", &name]).ok();
+        let v: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v[0]["Snapshots"]["Format"], "portable");
+        v[0]["Snapshots"]["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| PathBuf::from(p.as_str().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        layers[2].join("app/.wh.delete-me.txt").exists(),
+        "no portable whiteout in {}",
+        layers[2].display()
+    );
+    assert!(layers[2].join("data/old/.wh..wh..opq").exists());
+    let root = w.join("rootfs");
+    std::fs::create_dir(&root).unwrap();
+    ferry_load::store::materialize(&layers, &root).unwrap();
+    let m = sup::dir_manifest(&root);
+    assert!(
+        m.contains_key("app/keep.txt") && !m.contains_key("app/delete-me.txt"),
+        "{m:?}"
+    );
+    assert!(
+        m.contains_key("data/old/c") && !m.contains_key("data/old/a"),
+        "{m:?}"
+    );
+    assert!(
+        !m.keys().any(|k| k.contains(".wh.")),
+        "whiteout files leaked into the rootfs"
+    );
+}
+
+fn rustix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
