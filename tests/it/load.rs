@@ -1083,6 +1083,27 @@ fn images_tag_rmi_and_prune_behave_like_docker() {
     assert_eq!(ferry_id(h, &id), id);
     let listed = run(ferry(h).args(["images"])).ok();
     assert!(listed.stdout.contains("<none>"), "{}", listed.stdout);
+    // A name that moves to another manifest of the same image (Docker and OCI flavours share
+    // the config) leaves no unnamed copy behind: removing the name removes the image.
+    let other_store = h.join("second");
+    std::fs::create_dir_all(&other_store).unwrap();
+    let docker_flavour = s.image("ferry/busybox:docker");
+    load(&other_store, &sup::fetch(s, h, "ferry/busybox:docker", h)).ok();
+    run(ferry(&other_store).args(["tag", &docker_flavour, "x:1"])).ok();
+    let x_docker = h.join("x-docker.tar");
+    run(ferry(&other_store)
+        .args(["save", "x:1", "-o"])
+        .arg(&x_docker))
+    .ok();
+    let third = h.join("third");
+    std::fs::create_dir_all(&third).unwrap();
+    load(&third, &sup::fetch(s, h, tag, h)).ok();
+    run(ferry(&third).args(["tag", &name, "x:1"])).ok();
+    run(ferry(&third).args(["rmi", &name])).ok();
+    load(&third, &x_docker).ok();
+    let r = run(ferry(&third).args(["rmi", "x:1"])).ok();
+    assert_eq!(r.stdout.trim(), format!("Untagged: x:1\nDeleted: {id}"));
+
     let missing = run(ferry(h).args(["image", "inspect", "nope:nope"])).failed();
     assert!(
         missing.stderr.contains("no such image: nope:nope"),

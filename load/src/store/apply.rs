@@ -811,7 +811,11 @@ pub fn probe_format(dir: &std::path::Path) -> SnapshotFormat {
     if !rustix::process::geteuid().is_root() {
         return SnapshotFormat::Portable;
     }
-    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let probe = dir.join(format!("probe-{}-{nanos}", std::process::id()));
     let ok = (|| -> io::Result<()> {
         std::fs::create_dir(&probe)?;
         let fd = fsutil::open_dir(&probe)?;

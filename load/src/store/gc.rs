@@ -231,6 +231,20 @@ impl Store {
         };
         for e in rd.flatten() {
             let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("probe-") {
+                // Another process deciding the snapshot format, or one killed doing so.
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 600);
+                if old {
+                    out.push((path, false));
+                }
+                continue;
+            }
             let live = std::fs::File::open(path.join(super::LOCK))
                 .map(|f| {
                     match rustix::fs::flock(f.as_fd(), FlockOperation::NonBlockingLockExclusive) {

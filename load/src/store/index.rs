@@ -120,7 +120,12 @@ pub(crate) struct Catalog {
     manifests: RefCell<HashMap<String, Rc<ManifestFacts>>>,
 }
 
-/// Creates `oci-layout` and an empty index.json where missing.
+/// Whether `oci-layout` and index.json exist.
+pub(crate) fn initialized(root: &Path) -> bool {
+    root.join(OCI_LAYOUT).is_file() && root.join(INDEX).is_file()
+}
+
+/// Creates `oci-layout` and an empty index.json where missing (under the exclusive lock).
 pub(crate) fn init(root: &Path) -> Result<(), StoreError> {
     let layout = root.join(OCI_LAYOUT);
     if !layout.exists() {
@@ -382,7 +387,10 @@ impl Catalog {
             self.entries.push(e);
         }
         for old in moved {
-            self.keep_unnamed(old)?;
+            // The same image under another manifest keeps its name through `target`.
+            if self.id_of(&old)? != target_id {
+                self.keep_unnamed(old)?;
+            }
         }
         self.entries.push(target.named(name));
         Ok(())

@@ -143,12 +143,17 @@ impl Store {
                     .map_err(StoreError::io("create directory", &dir))?;
             }
         }
-        index::init(root)?;
         let store = Store {
             root: root.to_path_buf(),
             format: apply::probe_format(&root.join(TMP)),
             privileged: rustix::process::geteuid().is_root(),
         };
+        if !index::initialized(root) {
+            // Under the lock: recovery (in another process) removes temporary files of
+            // index.json, which must not be this one's.
+            let _lock = store.lock_exclusive()?;
+            index::init(root)?;
+        }
         store.recover()?;
         Ok(store)
     }
