@@ -453,14 +453,14 @@ fn hostile_archives_are_refused_and_change_nothing() {
     let mut cases: Vec<(&str, Vec<u8>, String)> = vec![
         (
             "archive entry with ..",
-            legacy_archive(&[ok_layer.clone()], "hostile:latest", |b| {
+            legacy_archive(std::slice::from_ref(&ok_layer), "hostile:latest", |b| {
                 raw_file(b, "../escape", b"x")
             }),
             "`../escape`".into(),
         ),
         (
             "absolute archive entry",
-            legacy_archive(&[ok_layer.clone()], "hostile:latest", |b| {
+            legacy_archive(std::slice::from_ref(&ok_layer), "hostile:latest", |b| {
                 raw_file(b, &format!("{v}/pwned"), b"x")
             }),
             format!("`{v}/pwned`"),

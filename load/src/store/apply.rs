@@ -8,7 +8,7 @@
 //! | `dir/.wh..wh..opq`                 | `trusted.overlay.opaque=y` on dir | `dir/.wh..wh..opq`, empty file    |
 //!
 //! The portable form is the tar's own: it needs neither `mknod` nor `trusted.*` xattrs, which
-//! an unprivileged user cannot create, and [`super::materialize`] understands both. Which one a
+//! an unprivileged user cannot create, and [`super::materialize()`] understands both. Which one a
 //! snapshot uses is recorded in its `info.json`.
 //!
 //! Rules, in the order they matter:

@@ -78,7 +78,7 @@ pub struct StoredImage {
     /// Snapshot directories, bottom layer first, ready as overlayfs lowerdirs (reversed).
     pub layers: Vec<PathBuf>,
     /// How the snapshots store whiteouts: overlayfs can mount `Overlay` snapshots directly;
-    /// `Portable` ones need [`materialize`] (or a FUSE overlay that reads `.wh.` files).
+    /// `Portable` ones need [`materialize()`] (or a FUSE overlay that reads `.wh.` files).
     pub snapshot_format: SnapshotFormat,
     /// The manifest this name points at (the first one, when looked up by ID).
     pub manifest: BlobRef,
@@ -227,6 +227,10 @@ impl Store {
 
     /// Looks an image up by name (`busybox` ≡ `docker.io/library/busybox:latest`,
     /// `name@sha256:…` by manifest digest), full ID, or unique ID prefix.
+    ///
+    /// Takes the shared lock for the lookup (fine while the caller holds a shared lock too;
+    /// it would wait forever under the caller's own exclusive lock, as flock locks of one
+    /// process on separate opens of the file conflict).
     pub fn image(&self, reference: &str) -> Result<StoredImage, StoreError> {
         let _lock = self.lock_shared()?;
         let catalog = Catalog::read(&self.root)?;
