@@ -257,6 +257,7 @@ impl StoreError {
         })
     }
 
+    #[cfg(unix)]
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

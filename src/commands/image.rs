@@ -1,5 +1,6 @@
 //! `ferry image inspect IMAGE…`: what the store knows about images, as JSON.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -25,6 +26,7 @@ pub struct InspectArgs {
 
 /// Runs `ferry image …`.
 pub fn run(cmd: ImageCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
     let ImageCommand::Inspect(args) = cmd;
     let store = crate::store::open(global)?;
     let mut out = Vec::new();
@@ -58,6 +60,6 @@ pub fn run(cmd: ImageCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             },
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
     Ok(ExitCode::SUCCESS)
 }

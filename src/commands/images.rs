@@ -1,5 +1,6 @@
 //! `ferry images`: the store's images, as `docker images` lists them.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -31,6 +32,7 @@ pub struct ImagesArgs {
 
 /// Runs `ferry images`.
 pub fn run(args: ImagesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
     let store = crate::store::open(global)?;
     let filter = args.repository.as_deref().map(Filter::new).transpose()?;
     let now = std::time::SystemTime::now()
@@ -88,19 +90,20 @@ pub fn run(args: ImagesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     if args.quiet {
         for id in ids {
-            println!("{id}");
+            writeln!(stdout, "{id}")?;
         }
         return Ok(ExitCode::SUCCESS);
     }
     if args.format == Format::Json {
         for r in rows {
-            println!(
+            writeln!(
+                stdout,
                 "{}",
                 serde_json::json!({
                     "Repository": r[0], "Tag": r[1], "Digest": r[2], "ID": r[3],
                     "CreatedSince": r[4], "Size": r[5], "CreatedAt": r[6],
                 })
-            );
+            )?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -123,7 +126,7 @@ pub fn run(args: ImagesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 .max(h.len())
         })
         .collect();
-    let line = |cells: Vec<&str>| {
+    let line = |stdout: &mut std::io::StdoutLock<'_>, cells: Vec<&str>| -> std::io::Result<()> {
         let mut s = String::new();
         for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
             if i + 1 == cells.len() {
@@ -132,11 +135,11 @@ pub fn run(args: ImagesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 s.push_str(&format!("{c:<w$}   "));
             }
         }
-        println!("{}", s.trim_end());
+        writeln!(stdout, "{}", s.trim_end())
     };
-    line(header.clone());
+    line(&mut stdout, header.clone())?;
     for r in &rows {
-        line(cols.iter().map(|&c| r[c].as_str()).collect());
+        line(&mut stdout, cols.iter().map(|&c| r[c].as_str()).collect())?;
     }
     Ok(ExitCode::SUCCESS)
 }

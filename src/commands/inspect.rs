@@ -1,5 +1,6 @@
 //! `ferry inspect FILE`: what an archive holds, without loading it (any platform).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,6 +43,7 @@ pub struct InspectArgs {
 
 /// Runs `ferry inspect`.
 pub fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
     let (mut input, total) = open_input(&args.file)?;
     let reporter = LoadReporter::new(args.progress.resolve(), "inspect", false);
     reporter.on_start(total);
@@ -75,23 +77,30 @@ pub fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                 })
             })
             .collect();
-        println!(
+        writeln!(
+            stdout,
             "{}",
             serde_json::to_string_pretty(
                 &json!({"Compression": report.outer.name(), "Images": images})
             )?
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("archive: {} ({})", args.file.display(), report.outer.name());
+    writeln!(
+        stdout,
+        "archive: {} ({})",
+        args.file.display(),
+        report.outer.name()
+    )?;
     for img in &report.images {
         let size: u64 = img.layers.iter().map(|l| l.blob.size).sum();
-        println!();
-        println!("image    {}", img.id());
+        writeln!(stdout)?;
+        writeln!(stdout, "image    {}", img.id())?;
         for n in &img.names {
-            println!("name     {n}");
+            writeln!(stdout, "name     {n}")?;
         }
-        println!(
+        writeln!(
+            stdout,
             "manifest {}{}",
             img.manifest.digest,
             if img.synthesized {
@@ -99,23 +108,25 @@ pub fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             } else {
                 ""
             }
-        );
-        println!("platform {}", img.platform);
+        )?;
+        writeln!(stdout, "platform {}", img.platform)?;
         if let Some(c) = &img.created {
-            println!("created  {c}");
+            writeln!(stdout, "created  {c}")?;
         }
-        println!(
+        writeln!(
+            stdout,
             "layers   {} ({} as stored)",
             img.layers.len(),
             human_bytes(size)
-        );
+        )?;
         for l in &img.layers {
-            println!(
+            writeln!(
+                stdout,
                 "  {}  {:>10}  {}",
                 l.blob.digest,
                 human_bytes(l.blob.size),
                 l.blob.media_type
-            );
+            )?;
         }
     }
     for n in &report.notices {

@@ -1,6 +1,6 @@
 //! `ferry load [-i FILE]`: an archive (file or stdin) into the store, like `docker load`.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -47,6 +47,7 @@ pub fn min_free() -> anyhow::Result<u64> {
 
 /// Runs `ferry load`.
 pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
     let started = Instant::now();
     let (mut input, total, label): (Box<dyn Read>, Option<u64>, String) = match &args.input {
         Some(p) if p.as_os_str() != "-" => {
@@ -86,13 +87,14 @@ pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let loaded = result.with_context(|| format!("failed to load {label}"))?;
     for img in &loaded {
         if img.names.is_empty() {
-            println!("Loaded image ID: {}", img.id);
+            writeln!(stdout, "Loaded image ID: {}", img.id)?;
         }
         for n in &img.names {
-            println!(
+            writeln!(
+                stdout,
                 "Loaded image: {}",
                 n.familiar_tagged().unwrap_or_else(|| n.to_string())
-            );
+            )?;
         }
     }
     if !args.quiet {

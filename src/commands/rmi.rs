@@ -1,5 +1,6 @@
 //! `ferry rmi IMAGE…`: remove images (names or IDs), as `docker rmi` does.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -21,6 +22,7 @@ pub struct RmiArgs {
 
 /// Runs `ferry rmi`; every image is tried, the exit code says whether all went.
 pub fn run(args: RmiArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
     let store = crate::store::open(global)?;
     let mut failed = false;
     for image in &args.images {
@@ -28,8 +30,8 @@ pub fn run(args: RmiArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             Ok(steps) => {
                 for s in steps {
                     match s {
-                        Removal::Untagged(n) => println!("Untagged: {n}"),
-                        Removal::Deleted(id) => println!("Deleted: {id}"),
+                        Removal::Untagged(n) => writeln!(stdout, "Untagged: {n}")?,
+                        Removal::Deleted(id) => writeln!(stdout, "Deleted: {id}")?,
                     }
                 }
             }

@@ -31,6 +31,7 @@ pub struct PruneArgs {
 
 /// Runs `ferry system …`.
 pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
     let store = crate::store::open(global)?;
     match cmd {
         SystemCommand::Prune(args) => {
@@ -55,18 +56,22 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             }
             let report = store.prune(args.all)?;
             if !report.images.is_empty() {
-                println!("Deleted Images:");
+                writeln!(stdout, "Deleted Images:")?;
                 for id in &report.images {
-                    println!("deleted: {id}");
+                    writeln!(stdout, "deleted: {id}")?;
                 }
-                println!();
+                writeln!(stdout)?;
             }
             if report.deferred {
                 eprintln!(
                     "notice: a load is running; blobs and layers it may need are kept until the next prune"
                 );
             }
-            println!("Total reclaimed space: {}", human_bytes(report.freed));
+            writeln!(
+                stdout,
+                "Total reclaimed space: {}",
+                human_bytes(report.freed)
+            )?;
         }
         SystemCommand::Df => {
             let du = store.disk_usage()?;
@@ -93,14 +98,15 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                     human_bytes(du.unreferenced_bytes),
                 ),
             ];
-            println!(
+            writeln!(
+                stdout,
                 "{:<14}{:<8}{:<8}{:<12}RECLAIMABLE",
                 "TYPE", "TOTAL", "ACTIVE", "SIZE"
-            );
+            )?;
             for (t, total, active, size, recl) in rows {
-                println!("{t:<14}{total:<8}{active:<8}{size:<12}{recl}");
+                writeln!(stdout, "{t:<14}{total:<8}{active:<8}{size:<12}{recl}")?;
             }
-            println!("store: {}", store.root().display());
+            writeln!(stdout, "store: {}", store.root().display())?;
         }
     }
     Ok(ExitCode::SUCCESS)

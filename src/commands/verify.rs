@@ -1,7 +1,7 @@
 //! `ferry verify FILE`: check an archive completely without loading it, on any platform, so
 //! it can be checked before the trip and again after it.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -77,6 +77,7 @@ pub fn open_input(file: &PathBuf) -> anyhow::Result<(Box<dyn Read>, Option<u64>)
 
 /// Runs `ferry verify`.
 pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
     let (input, total) = open_input(&args.file)?;
     let mut input = HashingReader {
         inner: input,
@@ -126,7 +127,8 @@ pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         for (img, stats) in report.images.iter().zip(&report.layer_stats) {
             let unpacked: u64 = stats.iter().flatten().map(|s| s.bytes).sum();
             let devices: u64 = stats.iter().flatten().map(|s| s.devices_skipped).sum();
-            println!(
+            writeln!(
+                stdout,
                 "ok  {:<50} {}  {}  {} layer{}, {} unpacked{}",
                 img.label(),
                 &img.id().digest()[..12],
@@ -139,18 +141,20 @@ pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     String::new()
                 }
-            );
+            )?;
         }
         match sidecar_ok {
-            Some(p) => println!(
+            Some(p) => writeln!(
+                stdout,
                 "ok  archive sha256 {} matches {}",
                 checksum.digest(),
                 p.display()
-            ),
-            None => println!(
+            )?,
+            None => writeln!(
+                stdout,
                 "ok  archive sha256 {} (no .sha256 file beside it to compare)",
                 checksum.digest()
-            ),
+            )?,
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -71,9 +71,7 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, 
 }
 
 /// `index.json`: one descriptor per image name (an unnamed image gets one without names).
-///
-/// The same document serves an archive and ferry's store, which is an OCI image layout too.
-pub fn index_json(images: &[ImageRecord]) -> Vec<u8> {
+pub(crate) fn index_json(images: &[ImageRecord]) -> Vec<u8> {
     let manifests: Vec<Value> = images
         .iter()
         .map(|img| {

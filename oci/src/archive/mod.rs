@@ -24,7 +24,6 @@ mod write;
 pub use layout::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, BlobRef, DockerManifestEntry, INDEX_JSON,
     ImageRecord, MANIFEST_JSON, OCI_LAYOUT, OCI_LAYOUT_CONTENT, REPOSITORIES, annotated_name,
-    index_json,
 };
 pub use plan::{ArchivePlan, Content, Entry};
 pub use write::{BlobSource, write_archive};
