@@ -6,6 +6,7 @@ mod commands;
 mod env;
 mod exit;
 mod load_progress;
+mod paths;
 mod progress;
 #[cfg(unix)]
 mod store;

@@ -1,9 +1,9 @@
 //! Showing a fetch's progress: bars on a terminal, plain lines every few seconds where stderr
-//! is not one (mintty, Cygwin, CI logs, pipes), or nothing.
+//! is not one (mintty, Cygwin, CI logs, pipes, wine), or nothing.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_fetch::Reporter;
@@ -18,7 +18,7 @@ pub enum ProgressMode {
     Auto,
     /// Progress bars.
     Bars,
-    /// A plain line every few seconds.
+    /// A plain line per image every few seconds.
     Plain,
     /// Nothing but errors.
     None,
@@ -35,25 +35,41 @@ impl ProgressMode {
     }
 }
 
-/// How often plain mode prints a line.
+/// How often plain mode prints.
 const PLAIN_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Bytes of one image: its layers, each counted for the first image that lists it (that is
+/// the image it is downloaded for).
+struct ImageProgress {
+    name: String,
+    total: u64,
+    done: u64,
+    /// Bytes present from an earlier run; not part of the rate.
+    present: u64,
+}
+
+#[derive(Default)]
+struct Counts {
+    images: Vec<ImageProgress>,
+    /// Which image a layer digest counts for.
+    owner: HashMap<String, usize>,
+    /// Reporter id → (image index, bar).
+    blobs: Vec<(usize, Option<ProgressBar>)>,
+}
 
 /// The command line's [`Reporter`].
 pub struct CliReporter {
     mode: ProgressMode,
     started: Instant,
-    total: AtomicU64,
-    done: AtomicU64,
-    /// Bytes already present when downloads began (a resumed run); not counted in the rate.
-    present: AtomicU64,
-    bars: Option<Bars>,
+    counts: Mutex<Counts>,
+    bars: Option<(MultiProgress, ProgressBar)>,
     last_line: Mutex<Instant>,
 }
 
-struct Bars {
-    multi: MultiProgress,
-    total: ProgressBar,
-    blobs: Mutex<Vec<Option<ProgressBar>>>,
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("valid progress template")
+        .progress_chars("=> ")
 }
 
 impl CliReporter {
@@ -62,26 +78,16 @@ impl CliReporter {
         let bars = (mode == ProgressMode::Bars).then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
             let total = multi.add(ProgressBar::new(0));
-            total.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>8} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
+            total.set_style(style(
+                "{prefix:>12} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta}",
+            ));
             total.set_prefix("total");
-            Bars {
-                multi,
-                total,
-                blobs: Mutex::new(Vec::new()),
-            }
+            (multi, total)
         });
         CliReporter {
             mode,
             started: Instant::now(),
-            total: AtomicU64::new(0),
-            done: AtomicU64::new(0),
-            present: AtomicU64::new(0),
+            counts: Mutex::default(),
             bars,
             last_line: Mutex::new(Instant::now()),
         }
@@ -91,8 +97,8 @@ impl CliReporter {
     pub fn note(&self, line: &str) {
         match (&self.bars, self.mode) {
             (_, ProgressMode::None) => {}
-            (Some(b), _) => {
-                let _ = b.multi.println(line);
+            (Some((multi, _)), _) => {
+                let _ = multi.println(line);
             }
             (None, _) => eprintln!("{line}"),
         }
@@ -100,52 +106,80 @@ impl CliReporter {
 
     /// Removes the bars before the summary is printed.
     pub fn clear(&self) {
-        if let Some(b) = &self.bars {
-            b.total.finish_and_clear();
-            let _ = b.multi.clear();
+        if let Some((multi, total)) = &self.bars {
+            total.finish_and_clear();
+            let _ = multi.clear();
         }
     }
 
-    fn plain_line(&self, force: bool) {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().expect("progress lock")
+    }
+
+    /// In plain mode, one line per image still downloading, at most every few seconds.
+    fn plain_lines(&self, force: bool) {
         if self.mode != ProgressMode::Plain {
             return;
         }
-        let mut last = self.last_line.lock().expect("progress lock");
-        if !force && last.elapsed() < PLAIN_INTERVAL {
-            return;
+        {
+            let mut last = self.last_line.lock().expect("progress lock");
+            if !force && last.elapsed() < PLAIN_INTERVAL {
+                return;
+            }
+            *last = Instant::now();
         }
-        *last = Instant::now();
-        let total = self.total.load(Ordering::Relaxed);
-        let done = self.done.load(Ordering::Relaxed);
-        let fresh = done.saturating_sub(self.present.load(Ordering::Relaxed));
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = fresh as f64 / secs;
-        let pct = if total > 0 { done * 100 / total } else { 100 };
-        let eta = if rate > 0.0 {
-            format!("{:.0}s", total.saturating_sub(done) as f64 / rate)
-        } else {
-            "?".into()
-        };
-        eprintln!(
-            "fetch: {} / {} ({pct}%), {}/s, ETA {eta}",
-            human_bytes(done),
-            human_bytes(total),
-            human_bytes(rate as u64),
-        );
+        let counts = self.counts();
+        for img in &counts.images {
+            if img.total == 0 || (img.done == img.total && !force) {
+                continue;
+            }
+            let rate = img.done.saturating_sub(img.present) as f64 / secs;
+            let pct = (img.done * 100).checked_div(img.total).unwrap_or(100);
+            let eta = if img.done >= img.total {
+                "0s".to_string()
+            } else if rate > 0.0 {
+                format!("{:.0}s", (img.total - img.done) as f64 / rate)
+            } else {
+                "?".into()
+            };
+            eprintln!(
+                "fetch {}: {} / {} ({pct}%), {}/s, ETA {eta}",
+                img.name,
+                human_bytes(img.done),
+                human_bytes(img.total),
+                human_bytes(rate as u64),
+            );
+        }
     }
 }
 
 impl Reporter for CliReporter {
-    fn on_resolved(&self, image: &ImageReference, platform: &Platform, layers: usize) {
+    fn on_resolved(&self, image: &ImageReference, platform: &Platform, layers: &[BlobRef]) {
         self.note(&format!(
-            "resolved {image} for {platform} ({layers} layers)"
+            "resolved {image} for {platform} ({} layers)",
+            layers.len()
         ));
+        let mut counts = self.counts();
+        let index = counts.images.len();
+        let mut total = 0;
+        for l in layers {
+            if let std::collections::hash_map::Entry::Vacant(e) =
+                counts.owner.entry(l.digest.to_string())
+            {
+                e.insert(index);
+                total += l.size;
+            }
+        }
+        counts.images.push(ImageProgress {
+            name: image.to_string(),
+            total,
+            done: 0,
+            present: 0,
+        });
     }
 
     fn on_download_start(&self, total: u64, present: u64, _blobs: usize) {
-        self.total.store(total, Ordering::Relaxed);
-        self.done.store(present, Ordering::Relaxed);
-        self.present.store(present, Ordering::Relaxed);
         if present > 0 {
             self.note(&format!(
                 "resuming: {} of {} already downloaded",
@@ -153,75 +187,95 @@ impl Reporter for CliReporter {
                 human_bytes(total)
             ));
         }
-        if let Some(b) = &self.bars {
-            b.total.set_length(total);
-            b.total.set_position(present);
-            b.total.reset_eta();
+        if let Some((_, bar)) = &self.bars {
+            bar.set_length(total);
+            bar.set_position(present);
+            bar.reset_eta();
         }
     }
 
     fn on_blob_start(&self, blob: &BlobRef, offset: u64) -> usize {
-        let Some(b) = &self.bars else { return 0 };
-        let bar = b.multi.insert_before(&b.total, ProgressBar::new(blob.size));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>8} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:<10}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(blob.digest.digest()[..8].to_string());
-        bar.set_position(offset);
-        let mut blobs = b.blobs.lock().expect("progress lock");
-        blobs.push(Some(bar));
-        blobs.len() - 1
+        let mut counts = self.counts();
+        let image = counts
+            .owner
+            .get(&blob.digest.to_string())
+            .copied()
+            .unwrap_or(0);
+        if let Some(img) = counts.images.get_mut(image) {
+            img.done += offset;
+            img.present += offset;
+        }
+        let bar = self.bars.as_ref().map(|(multi, total)| {
+            let bar = multi.insert_before(total, ProgressBar::new(blob.size));
+            bar.set_style(style(
+                "{prefix:>12} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:<10}",
+            ));
+            bar.set_prefix(blob.digest.digest()[..12].to_string());
+            bar.set_position(offset);
+            bar
+        });
+        counts.blobs.push((image, bar));
+        counts.blobs.len() - 1
     }
 
     fn on_blob_progress(&self, id: usize, bytes: u64) {
-        self.done.fetch_add(bytes, Ordering::Relaxed);
-        if let Some(b) = &self.bars {
-            b.total.inc(bytes);
-            if let Some(Some(bar)) = b.blobs.lock().expect("progress lock").get(id) {
+        {
+            let mut counts = self.counts();
+            let Some((image, bar)) = counts.blobs.get(id) else {
+                return;
+            };
+            let image = *image;
+            if let Some(bar) = bar {
                 bar.inc(bytes);
             }
+            if let Some(img) = counts.images.get_mut(image) {
+                img.done += bytes;
+            }
         }
-        self.plain_line(false);
+        if let Some((_, total)) = &self.bars {
+            total.inc(bytes);
+        }
+        self.plain_lines(false);
     }
 
     fn on_blob_restart(&self, id: usize, lost: u64) {
-        self.done.fetch_sub(
-            lost.min(self.done.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
-        if let Some(b) = &self.bars {
-            b.total
-                .set_position(b.total.position().saturating_sub(lost));
-            if let Some(Some(bar)) = b.blobs.lock().expect("progress lock").get(id) {
-                bar.set_position(0);
-            }
+        let mut counts = self.counts();
+        let Some((image, bar)) = counts.blobs.get(id) else {
+            return;
+        };
+        let image = *image;
+        if let Some(bar) = bar {
+            bar.set_position(bar.position().saturating_sub(lost));
+        }
+        if let Some(img) = counts.images.get_mut(image) {
+            img.done = img.done.saturating_sub(lost);
+        }
+        if let Some((_, total)) = &self.bars {
+            total.set_position(total.position().saturating_sub(lost));
         }
     }
 
     fn on_blob_done(&self, id: usize) {
-        if let Some(b) = &self.bars
-            && let Some(slot) = b.blobs.lock().expect("progress lock").get_mut(id)
+        let mut counts = self.counts();
+        if let Some((_, slot)) = counts.blobs.get_mut(id)
             && let Some(bar) = slot.take()
         {
             bar.finish_and_clear();
-            b.multi.remove(&bar);
+            if let Some((multi, _)) = &self.bars {
+                multi.remove(&bar);
+            }
         }
     }
 
     fn on_retry(&self, what: &str, attempt: u32, delay: Duration, reason: &str) {
         self.note(&format!(
-            "retrying {what} in {:.1}s (attempt {} failed: {reason})",
+            "retrying {what} in {:.1}s (attempt {attempt} failed: {reason})",
             delay.as_secs_f64(),
-            attempt
         ));
     }
 
     fn on_finishing(&self) {
-        self.plain_line(true);
+        self.plain_lines(true);
     }
 }
 

@@ -1,208 +1,638 @@
-//! Downloading layers in parallel, each straight to its place in the archive, verified while
-//! it streams, resumed with `Range` when a connection drops.
+//! Moving layer bytes into the archive, and checking them.
+//!
+//! Layers are cut into chunks that a pool of workers fetches with `Range` requests, lowest
+//! archive offset first, so the written part of the archive grows from the front like one fast
+//! stream. Behind that front two followers read the bytes back (from the page cache): the
+//! verifier hashes each blob and compares it with its digest, and the checksummer hashes the
+//! whole archive for `FILE.sha256`, but only up to the last verified blob. Workers only move
+//! bytes; nothing counts until the verifier has passed over it. Hashing overlaps the download
+//! instead of following it, which on a fast link halves the wall time.
+//!
+//! A connection that drops mid-chunk is resumed with `Range` from the last byte written; a
+//! registry that ignores `Range` (answers 200) gets the blob downloaded whole by one worker.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use ferry_oci::archive::{BlobRef, Entry};
-use ferry_oci::digest::Hasher;
+use ferry_oci::DigestError;
+use ferry_oci::archive::BlobRef;
+use ferry_oci::digest::{Digest, Hasher};
 
 use crate::error::FetchError;
 use crate::http::retry::RetryPolicy;
-use crate::partial::{PartFile, Resume};
+use crate::partial::PartFile;
 use crate::registry::{Registry, header};
 use crate::reporter::Reporter;
+use crate::reuse::BlobIndex;
 
-/// One blob to download and where from.
-pub struct Job<'a> {
-    /// The blob's entry in the archive.
-    pub entry: &'a Entry,
+/// Bytes per ranged request: large enough that request overhead vanishes, small enough that
+/// several workers share one big layer and an interrupted run loses little.
+pub const CHUNK: u64 = 16 << 20;
+
+/// A layer to bring into the archive.
+pub struct Layer {
+    /// Where its bytes start in the archive.
+    pub offset: u64,
     /// The blob.
-    pub blob: &'a BlobRef,
+    pub blob: BlobRef,
     /// The registry that has it.
     pub registry: Arc<Registry>,
     /// The repository that has it.
     pub repo: String,
-    /// Where to start.
-    pub resume: Resume,
 }
 
-/// Runs `jobs` on `concurrency` threads; the first error stops the others.
-pub fn run_all(
-    mut jobs: Vec<Job<'_>>,
+impl Layer {
+    fn chunks(&self) -> u32 {
+        self.blob.size.div_ceil(CHUNK) as u32
+    }
+
+    fn chunk_range(&self, index: u32) -> (u64, u64) {
+        let start = u64::from(index) * CHUNK;
+        (start, (start + CHUNK).min(self.blob.size))
+    }
+}
+
+/// What [`transfer`] did.
+pub struct Transferred {
+    /// sha256 of the whole archive.
+    pub checksum: Digest,
+    /// Layer bytes received over the network in this run.
+    pub downloaded: u64,
+    /// Layer bytes copied from earlier archives instead.
+    pub reused: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Pending,
+    InFlight,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Fetched in ranged chunks.
+    Ranged,
+    /// The registry ignores `Range`: the worker that found out fetches the blob whole.
+    Whole,
+}
+
+struct State {
+    chunks: Vec<Vec<Chunk>>,
+    /// Bytes on disk from the start of each chunk (where a pending chunk resumes).
+    written: Vec<Vec<u64>>,
+    modes: Vec<Mode>,
+    /// Reporter ids, assigned when a layer's first chunk starts.
+    ids: Vec<Option<usize>>,
+    /// Whether a layer's bytes came (partly) from disk: an earlier run, or an earlier archive.
+    resumed: Vec<bool>,
+    /// Layers verified so far, in archive order.
+    verified: usize,
+    /// Everything verified, or stopped.
+    finished: bool,
+}
+
+struct Task {
+    layer: usize,
+    index: u32,
+}
+
+struct Transfer<'a> {
+    layers: &'a [Layer],
+    part: &'a PartFile,
+    retry: &'a RetryPolicy,
+    reporter: &'a dyn Reporter,
+    state: Mutex<State>,
+    changed: Condvar,
+    stop: AtomicBool,
+    error: Mutex<Option<FetchError>>,
+    downloaded: AtomicU64,
+}
+
+/// Downloads and verifies `layers` (sorted by offset) into `part`, on `concurrency` workers,
+/// and returns the checksum of the archive of `total_len` bytes.
+pub fn transfer(
+    layers: &[Layer],
     part: &PartFile,
+    reuse: Option<&BlobIndex>,
+    total_len: u64,
     concurrency: usize,
     retry: &RetryPolicy,
     reporter: &dyn Reporter,
-) -> Result<(), FetchError> {
-    // Largest first (jobs are popped from the end): with several workers, the long downloads
-    // start early and the small ones fill the gaps, so the last one ends soonest.
-    jobs.sort_by_key(|j| j.blob.size - j.resume.offset);
-    let queue = Mutex::new(jobs);
-    let stop = AtomicBool::new(false);
-    let first_error: Mutex<Option<FetchError>> = Mutex::new(None);
-    let workers = concurrency.max(1).min(queue.lock().expect("queue").len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let Some(job) = queue.lock().expect("queue").pop() else {
-                        return;
-                    };
-                    if let Err(e) = download(job, part, retry, reporter, &stop) {
-                        stop.store(true, Ordering::Relaxed);
-                        first_error.lock().expect("error slot").get_or_insert(e);
-                        return;
-                    }
-                }
-            });
+) -> Result<Transferred, FetchError> {
+    debug_assert!(layers.windows(2).all(|w| w[0].offset < w[1].offset));
+    let mut present = 0;
+    let mut reused = 0;
+    let mut chunks = Vec::new();
+    let mut written = Vec::new();
+    let mut resumed = Vec::new();
+    for layer in layers {
+        let lens: Vec<u64> = (0..layer.chunks())
+            .map(|i| {
+                let (a, b) = layer.chunk_range(i);
+                b - a
+            })
+            .collect();
+        let mut progress = part.chunk_progress(&layer.blob.digest, &lens);
+        if progress.iter().all(|p| *p == 0)
+            && let Some(found) = reuse.and_then(|index| index.find(&layer.blob))
+            && reuse_blob(part, layer, &found, &lens)
+        {
+            reused += layer.blob.size;
+            progress = lens.clone();
         }
-    });
-    match first_error.into_inner().expect("error slot") {
-        Some(e) => Err(e),
-        None => Ok(()),
+        present += progress.iter().sum::<u64>();
+        resumed.push(progress.iter().any(|p| *p > 0));
+        chunks.push(
+            progress
+                .iter()
+                .zip(&lens)
+                .map(|(p, len)| {
+                    if p == len {
+                        Chunk::Done
+                    } else {
+                        Chunk::Pending
+                    }
+                })
+                .collect(),
+        );
+        written.push(progress);
     }
+    reporter.on_download_start(
+        layers.iter().map(|l| l.blob.size).sum(),
+        present,
+        layers.len(),
+    );
+    let t = Transfer {
+        layers,
+        part,
+        retry,
+        reporter,
+        state: Mutex::new(State {
+            chunks,
+            written,
+            modes: vec![Mode::Ranged; layers.len()],
+            ids: vec![None; layers.len()],
+            resumed,
+            verified: 0,
+            finished: layers.is_empty(),
+        }),
+        changed: Condvar::new(),
+        stop: AtomicBool::new(false),
+        error: Mutex::new(None),
+        downloaded: AtomicU64::new(0),
+    };
+    let checksum = std::thread::scope(|s| {
+        for _ in 0..concurrency.max(1) {
+            s.spawn(|| t.worker());
+        }
+        s.spawn(|| t.guard(|| t.verifier()));
+        s.spawn(|| t.guard(|| t.checksummer(total_len))).join()
+    })
+    .expect("checksum thread does not panic");
+    if let Some(e) = t.error.into_inner().expect("error slot") {
+        return Err(e);
+    }
+    Ok(Transferred {
+        checksum: checksum.expect("no error means a checksum"),
+        downloaded: t.downloaded.into_inner(),
+        reused,
+    })
 }
 
-/// Why reading one response body ended before the blob was complete.
-enum Interruption {
-    /// The connection dropped or stalled; worth resuming.
-    Transport(std::io::Error),
-    /// The server closed the body early.
-    Short { got: u64 },
-}
-
-fn download(
-    job: Job<'_>,
+/// Copies a blob from an earlier archive into place and journals it; the verifier checks it
+/// like any other bytes. Returns whether it was copied.
+fn reuse_blob(
     part: &PartFile,
-    retry: &RetryPolicy,
-    reporter: &dyn Reporter,
-    stop: &AtomicBool,
-) -> Result<(), FetchError> {
-    let Job {
-        entry,
-        blob,
-        registry,
-        repo,
-        resume,
-    } = job;
-    let what = format!("blob {}", blob.digest);
-    let path = format!("/v2/{repo}/blobs/{}", blob.digest);
-    let fresh = || Hasher::for_digest(&blob.digest).expect("digest checked when resolved");
-    let Resume {
-        mut offset,
-        mut hasher,
-    } = resume;
-    let resumed_from = offset;
-    let id = reporter.on_blob_start(blob, offset);
-    let mut failures = 0;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        if offset < blob.size {
-            let range = format!("bytes={offset}-");
-            let headers: &[(&str, &str)] = if offset > 0 {
-                &[("Range", &range)]
-            } else {
-                &[]
-            };
-            let resp = registry.get(&what, &repo, &path, headers)?;
-            let status = resp.status().as_u16();
-            let accepted_range = status == 206
-                && header(&resp, "content-range").and_then(|v| range_start(&v)) == Some(offset);
-            if offset > 0 && !accepted_range {
-                // A 200 (or a 206 for another range) means the whole blob again: start over.
-                tracing::debug!(digest = %blob.digest, status, offset, "range not honoured, restarting blob");
-                reporter.on_blob_restart(id, offset);
-                offset = 0;
-                hasher = fresh();
-                if status == 206 {
-                    continue;
-                }
+    layer: &Layer,
+    (archive, offset): &(std::path::PathBuf, u64),
+    lens: &[u64],
+) -> bool {
+    let copied = crate::reuse::copy_range(archive, *offset, layer.blob.size, |at, bytes| {
+        part.write_at(layer.offset + at, bytes)
+            .map_err(std::io::Error::other)
+    });
+    if let Err(e) = copied {
+        tracing::debug!(digest = %layer.blob.digest, archive = %archive.display(), error = %e, "cannot reuse blob");
+        return false;
+    }
+    tracing::debug!(digest = %layer.blob.digest, archive = %archive.display(), "reusing blob from an earlier archive");
+    lens.iter().enumerate().all(|(i, len)| {
+        part.record_chunk(&layer.blob.digest, i as u32, *len, i + 1 == lens.len())
+            .is_ok()
+    })
+}
+
+impl Transfer<'_> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("transfer state")
+    }
+
+    /// Runs `f`, turning its error into a stop of the whole transfer.
+    fn guard<T>(&self, f: impl FnOnce() -> Result<T, FetchError>) -> Option<T> {
+        match f() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(e);
+                None
             }
-            let mut body = resp.into_body().into_reader();
-            let interruption = loop {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
-                let n = match body.read(&mut buf) {
-                    Ok(0) => {
-                        break (offset < blob.size).then_some(Interruption::Short { got: offset });
+        }
+    }
+
+    fn fail(&self, e: FetchError) {
+        self.error.lock().expect("error slot").get_or_insert(e);
+        self.stop.store(true, Ordering::SeqCst);
+        self.lock().finished = true;
+        self.changed.notify_all();
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn worker(&self) {
+        loop {
+            let task = {
+                let mut st = self.lock();
+                loop {
+                    if st.finished || self.stopped() {
+                        return;
                     }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => break Some(Interruption::Transport(e)),
-                };
-                if offset + n as u64 > blob.size {
-                    // More bytes than the descriptor announced: never write past the blob's
-                    // slot, and never trust such a server with a retry.
-                    return Err(FetchError::Verify {
-                        what,
-                        host: registry.host().to_string(),
-                        source: ferry_oci::DigestError::Size {
-                            expected: blob.size,
-                            actual: offset + n as u64,
-                        },
-                    });
+                    if let Some(task) = self.next_task(&mut st) {
+                        break task;
+                    }
+                    st = self.changed.wait(st).expect("transfer state");
                 }
-                part.write_at(entry.data_offset() + offset, &buf[..n])?;
-                hasher.update(&buf[..n]);
-                offset += n as u64;
-                reporter.on_blob_progress(id, n as u64);
-                part.record_progress(&blob.digest, offset)?;
             };
-            if let Some(interruption) = interruption {
-                failures += 1;
-                let reason = match &interruption {
-                    Interruption::Transport(e) => e.to_string(),
-                    Interruption::Short { got } => {
-                        format!("connection closed after {got} of {} bytes", blob.size)
-                    }
-                };
-                if failures >= retry.attempts {
-                    let source: Box<dyn std::error::Error + Send + Sync> = match interruption {
-                        Interruption::Transport(e) => Box::new(e),
-                        Interruption::Short { .. } => reason.into(),
-                    };
-                    return Err(FetchError::Transfer {
-                        what,
-                        host: registry.host().to_string(),
-                        attempts: failures,
-                        source,
-                    });
-                }
-                let delay = retry.delay(failures, None);
-                reporter.on_retry(&what, failures, delay, &reason);
-                std::thread::sleep(delay);
+            if let Err(e) = self.fetch_chunk(task.layer, task.index) {
+                self.fail(e);
+                return;
+            }
+        }
+    }
+
+    /// The lowest pending piece of work, marked as taken.
+    fn next_task(&self, st: &mut State) -> Option<Task> {
+        for l in st.verified..self.layers.len() {
+            if st.modes[l] == Mode::Whole {
                 continue;
             }
-        }
-        match hasher.clone().verify(&blob.digest, Some(blob.size)) {
-            Ok(()) => break,
-            Err(_) if resumed_from > 0 && offset == blob.size && failures == 0 => {
-                // The bytes from an earlier run did not survive (e.g. power loss before they
-                // reached the disk). Download the whole blob once more before giving up.
-                tracing::debug!(digest = %blob.digest, "resumed blob failed verification, refetching");
-                reporter.on_blob_restart(id, offset);
-                offset = 0;
-                hasher = fresh();
-                failures += 1;
-            }
-            Err(source) => {
-                return Err(FetchError::Verify {
-                    what,
-                    host: registry.host().to_string(),
-                    source,
+            if let Some(i) = st.chunks[l].iter().position(|c| *c == Chunk::Pending) {
+                st.chunks[l][i] = Chunk::InFlight;
+                self.start_report(st, l);
+                return Some(Task {
+                    layer: l,
+                    index: i as u32,
                 });
             }
         }
+        None
     }
-    part.mark_complete(&blob.digest)?;
-    reporter.on_blob_done(id);
-    Ok(())
+
+    fn start_report(&self, st: &mut State, l: usize) {
+        if st.ids[l].is_none() {
+            let done = st.written[l].iter().sum();
+            st.ids[l] = Some(self.reporter.on_blob_start(&self.layers[l].blob, done));
+        }
+    }
+
+    fn id(&self, l: usize) -> usize {
+        self.lock().ids[l].unwrap_or(0)
+    }
+
+    fn what(&self, l: usize) -> String {
+        format!("blob {}", self.layers[l].blob.digest)
+    }
+
+    /// Fetches chunk `index` of layer `l`, resuming after drops.
+    fn fetch_chunk(&self, l: usize, index: u32) -> Result<(), FetchError> {
+        let layer = &self.layers[l];
+        let (start, end) = layer.chunk_range(index);
+        if start == 0 && end == layer.blob.size {
+            // A blob of one chunk is asked for without `Range`, which every registry serves.
+            return self.fetch_whole(l, None);
+        }
+        let mut pos = start + self.lock().written[l][index as usize];
+        let mut failures = 0;
+        while pos < end {
+            let range = format!("bytes={pos}-{}", end - 1);
+            let resp = self.request(l, &[("Range", &range)])?;
+            let status = resp.status().as_u16();
+            if status == 206 {
+                if header(&resp, "content-range").and_then(|v| range_start(&v)) != Some(pos) {
+                    // A 206 for another range than asked: never trust it.
+                    failures += 1;
+                    self.backoff(
+                        l,
+                        &mut failures,
+                        "registry answered a different range".into(),
+                    )?;
+                    continue;
+                }
+            } else {
+                // The registry ignores Range: fall back to one stream for the whole blob,
+                // continuing with the response already open.
+                tracing::debug!(digest = %layer.blob.digest, "registry ignores Range, fetching the blob whole");
+                {
+                    let mut st = self.lock();
+                    st.modes[l] = Mode::Whole;
+                    for c in st.chunks[l].iter_mut() {
+                        if *c == Chunk::InFlight {
+                            *c = Chunk::Pending;
+                        }
+                    }
+                }
+                return self.fetch_whole(l, Some(resp));
+            }
+            let mut body = resp.into_body().into_reader().take(end - pos);
+            match self.copy_body(l, &mut body, &mut pos, end) {
+                Ok(()) if pos == end => {}
+                Ok(()) => {
+                    failures += 1;
+                    self.backoff(
+                        l,
+                        &mut failures,
+                        format!("connection closed at byte {pos} of {}", layer.blob.size),
+                    )?;
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.backoff(l, &mut failures, e.to_string())?;
+                }
+            }
+            if self.stopped() {
+                return Ok(());
+            }
+        }
+        self.chunk_done(l, index)
+    }
+
+    /// Fetches a blob as one stream from byte 0 (small blobs, and registries that ignore
+    /// `Range`). More bytes than the descriptor announced are refused: the blob would not be
+    /// the one named, whatever its prefix hashes to.
+    fn fetch_whole(
+        &self,
+        l: usize,
+        open: Option<ureq::http::Response<ureq::Body>>,
+    ) -> Result<(), FetchError> {
+        let layer = &self.layers[l];
+        let size = layer.blob.size;
+        let mut open = open;
+        let mut failures = 0;
+        loop {
+            let resp = match open.take() {
+                Some(r) => r,
+                None => self.request(l, &[])?,
+            };
+            let mut pos = 0;
+            let mut body = resp.into_body().into_reader();
+            let result = self.copy_body(l, &mut (&mut body).take(size), &mut pos, size);
+            if self.stopped() {
+                return Ok(());
+            }
+            match result {
+                Ok(()) if pos == size => {
+                    let mut extra = [0u8; 1];
+                    if matches!(body.read(&mut extra), Ok(1)) {
+                        return Err(FetchError::Verify {
+                            what: self.what(l),
+                            host: layer.registry.host().to_string(),
+                            source: Box::new(DigestError::Size {
+                                expected: size,
+                                actual: size + 1,
+                            }),
+                        });
+                    }
+                    for i in 0..layer.chunks() {
+                        self.chunk_done(l, i)?;
+                    }
+                    return Ok(());
+                }
+                Ok(()) => {
+                    failures += 1;
+                    self.reporter.on_blob_restart(self.id(l), pos);
+                    self.backoff(
+                        l,
+                        &mut failures,
+                        format!("connection closed at byte {pos} of {size}"),
+                    )?;
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.reporter.on_blob_restart(self.id(l), pos);
+                    self.backoff(l, &mut failures, e.to_string())?;
+                }
+            }
+        }
+    }
+
+    fn request(
+        &self,
+        l: usize,
+        headers: &[(&str, &str)],
+    ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
+        let layer = &self.layers[l];
+        let path = format!("/v2/{}/blobs/{}", layer.repo, layer.blob.digest);
+        layer
+            .registry
+            .get(&self.what(l), &layer.repo, &path, headers)
+    }
+
+    /// Copies a response body to the archive at the layer's offset + `pos`, up to `end`,
+    /// marking whole chunks done as they pass (for whole-blob streams).
+    fn copy_body(
+        &self,
+        l: usize,
+        body: &mut dyn Read,
+        pos: &mut u64,
+        end: u64,
+    ) -> std::io::Result<()> {
+        let layer = &self.layers[l];
+        let id = self.id(l);
+        let mut buf = vec![0u8; 1 << 20];
+        while *pos < end {
+            if self.stopped() {
+                return Ok(());
+            }
+            let want = buf.len().min((end - *pos) as usize);
+            let n = match body.read(&mut buf[..want]) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.part
+                .write_at(layer.offset + *pos, &buf[..n])
+                .map_err(std::io::Error::other)?;
+            *pos += n as u64;
+            self.downloaded.fetch_add(n as u64, Ordering::Relaxed);
+            self.reporter.on_blob_progress(id, n as u64);
+            self.chunk_progress(l, *pos)
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    /// Waits before another try, or fails once the policy's tries are used up.
+    fn backoff(&self, l: usize, failures: &mut u32, reason: String) -> Result<(), FetchError> {
+        let layer = &self.layers[l];
+        if *failures >= self.retry.attempts {
+            return Err(FetchError::Transfer {
+                what: self.what(l),
+                host: layer.registry.host().to_string(),
+                attempts: *failures,
+                source: reason.into(),
+            });
+        }
+        let delay = self.retry.delay(*failures, None);
+        self.reporter
+            .on_retry(&self.what(l), *failures, delay, &reason);
+        tracing::debug!(digest = %layer.blob.digest, failures, ?delay, reason, "resuming after a dropped transfer");
+        std::thread::sleep(delay);
+        Ok(())
+    }
+
+    fn chunk_done(&self, l: usize, index: u32) -> Result<(), FetchError> {
+        let (a, b) = self.layers[l].chunk_range(index);
+        {
+            let mut st = self.lock();
+            st.chunks[l][index as usize] = Chunk::Done;
+            st.written[l][index as usize] = b - a;
+        }
+        self.changed.notify_all();
+        self.part
+            .record_chunk(&self.layers[l].blob.digest, index, b - a, false)
+    }
+
+    /// Records that layer `l`'s bytes up to `pos` are on disk, for the chunk holding `pos - 1`
+    /// (a rerun resumes such a chunk where it stopped instead of at its start).
+    fn chunk_progress(&self, l: usize, pos: u64) -> Result<(), FetchError> {
+        let layer = &self.layers[l];
+        let index = ((pos - 1) / CHUNK) as u32;
+        let (a, _) = layer.chunk_range(index);
+        self.lock().written[l][index as usize] = pos - a;
+        self.part
+            .record_chunk(&layer.blob.digest, index, pos - a, false)
+    }
+
+    /// The end of the run of done chunks that starts at byte `pos` of layer `l`.
+    fn contiguous_end(&self, st: &State, l: usize, pos: u64) -> u64 {
+        let layer = &self.layers[l];
+        let mut end = pos;
+        let mut i = (pos / CHUNK) as usize;
+        while i < st.chunks[l].len() && st.chunks[l][i] == Chunk::Done {
+            end = layer.chunk_range(i as u32).1;
+            i += 1;
+        }
+        end
+    }
+
+    /// Hashes every layer in archive order as its bytes arrive, and checks its digest.
+    fn verifier(&self) -> Result<(), FetchError> {
+        let mut buf = vec![0u8; 1 << 20];
+        for (l, layer) in self.layers.iter().enumerate() {
+            let mut refetched = false;
+            loop {
+                let mut hasher = Hasher::for_digest(&layer.blob.digest).map_err(|source| {
+                    FetchError::Verify {
+                        what: self.what(l),
+                        host: layer.registry.host().to_string(),
+                        source: Box::new(source),
+                    }
+                })?;
+                let mut pos = 0;
+                while pos < layer.blob.size {
+                    let end = {
+                        let mut st = self.lock();
+                        loop {
+                            if self.stopped() {
+                                return Ok(());
+                            }
+                            let end = self.contiguous_end(&st, l, pos);
+                            if end > pos {
+                                break end;
+                            }
+                            st = self.changed.wait(st).expect("transfer state");
+                        }
+                    };
+                    self.part
+                        .hash_range(layer.offset + pos, end - pos, &mut hasher, &mut buf)?;
+                    pos = end;
+                }
+                match hasher.verify(&layer.blob.digest, Some(layer.blob.size)) {
+                    Ok(()) => break,
+                    Err(_) if self.lock().resumed[l] && !refetched => {
+                        // Bytes from an earlier run did not survive (a crash before they
+                        // reached the disk), or an earlier archive changed: fetch this blob
+                        // from the registry once more before giving up.
+                        tracing::debug!(digest = %layer.blob.digest, "resumed blob did not verify, fetching it again");
+                        refetched = true;
+                        self.part.forget(&layer.blob.digest)?;
+                        let mut st = self.lock();
+                        st.chunks[l].iter_mut().for_each(|c| *c = Chunk::Pending);
+                        st.written[l].iter_mut().for_each(|w| *w = 0);
+                        st.modes[l] = Mode::Ranged;
+                        st.resumed[l] = false;
+                        if let Some(id) = st.ids[l] {
+                            self.reporter.on_blob_restart(id, layer.blob.size);
+                        }
+                        drop(st);
+                        self.changed.notify_all();
+                    }
+                    Err(source) => {
+                        return Err(FetchError::Verify {
+                            what: self.what(l),
+                            host: layer.registry.host().to_string(),
+                            source: Box::new(source),
+                        });
+                    }
+                }
+            }
+            self.part.mark_complete(&layer.blob.digest)?;
+            let mut st = self.lock();
+            if let Some(id) = st.ids[l] {
+                self.reporter.on_blob_done(id);
+            }
+            st.verified = l + 1;
+            if st.verified == self.layers.len() {
+                st.finished = true;
+            }
+            drop(st);
+            self.changed.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Hashes the archive front to back, never past the last verified layer.
+    fn checksummer(&self, total_len: u64) -> Result<Digest, FetchError> {
+        let mut hasher = Hasher::sha256();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut pos = 0;
+        while pos < total_len {
+            let target = {
+                let mut st = self.lock();
+                loop {
+                    if self.stopped() {
+                        return Err(FetchError::Interrupted);
+                    }
+                    let frontier = match self.layers.get(st.verified) {
+                        Some(next) => next.offset,
+                        None if st.verified == self.layers.len() => total_len,
+                        None => 0,
+                    };
+                    if frontier > pos {
+                        break frontier;
+                    }
+                    st = self.changed.wait(st).expect("transfer state");
+                }
+            };
+            self.part
+                .hash_range(pos, target - pos, &mut hasher, &mut buf)?;
+            pos = target;
+        }
+        Ok(hasher.finish())
+    }
 }
 
 /// The first byte position of a `Content-Range: bytes START-END/TOTAL` header.

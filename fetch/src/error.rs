@@ -96,7 +96,7 @@ pub enum FetchError {
         host: String,
         /// The mismatch.
         #[source]
-        source: DigestError,
+        source: Box<DigestError>,
     },
     /// A manifest, index or config could not be understood.
     #[error("{what} is not valid")]
@@ -117,6 +117,12 @@ pub enum FetchError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// Another ferry process is writing the same archive.
+    #[error("another ferry is already writing `{}`", path.display())]
+    Busy {
+        /// The part file.
+        path: PathBuf,
     },
     /// The user stopped the fetch.
     #[error("fetch interrupted; rerun the same command to continue where it stopped")]
@@ -162,6 +168,9 @@ impl FetchError {
             }
             FetchError::Schema1 { .. } => {
                 "schema1 images are deprecated and cannot be loaded by current Docker; ask for the image to be rebuilt or pushed with a current tool".into()
+            }
+            FetchError::Busy { .. } => {
+                "wait for it to finish, or write to another file with -o".into()
             }
             FetchError::Transfer { .. } => {
                 "the connection kept failing; rerun the same command to resume where it stopped".into()

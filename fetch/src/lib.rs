@@ -10,6 +10,7 @@
 //! itself: callers pass a [`Reporter`].
 
 pub mod credentials;
+pub mod docker_config;
 mod download;
 pub mod error;
 pub mod http;
@@ -17,6 +18,7 @@ mod partial;
 pub mod registry;
 pub mod reporter;
 mod resolve;
+mod reuse;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,6 +29,7 @@ use ferry_oci::archive::ArchivePlan;
 use ferry_oci::{Digest, ImageReference, Platform};
 
 pub use credentials::{Credentials, Secret};
+pub use docker_config::DockerConfig;
 pub use error::FetchError;
 pub use http::agent::AgentOptions;
 pub use http::retry::RetryPolicy;
@@ -57,12 +60,16 @@ pub struct FetchOptions {
     pub concurrency: usize,
     /// Hosts where plain HTTP and unverified TLS are allowed.
     pub insecure_registries: Vec<String>,
-    /// Credentials for the registries of the requested images.
+    /// Credentials given explicitly, for every registry of the requested images.
     pub credentials: Option<Credentials>,
+    /// Docker's client configuration, for registries without explicit credentials.
+    pub docker_config: Option<Arc<DockerConfig>>,
     /// Retries of failed requests and dropped downloads.
     pub retry: RetryPolicy,
     /// Connection settings.
     pub agent: AgentOptions,
+    /// Where the index of earlier archives' blobs lives; `None` disables reuse.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for FetchOptions {
@@ -72,8 +79,10 @@ impl Default for FetchOptions {
             concurrency: 8,
             insecure_registries: Vec::new(),
             credentials: None,
+            docker_config: None,
             retry: RetryPolicy::default(),
             agent: AgentOptions::default(),
+            cache_dir: None,
         }
     }
 }
@@ -98,23 +107,25 @@ pub struct Summary {
     pub images: Vec<FetchedImage>,
     /// Size of the archive.
     pub archive_bytes: u64,
-    /// Blob bytes downloaded in this run (less than the total when a run was resumed).
+    /// Layer bytes downloaded in this run (less than their total when a run was resumed).
     pub downloaded_bytes: u64,
+    /// Layer bytes copied from earlier archives instead of downloaded.
+    pub reused_bytes: u64,
     /// sha256 of the archive.
     pub checksum: Digest,
     /// Wall time.
     pub elapsed: Duration,
 }
 
-/// Where partial archives for `-o -` are assembled: `override_dir`, else the user's cache
-/// directory, else the system temporary directory.
-pub fn staging_dir(override_dir: Option<PathBuf>) -> PathBuf {
+/// ferry's cache directory: `override_dir`, else the user's cache directory
+/// (`~/.cache/ferry`, `%LOCALAPPDATA%\ferry\cache`), else one under the system's temporary
+/// directory.
+pub fn cache_dir(override_dir: Option<PathBuf>) -> PathBuf {
     override_dir
         .or_else(|| {
             directories::ProjectDirs::from("", "", "ferry").map(|d| d.cache_dir().to_path_buf())
         })
-        .unwrap_or_else(std::env::temp_dir)
-        .join("partial")
+        .unwrap_or_else(|| std::env::temp_dir().join("ferry-cache"))
 }
 
 /// Fetches `images` into one archive at `destination`.
@@ -128,7 +139,7 @@ pub fn fetch(
     let mut agent_opts = opts.agent.clone();
     agent_opts.connections_per_host = agent_opts.connections_per_host.max(opts.concurrency);
     let shared = Arc::new(Shared {
-        agents: http::agent::Agents::new(&agent_opts),
+        agents: http::agent::Agents::new(&agent_opts)?,
         insecure: opts.insecure_registries.clone(),
         retry: opts.retry.clone(),
         reporter: reporter.clone(),
@@ -143,21 +154,24 @@ pub fn fetch(
         }
         seen.push(reference.qualified());
         let host = reference.registry_host().to_string();
-        let registry = registries
-            .entry(host.clone())
-            .or_insert_with(|| {
-                Arc::new(Registry::new(
-                    &host,
-                    shared.clone(),
-                    opts.credentials.clone(),
-                ))
-            })
-            .clone();
+        let registry = match registries.get(&host) {
+            Some(r) => r.clone(),
+            None => {
+                let credentials = match (&opts.credentials, &opts.docker_config) {
+                    (Some(c), _) => Some(c.clone()),
+                    (None, Some(config)) => config.credentials_for(reference.registry())?,
+                    (None, None) => None,
+                };
+                let r = Arc::new(Registry::new(&host, shared.clone(), credentials));
+                registries.insert(host.clone(), r.clone());
+                r
+            }
+        };
         let image = resolve::resolve(&registry, reference, &opts.platform)?;
         reporter.on_resolved(
             reference,
             image.record.platform.as_ref().unwrap_or(&opts.platform),
-            image.record.layers.len(),
+            &image.record.layers,
         );
         resolved.push((image, registry));
     }
@@ -177,7 +191,7 @@ pub fn fetch(
             source,
         })?;
     }
-    let part = PartFile::open(part_path, &plan)?;
+    let part = PartFile::open(part_path, &plan, download::CHUNK)?;
     let small: HashMap<String, Vec<u8>> = resolved
         .iter()
         .flat_map(|(i, _)| {
@@ -193,48 +207,40 @@ pub fn fetch(
     part.write_known(&plan, &|b| small.get(&b.digest.to_string()).cloned())?;
 
     // Each layer comes from the first image that lists it.
-    let mut jobs = Vec::new();
-    let mut present = 0;
-    for (entry, blob) in plan.blobs() {
-        if small.contains_key(&blob.digest.to_string()) {
-            present += blob.size;
-            continue;
-        }
-        let Some(resume) = part.resume_point(entry, blob)? else {
-            present += blob.size;
-            continue;
-        };
-        present += resume.offset;
-        let (image, registry) = resolved
-            .iter()
-            .find(|(i, _)| i.record.layers.iter().any(|l| l.digest == blob.digest))
-            .expect("every planned blob belongs to an image");
-        jobs.push(download::Job {
-            entry,
-            blob,
-            registry: registry.clone(),
-            repo: image
-                .record
-                .reference
-                .as_ref()
-                .expect("fetched images have references")
-                .repository()
-                .to_string(),
-            resume,
-        });
-    }
-    let total = plan.blob_bytes();
-    reporter.on_download_start(total, present, plan.blobs().count());
-    download::run_all(
-        jobs,
+    let layers: Vec<download::Layer> = plan
+        .blobs()
+        .filter(|(_, b)| !small.contains_key(&b.digest.to_string()))
+        .map(|(entry, blob)| {
+            let (image, registry) = resolved
+                .iter()
+                .find(|(i, _)| i.record.layers.iter().any(|l| l.digest == blob.digest))
+                .expect("every planned layer belongs to an image");
+            download::Layer {
+                offset: entry.data_offset(),
+                blob: blob.clone(),
+                registry: registry.clone(),
+                repo: image
+                    .record
+                    .reference
+                    .as_ref()
+                    .expect("fetched images have references")
+                    .repository()
+                    .to_string(),
+            }
+        })
+        .collect();
+    let index = opts.cache_dir.as_deref().map(reuse::BlobIndex::load);
+    let done = download::transfer(
+        &layers,
         &part,
+        index.as_ref(),
+        plan.total_len(),
         opts.concurrency,
         &opts.retry,
         reporter.as_ref(),
     )?;
-
     reporter.on_finishing();
-    let checksum = part.checksum(plan.total_len())?;
+    let checksum = done.checksum;
     match destination {
         Destination::File(path) => {
             let sidecar = with_suffix(path, ".sha256");
@@ -256,6 +262,9 @@ pub fn fetch(
                 path: tmp.clone(),
                 source,
             })?;
+            if let Some(dir) = &opts.cache_dir {
+                reuse::BlobIndex::record(dir, path, &plan);
+            }
         }
         Destination::Stdout { .. } => {
             part.copy_to(&mut std::io::stdout().lock())?;
@@ -282,7 +291,8 @@ pub fn fetch(
             })
             .collect(),
         archive_bytes: plan.total_len(),
-        downloaded_bytes: total - present,
+        downloaded_bytes: done.downloaded,
+        reused_bytes: done.reused,
         checksum,
         elapsed: started.elapsed(),
     })

@@ -5,9 +5,9 @@
 //! file is created at its final size and every blob is written straight to its offset, by
 //! several downloads at once, with no second copy. The journal is a lower bound of what is on
 //! disk: it is written after the data, so a process killed at any moment (Ctrl-C, kill -9)
-//! leaves a state a rerun can continue from. A rerun trusts nothing: it re-hashes what the
-//! journal lists before continuing, and only an archive whose every blob was verified is
-//! renamed to its final name.
+//! leaves a state a rerun can continue from. A rerun trusts nothing: every blob is hashed again
+//! from the file before it counts as verified, and only an archive whose every blob was
+//! verified is renamed to its final name.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -16,32 +16,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ferry_oci::archive::{ArchivePlan, BlobRef, Content, Entry};
+use ferry_oci::archive::{ArchivePlan, BlobRef, Content};
 use ferry_oci::digest::{Digest, Hasher};
 use serde::{Deserialize, Serialize};
 
 use crate::error::FetchError;
 
-/// How often progress of partially downloaded blobs is written to the journal.
-const JOURNAL_INTERVAL: Duration = Duration::from_millis(500);
+/// How often progress of partially downloaded chunks is written to the journal: often enough
+/// that a kill loses little, rarely enough to cost nothing (a small file and a rename).
+const JOURNAL_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Journal {
-    /// The plan this part file was laid out for.
+    /// The plan this part file was laid out for, and the chunk size its chunks are counted in.
     fingerprint: String,
-    /// Bytes of each blob known to be written, from its start.
-    written: BTreeMap<String, u64>,
+    /// For each blob, the bytes known to be written from the start of each of its chunks.
+    chunks: BTreeMap<String, BTreeMap<u32, u64>>,
     /// Blobs written and verified.
     complete: Vec<String>,
-}
-
-/// Where a blob's download can start.
-#[derive(Debug, Clone)]
-pub struct Resume {
-    /// Bytes already on disk (and hashed into `hasher`).
-    pub offset: u64,
-    /// The hash of those bytes.
-    pub hasher: Hasher,
 }
 
 /// An archive being written.
@@ -66,9 +58,13 @@ fn io_err<'a>(
 impl PartFile {
     /// Opens `part_path` for `plan`: continues it if its journal belongs to the same plan,
     /// otherwise starts it afresh at the archive's full size.
-    pub fn open(part_path: PathBuf, plan: &ArchivePlan) -> Result<Self, FetchError> {
+    pub fn open(
+        part_path: PathBuf,
+        plan: &ArchivePlan,
+        chunk_size: u64,
+    ) -> Result<Self, FetchError> {
         let journal_path = with_suffix(&part_path, ".json");
-        let fingerprint = plan.fingerprint().to_string();
+        let fingerprint = format!("{} chunk={chunk_size}", plan.fingerprint());
         let previous = std::fs::read(&journal_path)
             .ok()
             .and_then(|b| serde_json::from_slice::<Journal>(&b).ok())
@@ -78,9 +74,25 @@ impl PartFile {
             .read(true)
             .write(true)
             .create(true)
-            .truncate(!resuming)
+            .truncate(false)
             .open(&part_path)
             .map_err(io_err("create", &part_path))?;
+        // Two fetches into the same file would interleave their writes: the second one waits
+        // for nothing and says why. The lock goes away with the process, however it ends.
+        if let Err(e) = file.try_lock() {
+            return Err(match e {
+                std::fs::TryLockError::WouldBlock => FetchError::Busy { path: part_path },
+                std::fs::TryLockError::Error(source) => FetchError::Io {
+                    action: "lock",
+                    path: part_path,
+                    source,
+                },
+            });
+        }
+        if !resuming {
+            // Only now, holding the lock: a stale part file from another plan starts over.
+            file.set_len(0).map_err(io_err("truncate", &part_path))?;
+        }
         file.set_len(plan.total_len())
             .map_err(io_err("allocate", &part_path))?;
         let journal = match previous {
@@ -122,65 +134,48 @@ impl PartFile {
         Ok(())
     }
 
-    /// Where the download of the blob in `entry` can start: the journal's claim, re-hashed.
-    /// `None` when the blob is already complete and still verifies.
-    pub fn resume_point(
-        &self,
-        entry: &Entry,
-        blob: &BlobRef,
-    ) -> Result<Option<Resume>, FetchError> {
-        let key = blob.digest.to_string();
-        let (complete, written) = {
-            let j = self.journal.lock().expect("journal lock");
-            (
-                j.0.complete.contains(&key),
-                j.0.written.get(&key).copied().unwrap_or(0),
-            )
-        };
-        let claimed = if complete {
-            blob.size
-        } else {
-            written.min(blob.size)
-        };
-        let mut hasher = Hasher::for_digest(&blob.digest).map_err(|source| FetchError::Verify {
-            what: format!("blob {}", blob.digest),
-            host: "the archive".into(),
-            source,
-        })?;
-        if claimed > 0 {
-            self.hash_range(entry.data_offset(), claimed, &mut hasher)?;
-        }
-        if complete {
-            if hasher.clone().verify(&blob.digest, Some(blob.size)).is_ok() {
-                return Ok(None);
-            }
-            // The journal said complete but the bytes disagree (a crash before the data
-            // reached the disk): download it again.
-            tracing::debug!(digest = %blob.digest, "journal claimed a blob that does not verify");
-            self.forget(&blob.digest)?;
-            return Ok(Some(Resume {
-                offset: 0,
-                hasher: Hasher::for_digest(&blob.digest).expect("checked above"),
-            }));
-        }
-        Ok(Some(Resume {
-            offset: claimed,
-            hasher,
-        }))
-    }
-
     /// Writes `bytes` at `offset`.
     pub fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), FetchError> {
         positional::write_all_at(&self.file, bytes, offset)
             .map_err(io_err("write", &self.part_path))
     }
 
-    /// Records that the first `written` bytes of `digest` are on disk.
-    pub fn record_progress(&self, digest: &Digest, written: u64) -> Result<(), FetchError> {
+    /// How many bytes of each chunk of `digest` an earlier run wrote, counted from the
+    /// chunk's start (`chunk_lens` gives each chunk's full length; a complete blob has them all).
+    pub fn chunk_progress(&self, digest: &Digest, chunk_lens: &[u64]) -> Vec<u64> {
+        let j = self.journal.lock().expect("journal lock");
+        let key = digest.to_string();
+        if j.0.complete.contains(&key) {
+            return chunk_lens.to_vec();
+        }
+        let known = j.0.chunks.get(&key);
+        chunk_lens
+            .iter()
+            .enumerate()
+            .map(|(i, len)| {
+                known
+                    .and_then(|k| k.get(&(i as u32)))
+                    .map_or(0, |w| (*w).min(*len))
+            })
+            .collect()
+    }
+
+    /// Records that the first `written` bytes of chunk `index` of `digest` are on disk.
+    /// Written to the journal file at most every [`JOURNAL_INTERVAL`], and whenever `flush`.
+    pub fn record_chunk(
+        &self,
+        digest: &Digest,
+        index: u32,
+        written: u64,
+        flush: bool,
+    ) -> Result<(), FetchError> {
         let due = {
             let mut j = self.journal.lock().expect("journal lock");
-            j.0.written.insert(digest.to_string(), written);
-            j.1.elapsed() >= JOURNAL_INTERVAL
+            j.0.chunks
+                .entry(digest.to_string())
+                .or_default()
+                .insert(index, written);
+            flush || j.1.elapsed() >= JOURNAL_INTERVAL
         };
         if due { self.flush_journal() } else { Ok(()) }
     }
@@ -190,7 +185,7 @@ impl PartFile {
         {
             let mut j = self.journal.lock().expect("journal lock");
             let key = digest.to_string();
-            j.0.written.remove(&key);
+            j.0.chunks.remove(&key);
             if !j.0.complete.contains(&key) {
                 j.0.complete.push(key);
             }
@@ -198,11 +193,12 @@ impl PartFile {
         self.flush_journal()
     }
 
-    fn forget(&self, digest: &Digest) -> Result<(), FetchError> {
+    /// Forgets everything about `digest` (its bytes did not verify).
+    pub fn forget(&self, digest: &Digest) -> Result<(), FetchError> {
         {
             let mut j = self.journal.lock().expect("journal lock");
             let key = digest.to_string();
-            j.0.written.remove(&key);
+            j.0.chunks.remove(&key);
             j.0.complete.retain(|d| d != &key);
         }
         self.flush_journal()
@@ -220,8 +216,14 @@ impl PartFile {
         Ok(())
     }
 
-    fn hash_range(&self, offset: u64, len: u64, hasher: &mut Hasher) -> Result<(), FetchError> {
-        let mut buf = vec![0u8; 1 << 20];
+    /// Feeds the bytes at `offset..offset + len` to `hasher`, reading through `buf`.
+    pub fn hash_range(
+        &self,
+        offset: u64,
+        len: u64,
+        hasher: &mut Hasher,
+        buf: &mut [u8],
+    ) -> Result<(), FetchError> {
         let mut done = 0;
         while done < len {
             let n = buf.len().min((len - done) as usize);
@@ -231,13 +233,6 @@ impl PartFile {
             done += n as u64;
         }
         Ok(())
-    }
-
-    /// The sha256 of the whole archive, for the `.sha256` file beside it.
-    pub fn checksum(&self, len: u64) -> Result<Digest, FetchError> {
-        let mut h = Hasher::sha256();
-        self.hash_range(0, len, &mut h)?;
-        Ok(h.finish())
     }
 
     /// Copies the whole archive to `out` (for `-o -`).

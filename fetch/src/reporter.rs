@@ -9,8 +9,8 @@ use ferry_oci::{ImageReference, Platform};
 /// Receives progress events. Every method has a no-op default; calls come from several
 /// download threads at once.
 pub trait Reporter: Send + Sync {
-    /// An image's platform manifest was chosen.
-    fn on_resolved(&self, _image: &ImageReference, _platform: &Platform, _layers: usize) {}
+    /// An image's platform manifest was chosen; `layers` are its layer blobs.
+    fn on_resolved(&self, _image: &ImageReference, _platform: &Platform, _layers: &[BlobRef]) {}
     /// Downloads begin: `total` bytes of blobs in all, `present` of them already on disk.
     fn on_download_start(&self, _total: u64, _present: u64, _blobs: usize) {}
     /// A blob download started (or resumed at `offset`); returns an id for the calls below.

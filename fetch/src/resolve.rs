@@ -130,7 +130,7 @@ fn choose(
         if is_attestation(desc) {
             continue;
         }
-        let kind = ferry_oci::media_type::kind(&desc.media_type().to_string());
+        let kind = ferry_oci::media_type::kind(desc.media_type().as_ref());
         let platform = desc.platform().as_ref().map(Platform::from_spec);
         let fetch = |registry: &Registry| -> Result<FetchedManifest, FetchError> {
             let d = digest::parse(desc.digest().as_ref()).map_err(|e| FetchError::Invalid {
@@ -142,10 +142,10 @@ fn choose(
                 return Err(FetchError::Verify {
                     what: format!("manifest {d}"),
                     host: registry.host().to_string(),
-                    source: ferry_oci::DigestError::Size {
+                    source: Box::new(ferry_oci::DigestError::Size {
                         expected: desc.size(),
                         actual: m.bytes.len() as u64,
-                    },
+                    }),
                 });
             }
             Ok(m)

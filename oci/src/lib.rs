@@ -5,7 +5,7 @@
 //! type and the archive layout. They are defined here once:
 //!
 //! - [`digest`]: parsing digests and hashing bytes while they stream past.
-//! - [`reference`]: `[host[:port]/]name[:tag][@digest]`, normalised the way Docker does.
+//! - [`mod@reference`]: `[host[:port]/]name[:tag][@digest]`, normalised the way Docker does.
 //! - [`platform`]: `os/arch[/variant]`, matching and choosing from an index.
 //! - [`media_type`]: Docker schema2 and OCI media types and what kind of object each names.
 //! - [`archive`]: the hybrid OCI-layout + `docker load` tar that fetch writes and load reads.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ferry_fetch::{Credentials, Destination, FetchOptions, RetryPolicy};
+use ferry_fetch::{
+    AgentOptions, Credentials, Destination, DockerConfig, FetchOptions, RetryPolicy,
+};
 use ferry_oci::{ImageReference, Platform};
 
 use crate::cli::GlobalArgs;
@@ -17,8 +19,12 @@ use crate::progress::{CliReporter, ProgressMode, human_bytes};
 /// Arguments of `ferry fetch`.
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// Images to fetch: [HOST[:PORT]/]NAME[:TAG][@DIGEST]. Docker Hub is the default registry.
-    #[arg(required = true, value_name = "IMAGE")]
+    /// Images to fetch.
+    #[arg(
+        required = true,
+        value_name = "IMAGE",
+        help = "Images to fetch: [HOST[:PORT]/]NAME[:TAG][@DIGEST]. Docker Hub is the default registry."
+    )]
     pub images: Vec<ImageReference>,
     /// The archive to write (`-` for standard output).
     #[arg(short, long, value_name = "FILE")]
@@ -32,7 +38,12 @@ pub struct FetchArgs {
     /// Allow plain HTTP and unverified TLS for this registry (repeatable). Never implied.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Also trust the certificate authorities in this PEM file (repeatable), on top of the
+    /// system's trust store.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
     /// Registry user name (the password is read with --password-stdin, or FERRY_PASSWORD).
+    /// Without it, credentials come from Docker's config.json (DOCKER_CONFIG, ~/.docker).
     #[arg(short, long, env = env::FERRY_USERNAME, value_name = "NAME")]
     pub username: Option<String>,
     /// Read the registry password (or token) from standard input.
@@ -53,6 +64,8 @@ pub struct FetchArgs {
 pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let credentials = credentials(&args)?;
     let to_stdout = args.output.as_os_str() == "-";
+    let cache_dir =
+        ferry_fetch::cache_dir(std::env::var_os(env::FERRY_CACHE_DIR).map(PathBuf::from));
     if to_stdout && std::io::stdout().is_terminal() {
         bail!(
             "refusing to write an archive to a terminal; redirect standard output or use -o FILE"
@@ -60,12 +73,10 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     let destination = if to_stdout {
         Destination::Stdout {
-            staging: ferry_fetch::staging_dir(
-                std::env::var_os(env::FERRY_CACHE_DIR).map(PathBuf::from),
-            ),
+            staging: cache_dir.join("partial"),
         }
     } else {
-        Destination::File(args.output.clone())
+        Destination::File(crate::paths::native(&args.output))
     };
     let mode = if args.quiet {
         ProgressMode::None
@@ -78,11 +89,20 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency.into(),
         insecure_registries: args.insecure_registries.clone(),
         credentials,
+        docker_config: Some(Arc::new(docker_config()?)),
+        cache_dir: Some(cache_dir),
+        agent: AgentOptions {
+            ca_certs: args
+                .ca_certs
+                .iter()
+                .map(|p| crate::paths::native(p))
+                .collect(),
+            ..AgentOptions::default()
+        },
         retry: RetryPolicy {
             attempts: args.retries,
             ..RetryPolicy::default()
         },
-        ..FetchOptions::default()
     };
     let result = ferry_fetch::fetch(&args.images, &destination, &opts, reporter.clone());
     reporter.clear();
@@ -98,12 +118,20 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             args.output.display().to_string()
         };
         eprintln!(
-            "fetched {} image{} for {} into {target}: {} ({} downloaded) in {secs:.1}s, sha256 {}",
+            "fetched {} image{} for {} into {target}: {} ({} downloaded{}) in {secs:.1}s, sha256 {}",
             summary.images.len(),
             if summary.images.len() == 1 { "" } else { "s" },
             args.platform,
             human_bytes(summary.archive_bytes),
             human_bytes(summary.downloaded_bytes),
+            if summary.reused_bytes > 0 {
+                format!(
+                    ", {} reused from earlier archives",
+                    human_bytes(summary.reused_bytes)
+                )
+            } else {
+                String::new()
+            },
             &summary.checksum.digest()[..12],
         );
     }
@@ -130,5 +158,13 @@ fn credentials(args: &FetchArgs) -> anyhow::Result<Option<Credentials>> {
             bail!("--username needs a password: use --password-stdin or set FERRY_PASSWORD")
         }
         (None, _) => Ok(None),
+    }
+}
+
+/// Docker's client configuration, as the Docker client would find it.
+fn docker_config() -> anyhow::Result<DockerConfig> {
+    match DockerConfig::path(std::env::var_os(env::DOCKER_CONFIG).map(PathBuf::from)) {
+        Some(path) => Ok(DockerConfig::load(&path)?),
+        None => Ok(DockerConfig::default()),
     }
 }

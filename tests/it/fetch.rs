@@ -383,7 +383,7 @@ fn archives_are_reproducible_and_stdout_gets_the_same_bytes() {
         std::fs::read(&a).unwrap(),
         "stdout differs from the file"
     );
-    let leftovers: Vec<_> = walk(&home.path().join("cache"));
+    let leftovers: Vec<_> = walk(&home.path().join("cache/partial"));
     assert!(
         leftovers.is_empty(),
         "staging files left behind: {leftovers:?}"

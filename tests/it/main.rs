@@ -1,7 +1,12 @@
 //! Integration tests of the `ferry` binary against real services (see `harness`).
 
+mod credentials;
 mod fake_registry;
+mod faults;
 mod fetch;
 mod harness;
 mod load;
 mod load_support;
+mod network;
+mod resume;
+mod windows;

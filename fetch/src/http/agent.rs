@@ -5,10 +5,13 @@
 //! decides which hop may carry the registry's `Authorization` header (none that leaves the host).
 //! Proxies come from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` (either case).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ureq::Agent;
-use ureq::tls::{RootCerts, TlsConfig};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use crate::error::FetchError;
 
 /// Connection settings shared by all registries of one run.
 #[derive(Debug, Clone)]
@@ -19,6 +22,9 @@ pub struct AgentOptions {
     pub connect_timeout: Duration,
     /// A read that stalls this long counts as a dropped connection (and is resumed).
     pub read_timeout: Duration,
+    /// PEM files of extra certificate authorities to trust (`--ca-cert`), on top of the
+    /// operating system's.
+    pub ca_certs: Vec<PathBuf>,
 }
 
 impl Default for AgentOptions {
@@ -27,6 +33,7 @@ impl Default for AgentOptions {
             connections_per_host: 8,
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
+            ca_certs: Vec::new(),
         }
     }
 }
@@ -42,20 +49,64 @@ pub struct Agents {
 
 impl Agents {
     /// Builds both agents.
-    pub fn new(opts: &AgentOptions) -> Self {
-        Agents {
-            verified: build(
-                opts,
-                TlsConfig::builder()
-                    .root_certs(RootCerts::PlatformVerifier)
-                    .build(),
-            ),
+    ///
+    /// Certificates are checked by the operating system's verifier (so a corporate root CA
+    /// installed in Windows or in `/etc/ssl/certs` is trusted), unless `--ca-cert` files are
+    /// given: then the system's roots plus those files.
+    pub fn new(opts: &AgentOptions) -> Result<Self, FetchError> {
+        let roots = if opts.ca_certs.is_empty() {
+            RootCerts::PlatformVerifier
+        } else {
+            let mut certs = system_roots();
+            for path in &opts.ca_certs {
+                certs.extend(read_pem_certs(path)?);
+            }
+            RootCerts::from(certs)
+        };
+        Ok(Agents {
+            verified: build(opts, TlsConfig::builder().root_certs(roots).build()),
             insecure: build(
                 opts,
                 TlsConfig::builder().disable_verification(true).build(),
             ),
-        }
+        })
     }
+}
+
+/// The operating system's trusted roots (Windows certificate store, macOS keychain, or the
+/// distribution's bundle on Linux); an unreadable part of the store contributes nothing.
+fn system_roots() -> Vec<Certificate<'static>> {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::debug!(error = %e, "skipping part of the system trust store");
+    }
+    found
+        .certs
+        .into_iter()
+        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
+        .collect()
+}
+
+/// Every certificate in a PEM file; a file without any is an error, not a silent no-op.
+fn read_pem_certs(path: &PathBuf) -> Result<Vec<Certificate<'static>>, FetchError> {
+    let bytes = std::fs::read(path).map_err(|source| FetchError::Io {
+        action: "read CA certificate",
+        path: path.clone(),
+        source,
+    })?;
+    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&bytes)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(FetchError::Invalid {
+            what: format!("CA certificate file `{}`", path.display()),
+            source: "no PEM certificate in it".into(),
+        });
+    }
+    Ok(certs)
 }
 
 fn build(opts: &AgentOptions, tls: TlsConfig) -> Agent {

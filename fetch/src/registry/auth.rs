@@ -34,7 +34,6 @@ impl Registry {
         &self,
         ping: &Ping,
         repo: &str,
-        _force: bool,
     ) -> Result<Option<String>, FetchError> {
         match &ping.challenge {
             None => Ok(None),

@@ -48,7 +48,7 @@ impl Registry {
         let verify_err = |source| FetchError::Verify {
             what: what.clone(),
             host: self.host.clone(),
-            source,
+            source: Box::new(source),
         };
         let expected = match digest::parse(reference) {
             Ok(d) => Some(d),
@@ -120,14 +120,14 @@ impl Registry {
         let mut h = Hasher::for_digest(digest).map_err(|source| FetchError::Verify {
             what: what.clone(),
             host: self.host.clone(),
-            source,
+            source: Box::new(source),
         })?;
         h.update(&bytes);
         h.verify(digest, Some(size))
             .map_err(|source| FetchError::Verify {
                 what,
                 host: self.host.clone(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(bytes)
     }

@@ -133,7 +133,7 @@ impl Registry {
         let mut refreshed = false;
         loop {
             attempt += 1;
-            let auth = self.authorization(&ping, repo, false)?;
+            let auth = self.authorization(&ping, repo)?;
             let failure = match self.send(&url, auth.as_deref(), headers) {
                 Ok((resp, foreign)) => {
                     let status = resp.status().as_u16();
@@ -253,13 +253,22 @@ impl Registry {
             return Ok(p.clone());
         }
         let https = format!("https://{}", self.host);
-        let result = match self.ping_at(&https) {
+        let insecure = self.shared.is_insecure(&self.host);
+        // An insecure registry may speak plain HTTP: like Docker, try HTTPS once, then HTTP.
+        // Retrying HTTPS against a plain-HTTP server would only add backoff delays.
+        let result = match self.ping_at(
+            &https,
+            if insecure {
+                1
+            } else {
+                self.shared.retry.attempts
+            },
+        ) {
             Ok(p) => Ok(p),
-            // An insecure registry may speak plain HTTP: Docker tries HTTPS first, then HTTP.
             Err(
                 FetchError::Tls { .. } | FetchError::Connect { .. } | FetchError::Transfer { .. },
-            ) if self.shared.is_insecure(&self.host) => {
-                self.ping_at(&format!("http://{}", self.host))
+            ) if insecure => {
+                self.ping_at(&format!("http://{}", self.host), self.shared.retry.attempts)
             }
             Err(e) => Err(e),
         };
@@ -269,9 +278,12 @@ impl Registry {
         Ok(p)
     }
 
-    fn ping_at(&self, base: &str) -> Result<Ping, FetchError> {
+    fn ping_at(&self, base: &str, attempts: u32) -> Result<Ping, FetchError> {
         let what = "registry API check (/v2/)";
-        let policy = &self.shared.retry;
+        let policy = RetryPolicy {
+            attempts,
+            ..self.shared.retry.clone()
+        };
         let mut attempt = 0;
         let resp = loop {
             attempt += 1;

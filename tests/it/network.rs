@@ -1,0 +1,187 @@
+//! TLS trust and proxies, against the real TLS registry and a real HTTP proxy (tinyproxy).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Ran, Services, ferry, run, tempdir};
+use crate::require_services;
+
+fn fetch_tls(s: &Services, home: &Path, extra: &[&str], envs: &[(&str, &str)]) -> (Ran, PathBuf) {
+    let out = home.join("tls.tar");
+    let _ = std::fs::remove_file(&out);
+    let mut cmd = ferry(home);
+    cmd.args(["fetch", "--progress", "none"])
+        .args(extra)
+        .arg("-o")
+        .arg(&out);
+    cmd.arg(format!("{}/ferry/busybox:oci", s.var("TLS_REGISTRY")));
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    (run(&mut cmd), out)
+}
+
+#[test]
+fn an_untrusted_certificate_is_refused_with_a_hint() {
+    let s = require_services!();
+    let home = tempdir();
+    let (ran, out) = fetch_tls(s, home.path(), &[], &[]);
+    let ran = ran.failed();
+    assert!(
+        ran.stderr
+            .contains("TLS handshake with localhost:5004 failed"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("--ca-cert FILE"), "{}", ran.stderr);
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_ca_certificate_file_makes_the_registry_trusted() {
+    let s = require_services!();
+    let home = tempdir();
+    let (ran, out) = fetch_tls(s, home.path(), &["--ca-cert", s.var("CA")], &[]);
+    ran.ok();
+    assert!(out.exists());
+    // A file that holds no certificate is an error, not a silent no-op.
+    let empty = home.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let (ran, _) = fetch_tls(s, home.path(), &["--ca-cert", empty.to_str().unwrap()], &[]);
+    assert!(ran.failed().stderr.contains("no PEM certificate"));
+}
+
+#[test]
+fn insecure_registry_skips_verification_for_that_host_only() {
+    let s = require_services!();
+    let home = tempdir();
+    let (ran, out) = fetch_tls(
+        s,
+        home.path(),
+        &["--insecure-registry", s.var("TLS_REGISTRY")],
+        &[],
+    );
+    ran.ok();
+    assert!(out.exists());
+    let (ran, _) = fetch_tls(
+        s,
+        home.path(),
+        &["--insecure-registry", "other.example:5004"],
+        &[],
+    );
+    ran.failed();
+}
+
+/// A tinyproxy on a free port, killed when dropped.
+struct Tinyproxy {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Tinyproxy {
+    fn start(dir: &Path, basic_auth: Option<(&str, &str)>) -> Tinyproxy {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = dir.join("tinyproxy.log");
+        let conf = dir.join("tinyproxy.conf");
+        let mut text = format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 60\nLogFile \"{}\"\nLogLevel Info\nMaxClients 50\nAllow 127.0.0.1\nConnectPort 5004\n",
+            log.display()
+        );
+        if let Some((u, p)) = basic_auth {
+            text.push_str(&format!("BasicAuth {u} {p}\n"));
+        }
+        std::fs::write(&conf, text).unwrap();
+        let child = Command::new("tinyproxy")
+            .args(["-d", "-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tinyproxy is installed by scripts/services-up");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "tinyproxy did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Tinyproxy { child, port, log }
+    }
+
+    fn connects_to(&self, target: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!("CONNECT {target}")))
+            .count()
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn https_proxy_is_used_and_no_proxy_is_honoured() {
+    let s = require_services!();
+    let home = tempdir();
+    let proxy = Tinyproxy::start(home.path(), None);
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    let target = s.var("TLS_REGISTRY");
+    let ca = ["--ca-cert", s.var("CA")];
+    for var in ["HTTPS_PROXY", "https_proxy"] {
+        let before = proxy.connects_to(target);
+        let (ran, _) = fetch_tls(s, home.path(), &ca, &[(var, &url)]);
+        ran.ok();
+        assert!(proxy.connects_to(target) > before, "{var} was not used");
+    }
+    let before = proxy.connects_to(target);
+    let (ran, _) = fetch_tls(
+        s,
+        home.path(),
+        &ca,
+        &[("HTTPS_PROXY", &url), ("NO_PROXY", "localhost")],
+    );
+    ran.ok();
+    assert_eq!(
+        proxy.connects_to(target),
+        before,
+        "NO_PROXY=localhost was ignored"
+    );
+}
+
+#[test]
+fn proxy_credentials_in_the_url_are_used() {
+    let s = require_services!();
+    let home = tempdir();
+    let proxy = Tinyproxy::start(home.path(), Some(("corp", "proxy-pass-123")));
+    let ca = ["--ca-cert", s.var("CA")];
+    let without = format!("http://127.0.0.1:{}", proxy.port);
+    let (ran, _) = fetch_tls(s, home.path(), &ca, &[("HTTPS_PROXY", &without)]);
+    let ran = ran.failed();
+    assert!(!ran.stderr.contains("proxy-pass-123"));
+    let with = format!("http://corp:proxy-pass-123@127.0.0.1:{}", proxy.port);
+    let (ran, out) = fetch_tls(
+        s,
+        home.path(),
+        &["-v", "--ca-cert", s.var("CA")],
+        &[("HTTPS_PROXY", &with)],
+    );
+    let ran = ran.ok();
+    assert!(out.exists());
+    assert!(
+        !ran.stderr.contains("proxy-pass-123"),
+        "proxy password in the log: {}",
+        ran.stderr
+    );
+}

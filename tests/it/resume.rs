@@ -1,0 +1,265 @@
+//! Interrupted fetches: killed with SIGKILL at several points and rerun with the same
+//! arguments, a fetch must end in exactly the archive an undisturbed one writes, downloading
+//! only what the killed runs had not.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry_testkit::{FaultProxy, Plan};
+
+use crate::faults::{baseline, fetch_via};
+use crate::harness::{ferry, sha256_file, tempdir};
+use crate::require_services;
+
+const IMAGE: &str = "ferry/large:oci";
+
+fn spawn_fetch(proxy: &FaultProxy, home: &Path, out: &Path) -> Child {
+    ferry(home)
+        .args([
+            "fetch",
+            "--progress",
+            "none",
+            "--insecure-registry",
+            &proxy.addr,
+            "-o",
+        ])
+        .arg(out)
+        .arg(format!("{}/{IMAGE}", proxy.addr))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ferry")
+}
+
+/// Kills the fetch with SIGKILL once the proxy has sent `bytes` blob bytes.
+fn kill_after(proxy: &FaultProxy, child: &mut Child, bytes: u64) {
+    let started = Instant::now();
+    while proxy.blob_bytes() < bytes {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the fetch finished before it could be killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the fetch made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_fetch_killed_at_half_resumes_and_downloads_only_the_rest() {
+    let s = require_services!();
+    let home = tempdir();
+    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
+    let want = baseline(&proxy, home.path(), IMAGE);
+    let total = proxy.blob_bytes();
+    proxy.reset_counters();
+    proxy.set_plan(Plan {
+        bytes_per_sec: Some(48 << 20),
+        ..Plan::default()
+    });
+    let out = home.path().join("half.tar");
+    let mut child = spawn_fetch(&proxy, home.path(), &out);
+    kill_after(&proxy, &mut child, total / 2);
+    assert!(
+        !out.exists(),
+        "a killed fetch left a file under the final name"
+    );
+    assert!(
+        home.path().join("half.tar.part").exists(),
+        "no resumable state was left"
+    );
+
+    proxy.set_plan(Plan::default());
+    proxy.reset_counters();
+    let (ran, _) = fetch_via(&proxy, home.path(), "half.tar", IMAGE, &[]);
+    let ran = ran.ok();
+    let rerun = proxy.blob_bytes();
+    eprintln!(
+        "resume figure: killed after {:.0}% of {total} blob bytes; the rerun downloaded {rerun} bytes = {:.1}% of a full fetch",
+        50.0,
+        100.0 * rerun as f64 / total as f64
+    );
+    assert!(ran.stderr.contains("resuming:"), "{}", ran.stderr);
+    assert_eq!(
+        sha256_file(&out),
+        want,
+        "the resumed archive differs from an undisturbed fetch"
+    );
+    assert!(
+        rerun < total * 7 / 10,
+        "the rerun downloaded {rerun} of {total} bytes"
+    );
+    assert!(
+        !home.path().join("half.tar.part").exists(),
+        "partial state was not cleaned up"
+    );
+    assert!(
+        !home.path().join("half.tar.part.json").exists(),
+        "the journal was not cleaned up"
+    );
+}
+
+#[test]
+fn a_fetch_killed_repeatedly_still_ends_byte_identical() {
+    let s = require_services!();
+    let home = tempdir();
+    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
+    let want = baseline(&proxy, home.path(), IMAGE);
+    let total = proxy.blob_bytes();
+    let out = home.path().join("again.tar");
+    proxy.set_plan(Plan {
+        bytes_per_sec: Some(48 << 20),
+        ..Plan::default()
+    });
+    // Kill early (during the first chunks), in the middle, and near the end.
+    for fraction in [5, 30, 30] {
+        proxy.reset_counters();
+        let mut child = spawn_fetch(&proxy, home.path(), &out);
+        kill_after(&proxy, &mut child, total * fraction / 100);
+    }
+    proxy.set_plan(Plan::default());
+    proxy.reset_counters();
+    let (ran, _) = fetch_via(&proxy, home.path(), "again.tar", IMAGE, &[]);
+    ran.ok();
+    assert_eq!(sha256_file(&out), want);
+    // The killed runs sent 65% of the bytes; what was in flight at each kill is lost.
+    assert!(
+        proxy.blob_bytes() < total * 8 / 10,
+        "after three partial runs the last one downloaded {} of {total}",
+        proxy.blob_bytes()
+    );
+}
+
+/// `ferry fetch` through `proxy` with the cache of `home`, into `home/name`.
+fn fetch_cached(
+    proxy: &FaultProxy,
+    home: &Path,
+    name: &str,
+    repo_tag: &str,
+) -> (crate::harness::Ran, std::path::PathBuf) {
+    fetch_via(proxy, home, name, repo_tag, &[])
+}
+
+#[test]
+fn a_second_image_reuses_base_layers_from_an_earlier_archive() {
+    let s = require_services!();
+    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
+    let fresh = tempdir();
+    let want = baseline(&proxy, fresh.path(), "ferry/multilayer:oci");
+    let full = proxy.blob_bytes();
+
+    let home = tempdir();
+    fetch_cached(&proxy, home.path(), "busybox.tar", "ferry/busybox:oci")
+        .0
+        .ok();
+    proxy.reset_counters();
+    let (ran, out) = fetch_cached(
+        &proxy,
+        home.path(),
+        "multilayer.tar",
+        "ferry/multilayer:oci",
+    );
+    let ran = ran.ok();
+    assert_eq!(sha256_file(&out), want);
+    let base = s.facts("ferry/busybox:oci")["layer_sizes"][0]
+        .as_u64()
+        .unwrap();
+    assert!(
+        ran.stderr.contains("reused from earlier archives"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        proxy.blob_bytes() + base <= full,
+        "downloaded {} bytes although the {base}-byte base layer was on disk (full fetch: {full})",
+        proxy.blob_bytes()
+    );
+}
+
+#[test]
+fn a_changed_earlier_archive_costs_a_download_not_a_wrong_byte() {
+    let s = require_services!();
+    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
+    let fresh = tempdir();
+    let want = baseline(&proxy, fresh.path(), "ferry/multilayer:oci");
+
+    let home = tempdir();
+    let (_, earlier) = fetch_cached(&proxy, home.path(), "busybox.tar", "ferry/busybox:oci");
+    // Flip bytes in the middle of the layer, keeping the size and modification time, so the
+    // index still trusts the file.
+    let meta = std::fs::metadata(&earlier).unwrap();
+    let mut bytes = std::fs::read(&earlier).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 64] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&earlier, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&earlier)
+        .unwrap()
+        .set_modified(meta.modified().unwrap())
+        .unwrap();
+    proxy.reset_counters();
+    let (ran, out) = fetch_cached(
+        &proxy,
+        home.path(),
+        "multilayer.tar",
+        "ferry/multilayer:oci",
+    );
+    ran.ok();
+    assert_eq!(
+        sha256_file(&out),
+        want,
+        "a corrupted earlier archive leaked into the new one"
+    );
+    let base = s.facts("ferry/busybox:oci")["layer_sizes"][0]
+        .as_u64()
+        .unwrap();
+    assert!(
+        proxy.blob_bytes() >= base,
+        "the corrupted base layer was not downloaded again"
+    );
+}
+
+#[test]
+fn a_second_fetch_into_the_same_file_is_refused_while_the_first_runs() {
+    let s = require_services!();
+    let home = tempdir();
+    let proxy = FaultProxy::start(
+        s.registry(),
+        Plan {
+            bytes_per_sec: Some(32 << 20),
+            ..Plan::default()
+        },
+    )
+    .unwrap();
+    let out = home.path().join("same.tar");
+    let mut first = spawn_fetch(&proxy, home.path(), &out);
+    let started = Instant::now();
+    while proxy.blob_bytes() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first fetch never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (second, _) = fetch_via(&proxy, home.path(), "same.tar", IMAGE, &[]);
+    let second = second.failed();
+    assert!(
+        second.stderr.contains("another ferry is already writing"),
+        "{}",
+        second.stderr
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The refused run must not have damaged the first one's state: a rerun completes it.
+    proxy.set_plan(Plan::default());
+    let (ran, _) = fetch_via(&proxy, home.path(), "same.tar", IMAGE, &[]);
+    let ran = ran.ok();
+    assert!(ran.stderr.contains("resuming:"), "{}", ran.stderr);
+}
