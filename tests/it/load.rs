@@ -1267,3 +1267,61 @@ fn rustix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// `ferry.exe` (from `scripts/build-windows`) under wine, as `windows.rs` runs it; `None` when
+/// it was not built (outside CI).
+fn wine_ferry(dir: &Path, args: &[&str]) -> Option<Ran> {
+    let target = crate::harness::workspace().join("target");
+    let exe = target.join("x86_64-pc-windows-gnu/release/ferry.exe");
+    let shim = target.join("wine/bcryptprimitives.dll");
+    if !exe.exists() || !shim.exists() {
+        if std::env::var_os("CI").is_some() {
+            panic!("ferry.exe is missing; scripts/test runs scripts/build-windows first");
+        }
+        eprintln!("SKIPPED: run scripts/build-windows to test ferry.exe under wine");
+        return None;
+    }
+    std::fs::copy(&exe, dir.join("ferry.exe")).unwrap();
+    std::fs::copy(&shim, dir.join("bcryptprimitives.dll")).unwrap();
+    Some(run(Command::new("wine")
+        .arg(dir.join("ferry.exe"))
+        .args(args)
+        .current_dir(dir)
+        .env("WINEPREFIX", target.join("wine/prefix"))
+        .env("WINEDEBUG", "-all")))
+}
+
+#[test]
+fn ferry_exe_verifies_and_inspects_archives_on_windows() {
+    let s = require_services!();
+    let work = tempdir();
+    let w = work.path();
+    let tag = "ferry/multilayer:oci";
+    let archive = sup::fetch(s, w, tag, w);
+    let name = archive.file_name().unwrap().to_str().unwrap().to_string();
+    let Some(r) = wine_ferry(w, &["verify", "--progress", "none", &name]) else {
+        return;
+    };
+    let r = r.ok();
+    assert!(
+        r.stdout.contains("matches") && r.stdout.contains(&s.image(tag)),
+        "{}",
+        r.stdout
+    );
+    let r = wine_ferry(
+        w,
+        &["inspect", "--format", "json", "--progress", "none", &name],
+    )
+    .unwrap()
+    .ok();
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["Images"][0]["Id"], s.facts(tag)["config_digest"]);
+    // A damaged copy fails on Windows too, naming the blob.
+    let (off, len) = largest_entry(&archive);
+    flip_byte(&archive, off + len / 2);
+    let r = wine_ferry(w, &["verify", "--progress", "none", &name])
+        .unwrap()
+        .failed();
+    let blob = s.facts(tag)["layer_digests"][0].as_str().unwrap();
+    assert!(r.stderr.contains(blob), "{}", r.stderr);
+}
