@@ -39,5 +39,13 @@ fn hint(err: &anyhow::Error) -> Option<String> {
     err.chain().find_map(|c| {
         c.downcast_ref::<ferry_fetch::FetchError>()
             .and_then(|e| e.hint())
+            .or_else(|| {
+                c.downcast_ref::<ferry_load::LoadError>()
+                    .and_then(|e| e.hint())
+            })
+            .or_else(|| {
+                c.downcast_ref::<ferry_load::StoreError>()
+                    .and_then(|e| e.hint())
+            })
     })
 }

@@ -5,6 +5,8 @@ mod fake_registry;
 mod faults;
 mod fetch;
 mod harness;
+mod load;
+mod load_support;
 mod network;
 mod resume;
 mod windows;
