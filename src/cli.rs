@@ -61,4 +61,31 @@ pub enum Command {
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     #[cfg(unix)]
     Bundle(commands::bundle::BundleArgs),
+    /// Load images from an archive (file or stdin) into the store, like `docker load`.
+    #[cfg(unix)]
+    Load(commands::load::LoadArgs),
+    /// List the store's images.
+    #[cfg(unix)]
+    Images(commands::images::ImagesArgs),
+    /// Remove images from the store.
+    #[cfg(unix)]
+    Rmi(commands::rmi::RmiArgs),
+    /// Give an image of the store another name.
+    #[cfg(unix)]
+    Tag(commands::tag::TagArgs),
+    /// Manage the store's images.
+    #[cfg(unix)]
+    #[command(subcommand)]
+    Image(commands::image::ImageCommand),
+    /// Write images of the store to an archive (the same format as fetch), like `docker save`.
+    #[cfg(unix)]
+    Save(commands::save::SaveArgs),
+    /// Manage the store's disk space.
+    #[cfg(unix)]
+    #[command(subcommand)]
+    System(commands::system::SystemCommand),
+    /// Check an archive completely (digests, layers, paths) without loading it.
+    Verify(commands::verify::VerifyArgs),
+    /// List what an archive holds without loading it.
+    Inspect(commands::inspect::InspectArgs),
 }

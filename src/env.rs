@@ -10,6 +10,9 @@ pub const FERRY_USERNAME: &str = "FERRY_USERNAME";
 pub const FERRY_PASSWORD: &str = "FERRY_PASSWORD";
 /// Store root, as `--root`.
 pub const FERRY_ROOT: &str = "FERRY_ROOT";
+/// Free bytes `ferry load` keeps on the store's filesystem (a decompression bomb stops there).
+#[cfg_attr(not(unix), allow(dead_code))]
+pub const FERRY_MIN_FREE: &str = "FERRY_MIN_FREE";
 /// Directory of Docker's client configuration (`config.json`), read for registry credentials.
 pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// How `ferry run` makes a root file system: `auto` (overlayfs, else a copy), `overlay`, `copy`.

@@ -63,14 +63,22 @@ pub fn usage(e: &clap::Error) -> ExitCode {
 /// The first hint any error in the chain offers.
 fn hint(err: &anyhow::Error) -> Option<String> {
     err.chain().find_map(|c| {
-        let fetch = c
+        let hint = c
             .downcast_ref::<ferry_fetch::FetchError>()
-            .and_then(|e| e.hint());
+            .and_then(|e| e.hint())
+            .or_else(|| {
+                c.downcast_ref::<ferry_load::LoadError>()
+                    .and_then(|e| e.hint())
+            })
+            .or_else(|| {
+                c.downcast_ref::<ferry_load::StoreError>()
+                    .and_then(|e| e.hint())
+            });
         #[cfg(unix)]
-        let fetch = fetch.or_else(|| {
+        let hint = hint.or_else(|| {
             c.downcast_ref::<ferry_run::RunError>()
                 .and_then(|e| e.hint())
         });
-        fetch
+        hint
     })
 }

@@ -5,8 +5,11 @@ mod cli;
 mod commands;
 mod env;
 mod exit;
+mod load_progress;
 mod paths;
 mod progress;
+#[cfg(unix)]
+mod store;
 
 use std::process::ExitCode;
 

@@ -145,37 +145,7 @@ pub fn fetch(
         reporter: reporter.clone(),
     });
 
-    let mut registries: HashMap<String, Arc<Registry>> = HashMap::new();
-    let mut resolved = Vec::new();
-    let mut seen = Vec::new();
-    for reference in images {
-        if seen.contains(&reference.qualified()) {
-            continue;
-        }
-        seen.push(reference.qualified());
-        let host = reference.registry_host().to_string();
-        let registry = match registries.get(&host) {
-            Some(r) => r.clone(),
-            None => {
-                let credentials = match (&opts.credentials, &opts.docker_config) {
-                    (Some(c), _) => Some(c.clone()),
-                    (None, Some(config)) => config.credentials_for(reference.registry())?,
-                    (None, None) => None,
-                };
-                let r = Arc::new(Registry::new(&host, shared.clone(), credentials));
-                registries.insert(host.clone(), r.clone());
-                r
-            }
-        };
-        let image = resolve::resolve(&registry, reference, &opts.platform)?;
-        reporter.on_resolved(
-            reference,
-            image.record.platform.as_ref().unwrap_or(&opts.platform),
-            &image.record.layers,
-        );
-        resolved.push((image, registry));
-    }
-
+    let resolved = resolve_all(images, opts, &shared, reporter.as_ref())?;
     let plan = ArchivePlan::new(resolved.iter().map(|(i, _)| i.record.clone()).collect());
     let part_path = match destination {
         Destination::File(path) => with_suffix(path, ".part"),
@@ -206,29 +176,7 @@ pub fn fetch(
         .collect();
     part.write_known(&plan, &|b| small.get(&b.digest.to_string()).cloned())?;
 
-    // Each layer comes from the first image that lists it.
-    let layers: Vec<download::Layer> = plan
-        .blobs()
-        .filter(|(_, b)| !small.contains_key(&b.digest.to_string()))
-        .map(|(entry, blob)| {
-            let (image, registry) = resolved
-                .iter()
-                .find(|(i, _)| i.record.layers.iter().any(|l| l.digest == blob.digest))
-                .expect("every planned layer belongs to an image");
-            download::Layer {
-                offset: entry.data_offset(),
-                blob: blob.clone(),
-                registry: registry.clone(),
-                repo: image
-                    .record
-                    .reference
-                    .as_ref()
-                    .expect("fetched images have references")
-                    .repository()
-                    .to_string(),
-            }
-        })
-        .collect();
+    let layers = layers_to_download(&plan, &resolved, &small);
     let index = opts.cache_dir.as_deref().map(reuse::BlobIndex::load);
     let done = download::transfer(
         &layers,
@@ -243,25 +191,7 @@ pub fn fetch(
     let checksum = done.checksum;
     match destination {
         Destination::File(path) => {
-            let sidecar = with_suffix(path, ".sha256");
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tmp = with_suffix(&sidecar, ".part");
-            std::fs::write(&tmp, format!("{}  {name}\n", checksum.digest())).map_err(|source| {
-                FetchError::Io {
-                    action: "write",
-                    path: tmp.clone(),
-                    source,
-                }
-            })?;
-            part.commit(path)?;
-            std::fs::rename(&tmp, &sidecar).map_err(|source| FetchError::Io {
-                action: "rename",
-                path: tmp.clone(),
-                source,
-            })?;
+            part.commit(path, &checksum)?;
             if let Some(dir) = &opts.cache_dir {
                 reuse::BlobIndex::record(dir, path, &plan);
             }
@@ -296,4 +226,73 @@ pub fn fetch(
         checksum,
         elapsed: started.elapsed(),
     })
+}
+
+/// Resolves every distinct image, one registry client per host.
+fn resolve_all(
+    images: &[ImageReference],
+    opts: &FetchOptions,
+    shared: &Arc<Shared>,
+    reporter: &dyn Reporter,
+) -> Result<Vec<(resolve::ResolvedImage, Arc<Registry>)>, FetchError> {
+    let mut registries: HashMap<String, Arc<Registry>> = HashMap::new();
+    let mut resolved = Vec::new();
+    let mut seen = Vec::new();
+    for reference in images {
+        if seen.contains(&reference.qualified()) {
+            continue;
+        }
+        seen.push(reference.qualified());
+        let host = reference.registry_host().to_string();
+        let registry = match registries.get(&host) {
+            Some(r) => r.clone(),
+            None => {
+                let credentials = match (&opts.credentials, &opts.docker_config) {
+                    (Some(c), _) => Some(c.clone()),
+                    (None, Some(config)) => config.credentials_for(reference.registry())?,
+                    (None, None) => None,
+                };
+                let r = Arc::new(Registry::new(&host, shared.clone(), credentials));
+                registries.insert(host.clone(), r.clone());
+                r
+            }
+        };
+        let image = resolve::resolve(&registry, reference, &opts.platform)?;
+        reporter.on_resolved(
+            reference,
+            image.record.platform.as_ref().unwrap_or(&opts.platform),
+            &image.record.layers,
+        );
+        resolved.push((image, registry));
+    }
+    Ok(resolved)
+}
+
+/// The layers to bring into the archive, each from the first image that lists it.
+fn layers_to_download(
+    plan: &ArchivePlan,
+    resolved: &[(resolve::ResolvedImage, Arc<Registry>)],
+    small: &HashMap<String, Vec<u8>>,
+) -> Vec<download::Layer> {
+    plan.blobs()
+        .filter(|(_, b)| !small.contains_key(&b.digest.to_string()))
+        .map(|(entry, blob)| {
+            let (image, registry) = resolved
+                .iter()
+                .find(|(i, _)| i.record.layers.iter().any(|l| l.digest == blob.digest))
+                .expect("every planned layer belongs to an image");
+            download::Layer {
+                offset: entry.data_offset(),
+                blob: blob.clone(),
+                registry: registry.clone(),
+                repo: image
+                    .record
+                    .reference
+                    .as_ref()
+                    .expect("fetched images have references")
+                    .repository()
+                    .to_string(),
+            }
+        })
+        .collect()
 }

@@ -252,10 +252,21 @@ impl PartFile {
         })
     }
 
-    /// Renames the finished archive to `final_path` and removes the journal.
-    pub fn commit(self, final_path: &Path) -> Result<(), FetchError> {
+    /// Publishes the finished archive: writes `FINAL.sha256` (sha256sum format) beside it,
+    /// renames the part file to `final_path`, and removes the journal. The archive appears
+    /// under its final name complete or not at all.
+    pub fn commit(self, final_path: &Path, checksum: &Digest) -> Result<(), FetchError> {
+        let sidecar = with_suffix(final_path, ".sha256");
+        let tmp = with_suffix(&sidecar, ".part");
+        let name = final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        std::fs::write(&tmp, format!("{}  {name}\n", checksum.digest()))
+            .map_err(io_err("write", &tmp))?;
         drop(self.file);
         std::fs::rename(&self.part_path, final_path).map_err(io_err("rename", &self.part_path))?;
+        std::fs::rename(&tmp, &sidecar).map_err(io_err("rename", &tmp))?;
         let _ = std::fs::remove_file(&self.journal_path);
         Ok(())
     }

@@ -86,12 +86,7 @@ pub struct Hasher {
 
 impl std::fmt::Debug for Hasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let algorithm = match self.state {
-            State::Sha256(_) => "sha256",
-            State::Sha384(_) => "sha384",
-            State::Sha512(_) => "sha512",
-        };
-        write!(f, "Hasher({algorithm}, {} bytes)", self.len)
+        write!(f, "Hasher({}, {} bytes)", self.algorithm(), self.len)
     }
 }
 
@@ -129,6 +124,15 @@ impl Hasher {
             State::Sha256(h) => h.update(bytes),
             State::Sha384(h) => h.update(bytes),
             State::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    /// The algorithm's name as digests spell it: `sha256`, `sha384` or `sha512`.
+    pub fn algorithm(&self) -> &'static str {
+        match self.state {
+            State::Sha256(_) => "sha256",
+            State::Sha384(_) => "sha384",
+            State::Sha512(_) => "sha512",
         }
     }
 

@@ -20,6 +20,9 @@ pub struct Image {
     /// Layer snapshots, bottom first, in overlayfs format (whiteouts are 0:0 character devices,
     /// opaque directories carry `trusted.overlay.opaque=y`).
     pub layers: Vec<PathBuf>,
+    /// Whether overlayfs can use the layers as they are; if not, the runtime copies them
+    /// ([`ImageSource::materialise`]).
+    pub overlay_ready: bool,
 }
 
 /// An error from an image source, kept opaque so any store can report its own.
@@ -33,5 +36,11 @@ pub trait ImageSource {
     /// Writes the merged view of `layers` into `dest` (an empty directory): the copy fallback.
     fn materialise(&self, layers: &[PathBuf], dest: &Path) -> Result<(), SourceError> {
         crate::rootfs::copy::materialise(layers, dest).map_err(Into::into)
+    }
+
+    /// Keeps the images from being removed while a container is being made (released once
+    /// the container's `ferry.json` names its image). `None` when the source needs no lock.
+    fn lock(&self) -> Result<Option<Box<dyn std::any::Any>>, SourceError> {
+        Ok(None)
     }
 }

@@ -6,7 +6,14 @@ pub mod bundle;
 pub mod exec;
 pub mod fetch;
 #[cfg(unix)]
+pub mod image;
+#[cfg(unix)]
+pub mod images;
+pub mod inspect;
+#[cfg(unix)]
 pub mod kill;
+#[cfg(unix)]
+pub mod load;
 #[cfg(unix)]
 pub mod logs;
 #[cfg(unix)]
@@ -14,11 +21,20 @@ pub mod ps;
 #[cfg(unix)]
 pub mod rm;
 #[cfg(unix)]
+pub mod rmi;
+#[cfg(unix)]
 pub mod run;
+#[cfg(unix)]
+pub mod save;
 #[cfg(unix)]
 pub mod stop;
 #[cfg(unix)]
 mod store;
+#[cfg(unix)]
+pub mod system;
+#[cfg(unix)]
+pub mod tag;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -44,5 +60,21 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm(args) => rm::run(args, &cli.global),
         #[cfg(unix)]
         Command::Bundle(args) => bundle::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Load(args) => load::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Images(args) => images::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Rmi(args) => rmi::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Tag(args) => tag::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Image(cmd) => image::run(cmd, &cli.global),
+        #[cfg(unix)]
+        Command::Save(args) => save::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::System(cmd) => system::run(cmd, &cli.global),
+        Command::Verify(args) => verify::run(args, &cli.global),
+        Command::Inspect(args) => inspect::run(args, &cli.global),
     }
 }

@@ -5,8 +5,10 @@ mod fake_registry;
 mod faults;
 mod fetch;
 mod harness;
+mod load;
+mod load_support;
 mod network;
 mod resume;
-mod windows;
 #[cfg(unix)]
 mod run;
+mod windows;

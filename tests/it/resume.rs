@@ -255,8 +255,7 @@ fn a_second_fetch_into_the_same_file_is_refused_while_the_first_runs() {
         "{}",
         second.stderr
     );
-    first.kill().unwrap();
-    first.wait().unwrap();
+    kill_after(&proxy, &mut first, 64 << 20);
     // The refused run must not have damaged the first one's state: a rerun completes it.
     proxy.set_plan(Plan::default());
     let (ran, _) = fetch_via(&proxy, home.path(), "same.tar", IMAGE, &[]);

@@ -146,6 +146,28 @@ pub(crate) fn repositories(images: &[ImageRecord]) -> Vec<u8> {
     to_bytes(&map)
 }
 
+/// The image name an index descriptor's annotations carry, if any.
+///
+/// `io.containerd.image.name` holds the full reference (containerd, Docker 25+, ferry).
+/// `org.opencontainers.image.ref.name` holds whatever the writer chose: skopeo writes
+/// `name:tag`, Docker 25+ only the tag. A bare word there is taken as a tag without a
+/// repository (udocker turned those into random names, podman dropped them) and yields `None`.
+pub fn annotated_name(
+    annotations: Option<&std::collections::HashMap<String, String>>,
+) -> Option<ImageReference> {
+    let a = annotations?;
+    if let Some(full) = a.get(ANNOTATION_IMAGE_NAME)
+        && let Ok(r) = full.parse::<ImageReference>()
+    {
+        return Some(r);
+    }
+    let name = a.get(ANNOTATION_REF_NAME)?;
+    if !(name.contains('/') || name.contains(':')) {
+        return None;
+    }
+    name.parse().ok()
+}
+
 pub(crate) fn to_bytes<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("archive metadata serializes")
 }

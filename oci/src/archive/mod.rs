@@ -23,7 +23,7 @@ mod write;
 
 pub use layout::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, BlobRef, DockerManifestEntry, INDEX_JSON,
-    ImageRecord, MANIFEST_JSON, OCI_LAYOUT, OCI_LAYOUT_CONTENT, REPOSITORIES,
+    ImageRecord, MANIFEST_JSON, OCI_LAYOUT, OCI_LAYOUT_CONTENT, REPOSITORIES, annotated_name,
 };
 pub use plan::{ArchivePlan, Content, Entry};
 pub use write::{BlobSource, write_archive};

@@ -15,6 +15,10 @@ pub fn bundle(
     dir: &Path,
     opts: &RunOptions,
 ) -> Result<(), RunError> {
+    let _lock = source.lock().map_err(|e| RunError::Image {
+        reference: image_ref.to_string(),
+        source: e,
+    })?;
     let image = source.image(image_ref).map_err(|e| RunError::Image {
         reference: image_ref.to_string(),
         source: e,
@@ -58,6 +62,7 @@ pub fn bundle(
     )
     .map_err(io_err("write", dir.join("resolv.conf")))?;
     let rootfs = dir.join("rootfs");
+    std::fs::create_dir(&rootfs).map_err(io_err("create", &rootfs))?;
     source
         .materialise(&image.layers, &rootfs)
         .map_err(|e| RunError::Io {

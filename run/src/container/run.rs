@@ -52,11 +52,21 @@ pub fn run(
     image_ref: &str,
     opts: RunOptions,
 ) -> Result<Outcome, RunError> {
+    let lock = source.lock().map_err(|e| RunError::Image {
+        reference: image_ref.to_string(),
+        source: e,
+    })?;
     let image = source.image(image_ref).map_err(|e| RunError::Image {
         reference: image_ref.to_string(),
         source: e,
     })?;
     let mut p = prepare(containers, &image, image_ref, opts)?;
+    if !image.overlay_ready && p.source != RootSource::Directory {
+        use_copy(&mut p, Some(source))?;
+    }
+    // ferry.json now names the image: the store keeps it. The lock must not reach the
+    // container's processes either.
+    drop(lock);
     if p.opts.detach {
         return super::monitor::launch(p, source).map(Outcome::Detached);
     }

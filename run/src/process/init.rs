@@ -181,6 +181,7 @@ mod tests {
             names: vec![],
             config,
             layers: vec![layer.clone()],
+            overlay_ready: true,
         };
         let cdir = dir.path().join("c");
         let spec = spec::build(

@@ -1,0 +1,168 @@
+//! File operations below a directory handle that never follow a symlink.
+//!
+//! Layers are applied with `*at` calls relative to the snapshot's directory, opening each path
+//! component with `O_NOFOLLOW | O_DIRECTORY`: a symlink anywhere in a path is an error, never
+//! a way out (the class of bug behind CVE-2018-15664 in Docker and CVE-2019-16884 in runc).
+//! `openat2(RESOLVE_BENEATH)` would do this in one call but needs Linux 5.6; ferry must run
+//! on 3.10.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+
+/// Opens a directory (not following a final symlink).
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens `name` in `dir` as a directory, refusing symlinks.
+pub fn open_child_dir(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// The type of `name` in `dir` (not following symlinks), or `None` when absent.
+pub fn kind_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<rustix::fs::Stat>> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a stat result is an overlayfs whiteout (a 0:0 character device).
+pub fn is_whiteout(st: &rustix::fs::Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+}
+
+/// Removes `name` from `dir`, whatever it is; directories with their content. Symlinks are
+/// removed, never followed.
+pub fn remove_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let Some(st) = kind_at(dir, name)? else {
+        return Ok(());
+    };
+    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        let child = open_child_dir(dir, name)?;
+        empty_dir(child.as_fd())?;
+        rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
+    } else {
+        rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+    }
+    Ok(())
+}
+
+/// Removes everything inside `dir`.
+pub fn empty_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    // A directory listing that is being modified is not reliable: collect names first.
+    let names = list(dir)?;
+    for name in names {
+        // A directory without write or search permission (mode 0o000 from a layer) must be
+        // opened up before its entries can go; as root this is not needed, as a user it is.
+        let _ = rustix::fs::chmodat(
+            dir,
+            name.as_slice(),
+            Mode::from_raw_mode(0o700),
+            AtFlags::empty(),
+        )
+        .ok()
+        .filter(|_| {
+            kind_at(dir, &name)
+                .ok()
+                .flatten()
+                .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+        });
+        remove_at(dir, &name)?;
+    }
+    Ok(())
+}
+
+/// The names in `dir`, without `.` and `..`.
+pub fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let fd = rustix::fs::openat(
+        dir,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let d = rustix::fs::Dir::read_from(&fd)?;
+    let mut names = Vec::new();
+    for e in d {
+        let e = e?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(n.to_vec());
+        }
+    }
+    Ok(names)
+}
+
+/// Removes a directory tree by path, without following symlinks inside it.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(m) if m.is_dir() => {
+            let fd = open_dir(path)?;
+            empty_dir(fd.as_fd())?;
+            std::fs::remove_dir(path)
+        }
+        Ok(_) => std::fs::remove_file(path),
+    }
+}
+
+/// Disk usage of a tree (allocated blocks), not following symlinks; hard-linked files count once.
+pub fn disk_usage(path: &Path) -> u64 {
+    fn walk(p: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            return 0;
+        };
+        if m.nlink() > 1 && !m.is_dir() && !seen.insert((m.dev(), m.ino())) {
+            return 0;
+        }
+        let mut total = m.blocks() * 512;
+        if m.is_dir()
+            && let Ok(rd) = std::fs::read_dir(p)
+        {
+            for e in rd.flatten() {
+                total += walk(&e.path(), seen);
+            }
+        }
+        total
+    }
+    walk(path, &mut std::collections::HashSet::new())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
+/// renamed over the target, so a reader (or a crash) sees the old file or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    // The rename itself is durable only once the directory is.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! `ferry load [-i FILE]`: an archive (file or stdin) into the store, like `docker load`.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use ferry_load::{LoadOptions, Reporter};
+use ferry_oci::Platform;
+
+use crate::cli::GlobalArgs;
+use crate::env;
+use crate::load_progress::LoadReporter;
+use crate::progress::ProgressMode;
+
+/// Arguments of `ferry load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read the archive from FILE instead of standard input (plain, gzip, zstd, xz or bzip2).
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Print only the `Loaded image` lines.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Platform to pick from multi-platform archives (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<Platform>,
+    /// How progress is shown.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+}
+
+/// The free space a load keeps on the store's filesystem (`FERRY_MIN_FREE`, bytes).
+pub fn min_free() -> anyhow::Result<u64> {
+    match std::env::var(env::FERRY_MIN_FREE) {
+        Ok(v) => v.trim().parse().with_context(|| {
+            format!(
+                "{} must be a number of bytes, not `{v}`",
+                env::FERRY_MIN_FREE
+            )
+        }),
+        Err(_) => Ok(LoadOptions::default().min_free),
+    }
+}
+
+/// Runs `ferry load`.
+pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    let started = Instant::now();
+    let (mut input, total, label): (Box<dyn Read>, Option<u64>, String) = match &args.input {
+        Some(p) if p.as_os_str() != "-" => {
+            let f = std::fs::File::open(p)
+                .with_context(|| format!("cannot open archive {}", p.display()))?;
+            let len = f.metadata().ok().map(|m| m.len());
+            (Box::new(f), len, p.display().to_string())
+        }
+        _ => {
+            if std::io::stdin().is_terminal() {
+                bail!("no archive given: pass -i FILE, or pipe one into standard input");
+            }
+            (
+                Box::new(std::io::stdin().lock()),
+                None,
+                "standard input".into(),
+            )
+        }
+    };
+    let store = crate::store::open(global)?;
+    let mode = if args.quiet {
+        ProgressMode::None
+    } else {
+        args.progress.resolve()
+    };
+    let reporter = LoadReporter::new(mode, "load", args.quiet);
+    reporter.on_start(total);
+    let opts = LoadOptions {
+        platform: args
+            .platform
+            .clone()
+            .unwrap_or_else(ferry_load::host_platform),
+        min_free: min_free()?,
+    };
+    let result = store.load(&mut input, &opts, &reporter);
+    reporter.clear();
+    let loaded = result.with_context(|| format!("failed to load {label}"))?;
+    for img in &loaded {
+        if img.names.is_empty() {
+            writeln!(stdout, "Loaded image ID: {}", img.id)?;
+        }
+        for n in &img.names {
+            writeln!(
+                stdout,
+                "Loaded image: {}",
+                n.familiar_tagged().unwrap_or_else(|| n.to_string())
+            )?;
+        }
+    }
+    if !args.quiet {
+        let layers: usize = loaded.iter().map(|i| i.layers).sum();
+        let new: usize = loaded.iter().map(|i| i.new_layers).sum();
+        eprintln!(
+            "loaded {} image{} ({layers} layer{}, {new} new) into {} in {:.1}s",
+            loaded.len(),
+            if loaded.len() == 1 { "" } else { "s" },
+            if layers == 1 { "" } else { "s" },
+            store.root().display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
