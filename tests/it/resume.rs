@@ -15,7 +15,7 @@ use crate::require_services;
 const IMAGE: &str = "ferry/large:oci";
 
 fn spawn_fetch(proxy: &FaultProxy, home: &Path, out: &Path) -> Child {
-    fetch_cmd(home, &proxy.addr, &format!("{}/{IMAGE}", proxy.addr), &out)
+    fetch_cmd(home, &proxy.addr, &format!("{}/{IMAGE}", proxy.addr), out)
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn ferry")
