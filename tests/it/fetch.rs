@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::harness::{
-    self, Ran, Services, ferry, run, sha256_file, tar_entries, tar_read, tempdir,
+    self, Ran, Services, ferry, fetch_cmd, run, sha256_file, tar_entries, tar_read, tempdir,
 };
 use crate::require_services;
 
@@ -513,51 +513,34 @@ fn token_auth_registry_anonymous_pull_and_private_repositories() {
     let home = tempdir();
     let reg = s.var("TOKEN_REGISTRY");
     let out = home.path().join("t.tar");
-    run(ferry(home.path())
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            reg,
-            "-o",
-        ])
-        .arg(&out)
-        .arg(format!("{reg}/ferry/busybox:oci")))
+    run(fetch_cmd(
+        home.path(),
+        reg,
+        &format!("{reg}/ferry/busybox:oci"),
+        &out,
+    ))
     .ok();
     assert_archive_consistent(&out);
 
     let private = home.path().join("p.tar");
-    let failed = run(ferry(home.path())
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            reg,
-            "-o",
-        ])
-        .arg(&private)
-        .arg(format!("{reg}/private/busybox:oci")))
+    let failed = run(fetch_cmd(
+        home.path(),
+        reg,
+        &format!("{reg}/private/busybox:oci"),
+        &private,
+    ))
     .failed();
     assert!(failed.stderr.contains("hint:"), "{}", failed.stderr);
     assert!(!private.exists());
 
-    let with_password = run(ferry(home.path())
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            reg,
-            "--username",
-            s.var("USER"),
-            "--password-stdin",
-            "-o",
-        ])
-        .arg(&private)
-        .arg(format!("{reg}/private/busybox:oci"))
-        .stdin(std::fs::File::open(s.var("PASSWORD_FILE")).unwrap()))
+    let with_password = run(fetch_cmd(
+        home.path(),
+        reg,
+        &format!("{reg}/private/busybox:oci"),
+        &private,
+    )
+    .args(["--username", s.var("USER"), "--password-stdin"])
+    .stdin(std::fs::File::open(s.var("PASSWORD_FILE")).unwrap()))
     .ok();
     assert!(!with_password.stderr.contains(s.var("PASSWORD")));
     assert_archive_consistent(&private);
@@ -569,17 +552,12 @@ fn basic_auth_registry_needs_and_accepts_credentials() {
     let home = tempdir();
     let reg = s.var("BASIC_REGISTRY");
     let out = home.path().join("b.tar");
-    let failed = run(ferry(home.path())
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            reg,
-            "-o",
-        ])
-        .arg(&out)
-        .arg(format!("{reg}/ferry/busybox:docker")))
+    let failed = run(fetch_cmd(
+        home.path(),
+        reg,
+        &format!("{reg}/ferry/busybox:docker"),
+        &out,
+    ))
     .failed();
     assert!(failed.stderr.contains("UNAUTHORIZED"), "{}", failed.stderr);
     assert!(failed.stderr.contains("--username"), "{}", failed.stderr);

@@ -126,6 +126,23 @@ pub fn ferry(home: &Path) -> Command {
     c
 }
 
+/// `ferry fetch --progress none --insecure-registry REGISTRY IMAGE -o OUT`, with the private
+/// store and cache of [`ferry`]; add flags before running it.
+pub fn fetch_cmd(home: &Path, registry: &str, image: &str, out: &Path) -> Command {
+    let mut c = ferry(home);
+    c.args([
+        "fetch",
+        "--progress",
+        "none",
+        "--insecure-registry",
+        registry,
+        image,
+        "-o",
+    ])
+    .arg(out);
+    c
+}
+
 /// The result of running a command, with readable output.
 #[derive(Debug)]
 pub struct Ran {
@@ -175,7 +192,8 @@ impl From<Output> for Ran {
 }
 
 /// Runs a command to completion.
-pub fn run(cmd: &mut Command) -> Ran {
+pub fn run(mut cmd: impl std::borrow::BorrowMut<Command>) -> Ran {
+    let cmd = cmd.borrow_mut();
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
         .into()

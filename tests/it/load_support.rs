@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use crate::harness::{Services, ferry, run};
+use crate::harness::{Services, ferry, fetch_cmd, run};
 
 /// sha256 of bytes, `sha256:<hex>`.
 pub fn sha256(bytes: &[u8]) -> String {
@@ -69,18 +69,7 @@ pub fn skopeo(s: &Services, repo_tag: &str, transport: &str, dir: &Path, all: bo
 /// `ferry fetch` of a test image.
 pub fn fetch(s: &Services, home: &Path, repo_tag: &str, dir: &Path) -> PathBuf {
     let out = dir.join(format!("{}-fetch.tar", repo_tag.replace(['/', ':'], "_")));
-    run(ferry(home)
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            s.registry(),
-            "-o",
-        ])
-        .arg(&out)
-        .arg(s.image(repo_tag)))
-    .ok();
+    run(fetch_cmd(home, s.registry(), &s.image(repo_tag), &out)).ok();
     out
 }
 

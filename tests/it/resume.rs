@@ -9,23 +9,13 @@ use std::time::{Duration, Instant};
 use ferry_testkit::{FaultProxy, Plan};
 
 use crate::faults::{baseline, fetch_via};
-use crate::harness::{ferry, sha256_file, tempdir};
+use crate::harness::{fetch_cmd, sha256_file, tempdir};
 use crate::require_services;
 
 const IMAGE: &str = "ferry/large:oci";
 
 fn spawn_fetch(proxy: &FaultProxy, home: &Path, out: &Path) -> Child {
-    ferry(home)
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            &proxy.addr,
-            "-o",
-        ])
-        .arg(out)
-        .arg(format!("{}/{IMAGE}", proxy.addr))
+    fetch_cmd(home, &proxy.addr, &format!("{}/{IMAGE}", proxy.addr), out)
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn ferry")
