@@ -12,6 +12,10 @@ use crate::env;
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, max_term_width = 100)]
 pub struct Cli {
+    /// Show debug logs on stderr (as --verbose; before the subcommand, whose `-v` may mean
+    /// something else, like `run -v HOST:CTR`).
+    #[arg(short = 'v', action = clap::ArgAction::Count, hide = true)]
+    pub verbose_short: u8,
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
@@ -22,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Show debug logs on stderr (twice for everything); FERRY_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Store directory (default: /var/lib/ferry as root, else the user's data directory).
     #[arg(long, global = true, env = env::FERRY_ROOT, value_name = "DIR")]
@@ -33,6 +37,30 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Download images from a registry into one archive for `docker load` or `ferry load`.
     Fetch(commands::fetch::FetchArgs),
+    /// Run a command in a new container from a loaded image (docker run's flags).
+    #[cfg(unix)]
+    Run(commands::run::RunArgs),
+    /// Run a command in a running container.
+    #[cfg(unix)]
+    Exec(commands::exec::ExecArgs),
+    /// List containers.
+    #[cfg(unix)]
+    Ps(commands::ps::PsArgs),
+    /// Show the output of a container started with -d.
+    #[cfg(unix)]
+    Logs(commands::logs::LogsArgs),
+    /// Stop running containers: the stop signal, then SIGKILL after a grace period.
+    #[cfg(unix)]
+    Stop(commands::stop::StopArgs),
+    /// Send a signal to running containers.
+    #[cfg(unix)]
+    Kill(commands::kill::KillArgs),
+    /// Remove containers.
+    #[cfg(unix)]
+    Rm(commands::rm::RmArgs),
+    /// Write an OCI runtime bundle (config.json + rootfs) for an image.
+    #[cfg(unix)]
+    Bundle(commands::bundle::BundleArgs),
     /// Load images from an archive (file or stdin) into the store, like `docker load`.
     #[cfg(unix)]
     Load(commands::load::LoadArgs),

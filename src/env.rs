@@ -15,3 +15,6 @@ pub const FERRY_ROOT: &str = "FERRY_ROOT";
 pub const FERRY_MIN_FREE: &str = "FERRY_MIN_FREE";
 /// Directory of Docker's client configuration (`config.json`), read for registry credentials.
 pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
+/// How `ferry run` makes a root file system: `auto` (overlayfs, else a copy), `overlay`, `copy`.
+#[cfg(unix)]
+pub const FERRY_ROOTFS: &str = "FERRY_ROOTFS";

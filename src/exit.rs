@@ -31,13 +31,40 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     if let Some(hint) = hint(err) {
         let _ = writeln!(out, "hint: {hint}");
     }
+    #[cfg(unix)]
+    if let Some(e) = err
+        .chain()
+        .find_map(|c| c.downcast_ref::<ferry_run::RunError>())
+    {
+        // Docker's codes: 125 the tool failed, 126 cannot execute, 127 not found.
+        return ExitCode::from(e.exit_code());
+    }
+    #[cfg(unix)]
+    if crate::commands::run::is_container_command() {
+        return ExitCode::from(125);
+    }
     ExitCode::FAILURE
+}
+
+/// A command line clap refused: its message, and exit code 125 for `run` and `exec` as Docker
+/// gives (2 elsewhere).
+pub fn usage(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+            ExitCode::SUCCESS
+        }
+        #[cfg(unix)]
+        _ if crate::commands::run::is_container_command() => ExitCode::from(125),
+        _ => ExitCode::from(2),
+    }
 }
 
 /// The first hint any error in the chain offers.
 fn hint(err: &anyhow::Error) -> Option<String> {
     err.chain().find_map(|c| {
-        c.downcast_ref::<ferry_fetch::FetchError>()
+        let hint = c
+            .downcast_ref::<ferry_fetch::FetchError>()
             .and_then(|e| e.hint())
             .or_else(|| {
                 c.downcast_ref::<ferry_load::LoadError>()
@@ -46,6 +73,12 @@ fn hint(err: &anyhow::Error) -> Option<String> {
             .or_else(|| {
                 c.downcast_ref::<ferry_load::StoreError>()
                     .and_then(|e| e.hint())
-            })
+            });
+        #[cfg(unix)]
+        let hint = hint.or_else(|| {
+            c.downcast_ref::<ferry_run::RunError>()
+                .and_then(|e| e.hint())
+        });
+        hint
     })
 }

@@ -16,8 +16,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    init_logging(cli.global.verbose);
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return exit::usage(&e),
+    };
+    init_logging(cli.global.verbose + cli.verbose_short);
     match commands::dispatch(cli) {
         Ok(code) => code,
         Err(err) => exit::report(&err),

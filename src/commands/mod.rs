@@ -1,5 +1,9 @@
 //! One module per subcommand; each turns parsed arguments into one library call.
 
+#[cfg(unix)]
+pub mod bundle;
+#[cfg(unix)]
+pub mod exec;
 pub mod fetch;
 #[cfg(unix)]
 pub mod image;
@@ -7,11 +11,25 @@ pub mod image;
 pub mod images;
 pub mod inspect;
 #[cfg(unix)]
+pub mod kill;
+#[cfg(unix)]
 pub mod load;
+#[cfg(unix)]
+pub mod logs;
+#[cfg(unix)]
+pub mod ps;
+#[cfg(unix)]
+pub mod rm;
 #[cfg(unix)]
 pub mod rmi;
 #[cfg(unix)]
+pub mod run;
+#[cfg(unix)]
 pub mod save;
+#[cfg(unix)]
+pub mod stop;
+#[cfg(unix)]
+mod store;
 #[cfg(unix)]
 pub mod system;
 #[cfg(unix)]
@@ -26,6 +44,22 @@ use crate::cli::{Cli, Command};
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Fetch(args) => fetch::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Run(args) => run::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Exec(args) => exec::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Ps(args) => ps::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Logs(args) => logs::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Stop(args) => stop::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Kill(args) => kill::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Rm(args) => rm::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Bundle(args) => bundle::run(args, &cli.global),
         #[cfg(unix)]
         Command::Load(args) => load::run(args, &cli.global),
         #[cfg(unix)]

@@ -564,7 +564,7 @@ fn basic_auth_registry_needs_and_accepts_credentials() {
     let ok = run(ferry(home.path())
         .args([
             "fetch",
-            "-v",
+            "--verbose",
             "--progress",
             "plain",
             "--insecure-registry",

@@ -9,4 +9,6 @@ mod load;
 mod load_support;
 mod network;
 mod resume;
+#[cfg(unix)]
+mod run;
 mod windows;

@@ -174,7 +174,7 @@ fn proxy_credentials_in_the_url_are_used() {
     let (ran, out) = fetch_tls(
         s,
         home.path(),
-        &["-v", "--ca-cert", s.var("CA")],
+        &["--verbose", "--ca-cert", s.var("CA")],
         &[("HTTPS_PROXY", &with)],
     );
     let ran = ran.ok();

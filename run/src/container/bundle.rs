@@ -1,0 +1,74 @@
+//! `ferry bundle IMAGE DIR`: an OCI runtime bundle (`config.json` + `rootfs/`) for any runtime:
+//! `runc run -b DIR ID` runs what `ferry run` would.
+
+use std::path::Path;
+
+use crate::error::{RunError, io_err};
+use crate::image::ImageSource;
+use crate::options::RunOptions;
+use crate::spec::{self, SpecContext};
+
+/// Writes the bundle; `DIR` must be empty or absent.
+pub fn bundle(
+    source: &dyn ImageSource,
+    image_ref: &str,
+    dir: &Path,
+    opts: &RunOptions,
+) -> Result<(), RunError> {
+    let _lock = source.lock().map_err(|e| RunError::Image {
+        reference: image_ref.to_string(),
+        source: e,
+    })?;
+    let image = source.image(image_ref).map_err(|e| RunError::Image {
+        reference: image_ref.to_string(),
+        source: e,
+    })?;
+    std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    if std::fs::read_dir(dir)
+        .map_err(io_err("read", dir))?
+        .next()
+        .is_some()
+    {
+        return Err(RunError::Invalid(format!(
+            "bundle directory `{}` is not empty",
+            dir.display()
+        )));
+    }
+    let dir = std::fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
+    // SAFETY: plain getters.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let hostname = opts.hostname.clone().unwrap_or_else(|| "ferry".into());
+    let spec = spec::build(
+        &image,
+        opts,
+        &SpecContext {
+            container_dir: &dir,
+            hostname: &hostname,
+            rootless: (euid != 0).then_some((euid, egid)),
+            cgroups_path: None,
+            image_name: image_ref,
+        },
+    )?;
+    std::fs::write(dir.join("hostname"), format!("{hostname}\n"))
+        .map_err(io_err("write", dir.join("hostname")))?;
+    std::fs::write(
+        dir.join("hosts"),
+        format!("127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"),
+    )
+    .map_err(io_err("write", dir.join("hosts")))?;
+    std::fs::write(
+        dir.join("resolv.conf"),
+        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    )
+    .map_err(io_err("write", dir.join("resolv.conf")))?;
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir(&rootfs).map_err(io_err("create", &rootfs))?;
+    source
+        .materialise(&image.layers, &rootfs)
+        .map_err(|e| RunError::Io {
+            action: "copy the image's layers into",
+            path: rootfs.clone(),
+            source: std::io::Error::other(e),
+        })?;
+    super::write_json(&dir.join("config.json"), &spec)
+}

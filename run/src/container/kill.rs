@@ -1,0 +1,48 @@
+//! `ferry kill [-s SIG] C`: signal a running container's main process.
+
+use std::process::Command;
+
+use super::{Container, Containers, Meta, Status};
+use crate::error::RunError;
+
+/// Sends `signal` to the container named `reference`.
+pub fn kill(containers: &Containers, reference: &str, signal: i32) -> Result<(), RunError> {
+    let (c, meta) = containers.find(reference)?;
+    signal_container(&c, &meta, signal)
+}
+
+/// Sends `signal` to `c` if it runs.
+pub fn signal_container(c: &Container, meta: &Meta, signal: i32) -> Result<(), RunError> {
+    let state = c.current_state();
+    if state.status != Status::Running {
+        return Err(RunError::NotRunning(c.short_id().to_string()));
+    }
+    if let Some(runtime) = &meta.runtime {
+        // The runtime's own process is not the container: SIGKILL to it would orphan the
+        // container. Its `kill` reaches the container itself.
+        let st = Command::new(runtime)
+            .args(["kill", &c.id, &signal.to_string()])
+            .status()
+            .map_err(|source| RunError::Runtime {
+                runtime: runtime.clone(),
+                source,
+            })?;
+        if !st.success() && c.current_state().status == Status::Running {
+            return Err(RunError::Runtime {
+                runtime: runtime.clone(),
+                source: std::io::Error::other(format!("`kill` exited with {st}")),
+            });
+        }
+        return Ok(());
+    }
+    // From outside its PID namespace the container's PID 1 receives SIGKILL always, other
+    // signals only if it handles them, exactly as under Docker.
+    // SAFETY: signals a pid whose identity was checked through its start time.
+    if unsafe { libc::kill(state.pid, signal) } != 0 {
+        return Err(RunError::Sys {
+            action: format!("signal container {}", c.short_id()),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}

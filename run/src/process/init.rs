@@ -1,0 +1,350 @@
+//! What the container's first process does between `clone` and `execve`, in this order:
+//! join cgroups, build the rootfs and `pivot_root` into it, set the hostname, create the working
+//! directory, start a session, drop capabilities and switch user, forbid new privileges, then
+//! execute the command (or, with `--init`, become a small init that runs it).
+
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use super::caps;
+use super::exec::{self, InitError};
+use crate::rootfs::{self, RootSource};
+use crate::syscall::Syscall;
+
+/// Everything the first process needs, computed by the supervisor before `clone`.
+#[derive(Debug, Clone)]
+pub struct InitPlan {
+    /// The runtime config.
+    pub spec: Spec,
+    /// The rootfs directory (a mount point once prepared).
+    pub rootfs: PathBuf,
+    /// overlayfs or a ready directory.
+    pub source: RootSource,
+    /// `cgroup.procs` files to join (written with `0`: the caller itself).
+    pub cgroup_procs: Vec<PathBuf>,
+    /// With `-t`: the pty slave's descriptor and path.
+    pub console: Option<(RawFd, PathBuf)>,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// Running in a user namespace of our own (rootless).
+    pub rootless: bool,
+    /// `--init`.
+    pub init: bool,
+}
+
+fn sys_err(what: impl std::fmt::Display, e: std::io::Error) -> InitError {
+    InitError::setup(format!("cannot {what}: {e}"))
+}
+
+/// Runs the plan; returns only on failure (the caller reports it and exits).
+pub fn run(sys: &dyn Syscall, plan: &InitPlan) -> InitError {
+    match setup(sys, plan) {
+        Err(e) => e,
+        Ok(()) => {
+            let process = plan.spec.process().clone().unwrap_or_default();
+            let args = process.args().clone().unwrap_or_default();
+            let env = process.env().clone().unwrap_or_default();
+            if plan.init {
+                return super::reaper::run_init(sys, &args, &env);
+            }
+            exec::close_inherited_fds();
+            exec::reset_signals();
+            exec::exec(sys, &args, &env)
+        }
+    }
+}
+
+fn setup(sys: &dyn Syscall, plan: &InitPlan) -> Result<(), InitError> {
+    let spec = &plan.spec;
+    for procs in &plan.cgroup_procs {
+        sys.write_file(procs, "0")
+            .map_err(|e| sys_err(format_args!("join cgroup {}", procs.display()), e))?;
+    }
+
+    let console = plan.console.as_ref().map(|(_, p)| p.as_path());
+    rootfs::prepare(
+        sys,
+        spec,
+        &plan.rootfs,
+        &plan.source,
+        console,
+        plan.privileged,
+    )
+    .map_err(|e| {
+        let overlay_unavailable = matches!(plan.source, RootSource::Overlay(_))
+            && e.step.starts_with("mount overlay")
+            && matches!(
+                e.source.raw_os_error(),
+                Some(libc::EINVAL | libc::ENODEV | libc::EPERM | libc::EOPNOTSUPP)
+            );
+        InitError {
+            code: 125,
+            message: format!("cannot {}: {}", e.step, e.source),
+            overlay_unavailable,
+        }
+    })?;
+
+    if let Some(h) = spec.hostname() {
+        sys.sethostname(h)
+            .map_err(|e| sys_err(format_args!("set hostname {h}"), e))?;
+    }
+
+    let process = spec.process().clone().unwrap_or_default();
+    let cwd = process.cwd().clone();
+    // Docker creates a missing WorkingDir, owned by root.
+    sys.mkdir_all(&cwd, 0o755).map_err(|e| {
+        sys_err(
+            format_args!("create working directory {}", cwd.display()),
+            e,
+        )
+    })?;
+
+    // A session of its own: without it the container shares the caller's terminal session
+    // and can push input into the host shell with TIOCSTI (CVE-2017-5226 in bubblewrap).
+    sys.setsid().map_err(|e| sys_err("start a session", e))?;
+    if let Some((fd, _)) = plan.console {
+        sys.set_controlling_tty(fd)
+            .map_err(|e| sys_err("attach the terminal", e))?;
+    }
+
+    let user = process.user();
+    let names: Vec<String> = process
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| format!("CAP_{c}"))
+        .collect();
+    let keep = caps::mask(&names) & caps::held();
+    caps::drop_bounding(sys, keep).map_err(|e| sys_err("drop capabilities", e))?;
+    if !plan.rootless {
+        // A rootless user namespace has setgroups denied (CVE-2014-8989 made it so); its
+        // only group is the mapped one.
+        sys.setgroups(user.additional_gids().as_deref().unwrap_or_default())
+            .map_err(|e| sys_err("set supplementary groups", e))?;
+    }
+    sys.setgid(user.gid())
+        .map_err(|e| sys_err(format_args!("set gid {}", user.gid()), e))?;
+    sys.setuid(user.uid())
+        .map_err(|e| sys_err(format_args!("set uid {}", user.uid()), e))?;
+    // Root keeps the set in permitted/effective; inheritable is emptied (CVE-2022-24769). For
+    // any other uid setuid already cleared them and execve would anyway.
+    let (eff, perm) = if user.uid() == 0 {
+        (keep, keep)
+    } else {
+        (0, 0)
+    };
+    sys.capset(eff, perm, 0)
+        .map_err(|e| sys_err("set capabilities", e))?;
+    if process.no_new_privileges().unwrap_or(false) {
+        sys.set_no_new_privs()
+            .map_err(|e| sys_err("set no_new_privs", e))?;
+    }
+    sys.chdir(&cwd)
+        .map_err(|e| sys_err(format_args!("enter working directory {}", cwd.display()), e))?;
+    Ok(())
+}
+
+/// `/proc/<pid>/…` of a host pid, for the supervisor.
+pub fn proc_path(pid: i32, rest: &str) -> PathBuf {
+    Path::new("/proc").join(pid.to_string()).join(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Image;
+    use crate::options::{Network, RunOptions};
+    use crate::rootfs::overlay;
+    use crate::spec::{self, SpecContext};
+    use crate::syscall::{Call, RecordingSyscall};
+
+    fn plan(opts: &RunOptions) -> (tempfile::TempDir, InitPlan) {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = dir.path().join("layer");
+        std::fs::create_dir_all(layer.join("etc")).unwrap();
+        std::fs::write(
+            layer.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(layer.join("etc/group"), "app:x:1000:\nextra:x:1001:app\n").unwrap();
+        let config = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/sh"],"User":"app","WorkingDir":"/app"},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        let image = Image {
+            id: ferry_oci::digest::sha256(b"x"),
+            names: vec![],
+            config,
+            layers: vec![layer.clone()],
+            overlay_ready: true,
+        };
+        let cdir = dir.path().join("c");
+        let spec = spec::build(
+            &image,
+            opts,
+            &SpecContext {
+                container_dir: &cdir,
+                hostname: "abc",
+                rootless: None,
+                cgroups_path: None,
+                image_name: "test",
+            },
+        )
+        .unwrap();
+        let plan = InitPlan {
+            spec,
+            rootfs: cdir.join("rootfs"),
+            source: RootSource::Overlay(overlay::plan(
+                &[layer],
+                &cdir.join("upper"),
+                &cdir.join("work"),
+            )),
+            cgroup_procs: vec![PathBuf::from(
+                "/sys/fs/cgroup/memory/ferry/abc/cgroup.procs",
+            )],
+            console: None,
+            privileged: false,
+            rootless: false,
+            init: false,
+        };
+        (dir, plan)
+    }
+
+    fn index(calls: &[Call], pred: impl Fn(&Call) -> bool) -> usize {
+        calls.iter().position(pred).expect("call not made")
+    }
+
+    fn mount_at(target_suffix: &'static str) -> impl Fn(&Call) -> bool {
+        move |c| matches!(c, Call::Mount { target, .. } if target.ends_with(target_suffix))
+    }
+
+    #[test]
+    fn namespace_mount_and_credential_steps_come_in_order() {
+        let opts = RunOptions {
+            network: Network::None,
+            ..RunOptions::default()
+        };
+        let (_d, plan) = plan(&opts);
+        assert_eq!(
+            crate::process::spawn::clone_flags(&plan.spec),
+            libc::CLONE_NEWPID
+                | libc::CLONE_NEWIPC
+                | libc::CLONE_NEWUTS
+                | libc::CLONE_NEWNS
+                | libc::CLONE_NEWNET
+        );
+        let sys = RecordingSyscall::default();
+        setup(&sys, &plan).unwrap();
+        let calls = sys.calls();
+        let cgroup = index(
+            &calls,
+            |c| matches!(c, Call::WriteFile(p, v) if p.ends_with("cgroup.procs") && v == "0"),
+        );
+        let slave = index(
+            &calls,
+            |c| matches!(c, Call::Mount { target, flags, .. } if target == Path::new("/") && *flags == libc::MS_REC | libc::MS_SLAVE),
+        );
+        let overlay = index(
+            &calls,
+            |c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "overlay"),
+        );
+        let proc_ = index(&calls, mount_at("rootfs/proc"));
+        let dev = index(&calls, mount_at("rootfs/dev"));
+        let null = index(&calls, mount_at("rootfs/dev/null"));
+        let pivot = index(&calls, |c| matches!(c, Call::PivotRoot(..)));
+        let detach = index(
+            &calls,
+            |c| matches!(c, Call::Umount2(p, f) if p == Path::new(".") && *f == libc::MNT_DETACH),
+        );
+        let masked = index(
+            &calls,
+            |c| matches!(c, Call::Mount { target, .. } if target.starts_with("/proc/")),
+        );
+        let host = index(&calls, |c| matches!(c, Call::Sethostname(h) if h == "abc"));
+        let workdir = index(
+            &calls,
+            |c| matches!(c, Call::MkdirAll(p) if p == Path::new("/app")),
+        );
+        let setsid = index(&calls, |c| matches!(c, Call::Setsid));
+        let bounding = index(&calls, |c| matches!(c, Call::CapbsetDrop(_)));
+        let groups = index(
+            &calls,
+            |c| matches!(c, Call::Setgroups(g) if g == &[1000, 1001]),
+        );
+        let gid = index(&calls, |c| matches!(c, Call::Setgid(1000)));
+        let uid = index(&calls, |c| matches!(c, Call::Setuid(1000)));
+        let capset = index(&calls, |c| matches!(c, Call::Capset(0, 0, 0)));
+        let nnp = index(&calls, |c| matches!(c, Call::SetNoNewPrivs));
+        let chdir = index(
+            &calls,
+            |c| matches!(c, Call::Chdir(p) if p == Path::new("/app")),
+        );
+        let order = [
+            cgroup, slave, overlay, proc_, dev, null, pivot, detach, masked, host, workdir, setsid,
+            bounding, groups, gid, uid, capset, nnp, chdir,
+        ];
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "steps out of order: {order:?}\n{calls:#?}"
+        );
+        // Nothing is mounted after credentials are dropped.
+        assert!(!calls[gid..].iter().any(|c| matches!(c, Call::Mount { .. })));
+        // Every mount but devpts and the device binds is nodev.
+        let overlay_flags = match &calls[overlay] {
+            Call::Mount { flags, .. } => *flags,
+            _ => unreachable!(),
+        };
+        assert_ne!(overlay_flags & libc::MS_NODEV, 0);
+    }
+
+    #[test]
+    fn a_refused_overlay_asks_for_the_copy_fallback() {
+        let (_d, plan) = plan(&RunOptions::default());
+        let mut sys = RecordingSyscall::default();
+        sys.fail_fstype = Some("overlay".into());
+        let err = setup(&sys, &plan).unwrap_err();
+        assert!(err.overlay_unavailable, "{err:?}");
+        assert!(err.message.contains("mount overlay"));
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::PivotRoot(..))));
+    }
+
+    #[test]
+    fn read_only_and_privileged_change_the_steps() {
+        let (_d, plan_ro) = plan(&RunOptions {
+            read_only: true,
+            ..RunOptions::default()
+        });
+        let sys = RecordingSyscall::default();
+        setup(&sys, &plan_ro).unwrap();
+        assert!(sys.calls().iter().any(|c| matches!(c,
+            Call::Mount { target, flags, .. } if target == Path::new("/") && flags & libc::MS_REMOUNT != 0 && flags & libc::MS_RDONLY != 0)));
+
+        let (_d, mut plan_p) = plan(&RunOptions {
+            privileged: true,
+            ..RunOptions::default()
+        });
+        plan_p.privileged = true;
+        let sys = RecordingSyscall::default();
+        setup(&sys, &plan_p).unwrap();
+        let calls = sys.calls();
+        // Only what ferry itself does not hold is dropped.
+        let held = caps::held();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| matches!(c, Call::CapbsetDrop(n) if held & (1 << n) != 0))
+        );
+        assert!(!calls.iter().any(|c| matches!(c, Call::SetNoNewPrivs)));
+        assert!(
+            !calls
+                .iter()
+                .any(|c| matches!(c, Call::Mount { target, .. } if target.starts_with("/proc/"))),
+            "{calls:#?}"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! The store as `ferry run` sees it: `ferry-load`'s `Store` behind `ferry-run`'s
+//! `ImageSource`, and where containers live.
+
+use std::path::{Path, PathBuf};
+
+use ferry_load::Store;
+use ferry_load::store::apply::SnapshotFormat;
+use ferry_run::{Containers, Image, ImageSource, SourceError};
+
+use crate::cli::GlobalArgs;
+
+/// The store, as an image source for the runtime.
+pub struct StoreSource(pub Store);
+
+impl ImageSource for StoreSource {
+    fn image(&self, reference: &str) -> Result<Image, SourceError> {
+        let img = self.0.image(reference)?;
+        Ok(Image {
+            id: img.id,
+            names: img.names,
+            config: img.config,
+            layers: img.layers,
+            // Snapshots written without root keep `.wh.` files: overlayfs cannot use them.
+            overlay_ready: img.snapshot_format == SnapshotFormat::Overlay,
+        })
+    }
+
+    fn materialise(&self, layers: &[PathBuf], dest: &Path) -> Result<(), SourceError> {
+        ferry_load::store::materialize::materialize(layers, dest).map_err(Into::into)
+    }
+
+    fn lock(&self) -> Result<Option<Box<dyn std::any::Any>>, SourceError> {
+        Ok(Some(Box::new(self.0.lock_shared()?)))
+    }
+}
+
+/// Opens the store as an image source.
+pub fn open(global: &GlobalArgs) -> anyhow::Result<StoreSource> {
+    crate::store::open(global).map(StoreSource)
+}
+
+/// The containers directory of the store at `global`'s root (without opening the store: `ps`,
+/// `stop` and the like need nothing else).
+pub fn containers(global: &GlobalArgs) -> Containers {
+    let root = global.root.clone().unwrap_or_else(Store::default_root);
+    Containers::new(root.join("containers"))
+}
