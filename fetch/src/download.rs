@@ -13,7 +13,9 @@
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 use ferry_oci::DigestError;
 use ferry_oci::archive::BlobRef;
@@ -29,6 +31,19 @@ use crate::reuse::BlobIndex;
 /// Bytes per ranged request: large enough that request overhead vanishes, small enough that
 /// several workers share one big layer and an interrupted run loses little.
 pub const CHUNK: u64 = 16 << 20;
+
+/// Bytes the verifier reads at a time and hands to the checksummer.
+const PIECE: u64 = 1 << 20;
+/// Pieces between verifier and checksummer: bounds memory, lets each run ahead a little.
+const PIECES_IN_FLIGHT: usize = 8;
+
+/// Layer bytes on their way from the verifier to the checksummer.
+enum Piece {
+    /// Bytes at an archive offset; offsets only grow.
+    Bytes { offset: u64, data: Vec<u8> },
+    /// A layer is being fetched again: what was handed over so far cannot be trusted.
+    Invalidate,
+}
 
 /// A layer to bring into the archive.
 pub struct Layer {
@@ -108,6 +123,7 @@ struct Transfer<'a> {
     stop: AtomicBool,
     error: Mutex<Option<FetchError>>,
     downloaded: AtomicU64,
+    started: Instant,
 }
 
 /// Downloads and verifies `layers` (sorted by offset) into `part`, on `concurrency` workers,
@@ -182,13 +198,18 @@ pub fn transfer(
         stop: AtomicBool::new(false),
         error: Mutex::new(None),
         downloaded: AtomicU64::new(0),
+        started: Instant::now(),
     };
     let checksum = std::thread::scope(|s| {
         for _ in 0..concurrency.max(1) {
             s.spawn(|| t.worker());
         }
-        s.spawn(|| t.guard(|| t.verifier()));
-        s.spawn(|| t.guard(|| t.checksummer(total_len))).join()
+        let (pieces, received) = sync_channel(PIECES_IN_FLIGHT);
+        let (spare, recycled) = sync_channel(PIECES_IN_FLIGHT);
+        let t = &t;
+        s.spawn(move || t.guard(|| t.verifier(pieces, recycled)));
+        s.spawn(move || t.guard(|| t.checksummer(received, spare, total_len)))
+            .join()
     })
     .expect("checksum thread does not panic");
     if let Some(e) = t.error.into_inner().expect("error slot") {
@@ -345,9 +366,13 @@ impl Transfer<'_> {
                 }
                 return self.fetch_whole(l, Some(resp));
             }
-            let mut body = resp.into_body().into_reader().take(end - pos);
+            let mut body = resp.into_body().into_reader();
             match self.copy_body(l, &mut body, &mut pos, end) {
-                Ok(()) if pos == end => {}
+                Ok(()) if pos == end => {
+                    // Read to the end of the body, so the connection goes back to the pool
+                    // for the next chunk instead of a new one (a TLS handshake each).
+                    let _ = body.read(&mut [0u8; 1]);
+                }
                 Ok(()) => {
                     failures += 1;
                     self.backoff(
@@ -528,9 +553,13 @@ impl Transfer<'_> {
         end
     }
 
-    /// Hashes every layer in archive order as its bytes arrive, and checks its digest.
-    fn verifier(&self) -> Result<(), FetchError> {
-        let mut buf = vec![0u8; 1 << 20];
+    /// Hashes every layer in archive order as its bytes arrive, and checks its digest. Each
+    /// piece it reads is handed on to the checksummer, so the archive is read back only once.
+    fn verifier(
+        &self,
+        pieces: SyncSender<Piece>,
+        spare: Receiver<Vec<u8>>,
+    ) -> Result<(), FetchError> {
         for (l, layer) in self.layers.iter().enumerate() {
             let mut refetched = false;
             loop {
@@ -556,9 +585,21 @@ impl Transfer<'_> {
                             st = self.changed.wait(st).expect("transfer state");
                         }
                     };
-                    self.part
-                        .hash_range(layer.offset + pos, end - pos, &mut hasher, &mut buf)?;
-                    pos = end;
+                    while pos < end {
+                        let n = PIECE.min(end - pos) as usize;
+                        let mut buf = spare.try_recv().unwrap_or_default();
+                        buf.resize(n, 0);
+                        self.part.read_at(layer.offset + pos, &mut buf)?;
+                        hasher.update(&buf);
+                        let piece = Piece::Bytes {
+                            offset: layer.offset + pos,
+                            data: buf,
+                        };
+                        if pieces.send(piece).is_err() {
+                            return Ok(());
+                        }
+                        pos += n as u64;
+                    }
                 }
                 match hasher.verify(&layer.blob.digest, Some(layer.blob.size)) {
                     Ok(()) => break,
@@ -568,6 +609,7 @@ impl Transfer<'_> {
                         // from the registry once more before giving up.
                         tracing::debug!(digest = %layer.blob.digest, "resumed blob did not verify, fetching it again");
                         refetched = true;
+                        let _ = pieces.send(Piece::Invalidate);
                         self.part.forget(&layer.blob.digest)?;
                         let mut st = self.lock();
                         st.chunks[l].iter_mut().for_each(|c| *c = Chunk::Pending);
@@ -597,6 +639,10 @@ impl Transfer<'_> {
             st.verified = l + 1;
             if st.verified == self.layers.len() {
                 st.finished = true;
+                tracing::debug!(
+                    elapsed_ms = self.started.elapsed().as_millis(),
+                    "every layer verified"
+                );
             }
             drop(st);
             self.changed.notify_all();
@@ -604,33 +650,47 @@ impl Transfer<'_> {
         Ok(())
     }
 
-    /// Hashes the archive front to back, never past the last verified layer.
-    fn checksummer(&self, total_len: u64) -> Result<Digest, FetchError> {
+    /// Hashes the archive front to back: layer bytes as the verifier hands them over, the
+    /// rest (headers, metadata, padding) read from the file. Bytes of a layer that fails
+    /// verification and is fetched again were hashed in vain: the archive is then hashed anew
+    /// from the file at the end (a rare path: only resumed or reused blobs are refetched).
+    fn checksummer(
+        &self,
+        pieces: Receiver<Piece>,
+        spare: SyncSender<Vec<u8>>,
+        total_len: u64,
+    ) -> Result<Digest, FetchError> {
         let mut hasher = Hasher::sha256();
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; PIECE as usize];
         let mut pos = 0;
-        while pos < total_len {
-            let target = {
-                let mut st = self.lock();
-                loop {
-                    if self.stopped() {
-                        return Err(FetchError::Interrupted);
+        let mut invalid = false;
+        for piece in pieces {
+            match piece {
+                Piece::Invalidate => invalid = true,
+                Piece::Bytes { offset, data } => {
+                    if !invalid {
+                        self.part
+                            .hash_range(pos, offset - pos, &mut hasher, &mut buf)?;
+                        hasher.update(&data);
+                        pos = offset + data.len() as u64;
                     }
-                    let frontier = match self.layers.get(st.verified) {
-                        Some(next) => next.offset,
-                        None if st.verified == self.layers.len() => total_len,
-                        None => 0,
-                    };
-                    if frontier > pos {
-                        break frontier;
-                    }
-                    st = self.changed.wait(st).expect("transfer state");
+                    let _ = spare.try_send(data);
                 }
-            };
-            self.part
-                .hash_range(pos, target - pos, &mut hasher, &mut buf)?;
-            pos = target;
+            }
         }
+        if self.stopped() {
+            return Err(FetchError::Interrupted);
+        }
+        if invalid {
+            hasher = Hasher::sha256();
+            pos = 0;
+        }
+        self.part
+            .hash_range(pos, total_len - pos, &mut hasher, &mut buf)?;
+        tracing::debug!(
+            elapsed_ms = self.started.elapsed().as_millis(),
+            "archive checksummed"
+        );
         Ok(hasher.finish())
     }
 }

@@ -89,8 +89,11 @@ impl PartFile {
                 },
             });
         }
-        if !resuming {
+        let stale = file.metadata().map(|m| m.len() > 0).unwrap_or(true);
+        if !resuming && stale {
             // Only now, holding the lock: a stale part file from another plan starts over.
+            // Never on a fresh file: ext4 flushes a file truncated to zero when it is closed
+            // (`auto_da_alloc`), which would cost a synchronous write of the whole archive.
             file.set_len(0).map_err(io_err("truncate", &part_path))?;
         }
         file.set_len(plan.total_len())
@@ -214,6 +217,11 @@ impl PartFile {
         std::fs::rename(&tmp, &self.journal_path).map_err(io_err("rename", &tmp))?;
         j.1 = Instant::now();
         Ok(())
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), FetchError> {
+        positional::read_exact_at(&self.file, buf, offset).map_err(io_err("read", &self.part_path))
     }
 
     /// Feeds the bytes at `offset..offset + len` to `hasher`, reading through `buf`.
