@@ -49,10 +49,26 @@ fn z_path(p: &Path) -> String {
     format!("Z:{}", p.display()).replace('/', "\\")
 }
 
+/// The Linux side of the trip: the archive loads into Docker and into ferry's own store, and
+/// the image runs in both.
 fn docker_loads_and_runs(s: &Services, tar: &Path, name: &str, expect: &str) {
     let loaded = run(s.docker().arg("load").arg("-i").arg(tar)).ok();
     assert!(loaded.stdout.contains(name), "{}", loaded.stdout);
     let out = run(s.docker().args(["run", "--rm", "--network", "none", name])).ok();
+    assert_eq!(out.stdout.trim_end(), expect);
+
+    let home = tempdir();
+    let loaded = run(crate::harness::ferry(home.path())
+        .arg("load")
+        .arg("-i")
+        .arg(tar))
+    .ok();
+    assert!(
+        loaded.stdout.contains(&format!("Loaded image: {name}")),
+        "{}",
+        loaded.stdout
+    );
+    let out = run(crate::harness::ferry(home.path()).args(["run", "--rm", name])).ok();
     assert_eq!(out.stdout.trim_end(), expect);
 }
 
