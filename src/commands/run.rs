@@ -43,17 +43,17 @@ pub struct ContainerArgs {
     /// Read environment variables from a file (KEY=VALUE lines).
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
-    /// Bind mount a host directory or file (HOST:CONTAINER[:ro]); CONTAINER alone makes an
-    /// anonymous volume.
+    /// Bind mount a host directory or file (`:ro` for read-only); a container path alone
+    /// makes an anonymous volume.
     #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
     pub volume: Vec<Volume>,
-    /// Mount a tmpfs (PATH[:OPTIONS]).
+    /// Mount a tmpfs at PATH, with mount OPTIONS.
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<Tmpfs>,
     /// Working directory inside the container.
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<String>,
-    /// User and group, names or ids (USER[:GROUP]).
+    /// User and group, by name or id.
     #[arg(short, long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
     /// Replace the image's Entrypoint (and clear its Cmd).
