@@ -174,6 +174,15 @@ pub fn create(layout: &Layout, id: &str, resources: &LinuxResources) -> Result<C
     }
 }
 
+/// `pids.max` for a limit: Docker's `--pids-limit 0` or less means no limit.
+fn pids_max(limit: i64) -> String {
+    if limit > 0 {
+        limit.to_string()
+    } else {
+        "max".into()
+    }
+}
+
 fn write(dir: &Path, file: &str, value: &str) -> Result<(), RunError> {
     let p = dir.join(file);
     std::fs::write(&p, value).map_err(|source| RunError::Cgroup {

@@ -44,12 +44,7 @@ pub fn apply(dir: &Path, controller: &str, r: &LinuxResources) -> Result<(), Run
         }
         "pids" => {
             if let Some(p) = r.pids() {
-                let v = if p.limit() > 0 {
-                    p.limit().to_string()
-                } else {
-                    "max".into()
-                };
-                write(dir, "pids.max", &v)?;
+                write(dir, "pids.max", &super::pids_max(p.limit()))?;
             }
         }
         _ => {}

@@ -282,15 +282,7 @@ fn prepare_process(
         user.set_gid(r.gid);
         user.set_additional_gids(Some(r.additional_gids));
     }
-    let names: Vec<String> = process
-        .capabilities()
-        .as_ref()
-        .and_then(|c| c.bounding().clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|c| format!("CAP_{c}"))
-        .collect();
-    let keep = caps::mask(&names) & caps::held();
+    let keep = caps::bounding_to_keep(&process);
     caps::drop_bounding(sys, keep).map_err(|e| fail("drop capabilities", e))?;
     let rootless = plan
         .spec

@@ -105,6 +105,20 @@ pub fn mask(names: &[String]) -> u64 {
         .fold(0, |m, n| m | (1u64 << n))
 }
 
+/// The bounding set a process of the spec keeps: what it asks for, narrowed to what ferry
+/// holds (a set can only shrink).
+pub fn bounding_to_keep(process: &oci_spec::runtime::Process) -> u64 {
+    let names: Vec<String> = process
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| format!("CAP_{c}"))
+        .collect();
+    mask(&names) & held()
+}
+
 /// Drops every capability outside `keep` from the bounding set, so no later `execve` (of a
 /// set-uid or file-capability binary) can regain it.
 pub fn drop_bounding(sys: &dyn Syscall, keep: u64) -> io::Result<()> {

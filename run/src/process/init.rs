@@ -110,15 +110,7 @@ fn setup(sys: &dyn Syscall, plan: &InitPlan) -> Result<(), InitError> {
     }
 
     let user = process.user();
-    let names: Vec<String> = process
-        .capabilities()
-        .as_ref()
-        .and_then(|c| c.bounding().clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|c| format!("CAP_{c}"))
-        .collect();
-    let keep = caps::mask(&names) & caps::held();
+    let keep = caps::bounding_to_keep(&process);
     caps::drop_bounding(sys, keep).map_err(|e| sys_err("drop capabilities", e))?;
     if !plan.rootless {
         // A rootless user namespace has setgroups denied (CVE-2014-8989 made it so); its
