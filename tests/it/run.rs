@@ -628,37 +628,10 @@ fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
 
 #[test]
 fn run_tty_gives_a_terminal_of_the_callers_size() {
-    use std::os::fd::FromRawFd;
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
-    let (mut master, mut slave) = (0, 0);
-    let ws = libc::winsize {
-        ws_row: 33,
-        ws_col: 77,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty fills two descriptors we own.
-    assert_eq!(
-        unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &ws,
-            )
-        },
-        0
-    );
-    // SAFETY: fresh descriptors, each wrapped once.
-    let (master, slave) = unsafe {
-        (
-            std::fs::File::from_raw_fd(master),
-            std::os::fd::OwnedFd::from_raw_fd(slave),
-        )
-    };
+    let (master, slave) = open_pty(33, 77);
     let mut child = ferry(home.path())
         .args([
             "run",
@@ -811,7 +784,6 @@ fn run_init_reaps_orphans_and_hides_its_binary() {
 
 #[test]
 fn run_exec_with_a_terminal() {
-    use std::os::fd::FromRawFd;
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
@@ -820,33 +792,7 @@ fn run_exec_with_a_terminal() {
         .stdout
         .trim()
         .to_string();
-    let (mut master, mut slave) = (0, 0);
-    let ws = libc::winsize {
-        ws_row: 20,
-        ws_col: 50,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty fills two descriptors we own.
-    assert_eq!(
-        unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &ws,
-            )
-        },
-        0
-    );
-    // SAFETY: fresh descriptors, each wrapped once.
-    let (mut master, slave) = unsafe {
-        (
-            std::fs::File::from_raw_fd(master),
-            std::os::fd::OwnedFd::from_raw_fd(slave),
-        )
-    };
+    let (mut master, slave) = open_pty(20, 50);
     let st = ferry(home.path())
         .args([
             "exec",
@@ -885,37 +831,11 @@ fn run_exec_with_a_terminal() {
 
 #[test]
 fn run_tty_follows_window_size_changes() {
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::fd::AsRawFd;
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
-    let (mut master, mut slave) = (0, 0);
-    let ws = libc::winsize {
-        ws_row: 33,
-        ws_col: 77,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty fills two descriptors we own.
-    assert_eq!(
-        unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &ws,
-            )
-        },
-        0
-    );
-    // SAFETY: fresh descriptors, each wrapped once.
-    let (mut master, slave) = unsafe {
-        (
-            std::fs::File::from_raw_fd(master),
-            std::os::fd::OwnedFd::from_raw_fd(slave),
-        )
-    };
+    let (mut master, slave) = open_pty(33, 77);
     let mut child = ferry(home.path())
         .args([
             "run",
@@ -961,4 +881,34 @@ fn run_tty_follows_window_size_changes() {
     let out = String::from_utf8_lossy(&out);
     assert_eq!(st.code(), Some(0), "{out:?}");
     assert!(out.contains("40 100"), "{out:?}");
+}
+
+/// A pseudo-terminal of `rows` × `cols`: its master as a file, its slave as a descriptor.
+fn open_pty(rows: u16, cols: u16) -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty fills two descriptors we own.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed");
+    // SAFETY: fresh descriptors, each wrapped once.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
 }
