@@ -125,6 +125,20 @@ fn io_err<'h>(action: &'static str, h: &'h Header) -> impl FnOnce(Errno) -> Laye
     }
 }
 
+/// Sets the owner of `name` in `dir` without following a symlink there; `None` leaves it.
+fn chown_nofollow(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    owner: Option<(Uid, Gid)>,
+    h: &Header,
+) -> Result<(), LayerError> {
+    if let Some((u, g)) = owner {
+        rustix::fs::chownat(dir, name, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io_err("chown", h))?;
+    }
+    Ok(())
+}
+
 impl Applier {
     /// An applier writing below the directory `root` (which should be empty).
     pub fn new(root: OwnedFd, opts: ApplyOptions) -> Self {
@@ -459,16 +473,7 @@ impl Applier {
                         .map_err(io_err("create symlink", h))?;
                 }
                 let dir = self.parent(&e.parent, h)?;
-                if let Some((u, g)) = owner {
-                    rustix::fs::chownat(
-                        dir,
-                        name.as_slice(),
-                        Some(u),
-                        Some(g),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(io_err("chown", h))?;
-                }
+                chown_nofollow(dir, name.as_slice(), owner, h)?;
                 rustix::fs::utimensat(dir, name.as_slice(), &times(h), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(io_err("set times of", h))?;
             }
@@ -565,16 +570,7 @@ impl Applier {
                         .map_err(io_err("create device node", h))?;
                 }
                 let dir = self.parent(&e.parent, h)?;
-                if let Some((u, g)) = owner {
-                    rustix::fs::chownat(
-                        dir,
-                        name.as_slice(),
-                        Some(u),
-                        Some(g),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(io_err("chown", h))?;
-                }
+                chown_nofollow(dir, name.as_slice(), owner, h)?;
                 rustix::fs::chmodat(
                     dir,
                     name.as_slice(),
