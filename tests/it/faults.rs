@@ -100,7 +100,7 @@ fn server_errors_are_retried_then_succeed() {
     let (ran, out) = fetch_via(&proxy, home.path(), "503.tar", "ferry/multilayer:oci", &[]);
     let ran = ran.ok();
     assert_eq!(sha256_file(&out), want);
-    assert!(ran.stderr.contains("HTTP 503"), "{}", ran.stderr);
+    ran.assert_stderr("HTTP 503");
 }
 
 #[test]
@@ -120,7 +120,7 @@ fn too_many_requests_waits_for_retry_after() {
         started.elapsed() >= Duration::from_secs(2),
         "Retry-After: 2 was not honoured"
     );
-    assert!(ran.stderr.contains("in 2.0s"), "{}", ran.stderr);
+    ran.assert_stderr("in 2.0s");
     assert_eq!(sha256_file(&out), want);
 }
 
@@ -144,12 +144,8 @@ fn persistent_errors_end_in_a_clear_error_after_bounded_retries() {
         &["--retries", "3"],
     );
     let ran = ran.failed();
-    assert!(
-        ran.stderr.contains("failed after 3 attempts"),
-        "{}",
-        ran.stderr
-    );
-    assert!(ran.stderr.contains("HTTP 503"), "{}", ran.stderr);
+    ran.assert_stderr("failed after 3 attempts");
+    ran.assert_stderr("HTTP 503");
     assert!(!out.exists(), "an archive appeared despite the failure");
     let tries = proxy
         .seen()

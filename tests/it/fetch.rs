@@ -277,11 +277,7 @@ fn platform_flag_picks_arm_variants_and_never_the_attestation() {
             &["--platform", "linux/s390x", &s.image(tag)],
         )
         .failed();
-        assert!(
-            failed.stderr.contains("no image for linux/s390x"),
-            "{}",
-            failed.stderr
-        );
+        failed.assert_stderr("no image for linux/s390x");
         for p in ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"] {
             assert!(
                 failed.stderr.contains(p),
@@ -302,11 +298,7 @@ fn platform_flag_picks_arm_variants_and_never_the_attestation() {
             &["--platform", "unknown/unknown", &s.image(tag)],
         )
         .failed();
-        assert!(
-            failed.stderr.contains("no image for unknown/unknown"),
-            "{}",
-            failed.stderr
-        );
+        failed.assert_stderr("no image for unknown/unknown");
     }
 }
 
@@ -414,11 +406,7 @@ fn tls_is_required_unless_the_registry_is_named_insecure() {
         .arg(&out)
         .arg(s.image("ferry/busybox:oci")))
     .failed();
-    assert!(
-        failed.stderr.contains("TLS handshake with"),
-        "{}",
-        failed.stderr
-    );
+    failed.assert_stderr("TLS handshake with");
     assert!(
         failed.stderr.contains("--insecure-registry"),
         "no hint: {}",
@@ -444,16 +432,8 @@ fn unknown_tag_and_repository_give_one_line_errors_with_hints() {
         "{}",
         failed.stderr
     );
-    assert!(
-        failed.stderr.contains("MANIFEST_UNKNOWN"),
-        "{}",
-        failed.stderr
-    );
-    assert!(
-        failed.stderr.contains("hint: check the tag"),
-        "{}",
-        failed.stderr
-    );
+    failed.assert_stderr("MANIFEST_UNKNOWN");
+    failed.assert_stderr("hint: check the tag");
     let failed = fetch(
         s,
         home.path(),
@@ -474,11 +454,7 @@ fn unknown_tag_and_repository_give_one_line_errors_with_hints() {
         &[&format!("{}@{wrong}", s.image("ferry/busybox"))],
     )
     .failed();
-    assert!(
-        failed.stderr.contains("MANIFEST_UNKNOWN"),
-        "{}",
-        failed.stderr
-    );
+    failed.assert_stderr("MANIFEST_UNKNOWN");
     assert!(!out.exists());
 }
 
@@ -530,7 +506,7 @@ fn token_auth_registry_anonymous_pull_and_private_repositories() {
         &private,
     ))
     .failed();
-    assert!(failed.stderr.contains("hint:"), "{}", failed.stderr);
+    failed.assert_stderr("hint:");
     assert!(!private.exists());
 
     let with_password = run(fetch_cmd(
@@ -559,8 +535,8 @@ fn basic_auth_registry_needs_and_accepts_credentials() {
         &out,
     ))
     .failed();
-    assert!(failed.stderr.contains("UNAUTHORIZED"), "{}", failed.stderr);
-    assert!(failed.stderr.contains("--username"), "{}", failed.stderr);
+    failed.assert_stderr("UNAUTHORIZED");
+    failed.assert_stderr("--username");
     let ok = run(ferry(home.path())
         .args([
             "fetch",
@@ -645,16 +621,8 @@ mod lying {
         let home = tempdir();
         let out = home.path().join("x.tar");
         let failed = fetch_fake(&fake, home.path(), &out, "lie:latest").failed();
-        assert!(
-            failed.stderr.contains(&format!("blob {digest}")),
-            "{}",
-            failed.stderr
-        );
-        assert!(
-            failed.stderr.contains("digest mismatch: expected"),
-            "{}",
-            failed.stderr
-        );
+        failed.assert_stderr(&format!("blob {digest}"));
+        failed.assert_stderr("digest mismatch: expected");
         assert!(!out.exists(), "archive written despite a bad blob");
         assert!(!out.with_extension("tar.sha256").exists());
     }
@@ -668,11 +636,7 @@ mod lying {
         let home = tempdir();
         let out = home.path().join("x.tar");
         let failed = fetch_fake(&fake, home.path(), &out, "lie:latest").failed();
-        assert!(
-            failed.stderr.contains("size mismatch: expected 5 bytes"),
-            "{}",
-            failed.stderr
-        );
+        failed.assert_stderr("size mismatch: expected 5 bytes");
         assert!(!out.exists());
     }
 
@@ -693,11 +657,7 @@ mod lying {
         let home = tempdir();
         let out = home.path().join("x.tar");
         let failed = fetch_fake(&fake, home.path(), &out, &format!("lie@{pinned}")).failed();
-        assert!(
-            failed.stderr.contains(&format!("expected {pinned}")),
-            "{}",
-            failed.stderr
-        );
+        failed.assert_stderr(&format!("expected {pinned}"));
         assert!(!out.exists());
     }
 
@@ -714,7 +674,7 @@ mod lying {
         let home = tempdir();
         let out = home.path().join("x.tar");
         let failed = fetch_fake(&fake, home.path(), &out, "old:latest").failed();
-        assert!(failed.stderr.contains("schema1"), "{}", failed.stderr);
+        failed.assert_stderr("schema1");
         assert!(!out.exists());
     }
 }

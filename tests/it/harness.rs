@@ -168,6 +168,16 @@ impl Ran {
         self
     }
 
+    /// Panics, showing stderr, unless stderr contains `needle`.
+    #[track_caller]
+    pub fn assert_stderr(&self, needle: &str) {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+    }
+
     /// Panics unless the command failed (non-zero exit).
     #[track_caller]
     pub fn failed(self) -> Self {

@@ -374,11 +374,7 @@ fn multiplatform_oci_archives_pick_the_platform_and_tolerate_missing_blobs() {
         ])
         .arg(&stripped))
     .failed();
-    assert!(
-        failed.stderr.contains("missing from the archive"),
-        "{}",
-        failed.stderr
-    );
+    failed.assert_stderr("missing from the archive");
 }
 
 #[test]
@@ -1035,11 +1031,7 @@ fn images_tag_rmi_and_prune_behave_like_docker() {
     std::fs::create_dir_all(&c).unwrap();
     std::fs::write(c.join("ferry.json"), format!("{{\"image_id\":\"{id}\"}}")).unwrap();
     let r = run(ferry(h).args(["rmi", &name])).failed();
-    assert!(
-        r.stderr.contains("used by container c0ffee"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr("used by container c0ffee");
     let r = run(ferry(h).args(["rmi", "-f", &name])).ok();
     assert!(
         r.stdout.contains("Untagged:") && !r.stdout.contains("Deleted:"),
@@ -1105,11 +1097,7 @@ fn images_tag_rmi_and_prune_behave_like_docker() {
     assert_eq!(r.stdout.trim(), format!("Untagged: x:1\nDeleted: {id}"));
 
     let missing = run(ferry(h).args(["image", "inspect", "nope:nope"])).failed();
-    assert!(
-        missing.stderr.contains("no such image: nope:nope"),
-        "{}",
-        missing.stderr
-    );
+    missing.assert_stderr("no such image: nope:nope");
 }
 
 #[test]
@@ -1154,7 +1142,7 @@ fn verify_and_inspect_read_archives_without_a_store() {
         .args(["verify", "--progress", "none"])
         .arg(&archive))
     .failed();
-    assert!(r.stderr.contains("does not match"), "{}", r.stderr);
+    r.assert_stderr("does not match");
 }
 
 #[test]
@@ -1225,7 +1213,7 @@ fn a_user_without_root_gets_portable_snapshots_that_materialise_correctly() {
         dev_archive.to_str().unwrap(),
     ])
     .ok();
-    assert!(r.stderr.contains("skipped 1 device node"), "{}", r.stderr);
+    r.assert_stderr("skipped 1 device node");
 
     // As root, read the user's store: portable snapshots, and the merged view is right.
     let layers = {
@@ -1323,5 +1311,5 @@ fn ferry_exe_verifies_and_inspects_archives_on_windows() {
         .unwrap()
         .failed();
     let blob = s.facts(tag)["layer_digests"][0].as_str().unwrap();
-    assert!(r.stderr.contains(blob), "{}", r.stderr);
+    r.assert_stderr(blob);
 }

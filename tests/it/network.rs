@@ -34,7 +34,7 @@ fn an_untrusted_certificate_is_refused_with_a_hint() {
         "{}",
         ran.stderr
     );
-    assert!(ran.stderr.contains("--ca-cert FILE"), "{}", ran.stderr);
+    ran.assert_stderr("--ca-cert FILE");
     assert!(!out.exists());
 }
 

@@ -73,7 +73,7 @@ fn a_fetch_killed_at_half_resumes_and_downloads_only_the_rest() {
         50.0,
         100.0 * rerun as f64 / total as f64
     );
-    assert!(ran.stderr.contains("resuming:"), "{}", ran.stderr);
+    ran.assert_stderr("resuming:");
     assert_eq!(
         sha256_file(&out),
         want,
@@ -158,11 +158,7 @@ fn a_second_image_reuses_base_layers_from_an_earlier_archive() {
     let base = s.facts("ferry/busybox:oci")["layer_sizes"][0]
         .as_u64()
         .unwrap();
-    assert!(
-        ran.stderr.contains("reused from earlier archives"),
-        "{}",
-        ran.stderr
-    );
+    ran.assert_stderr("reused from earlier archives");
     assert!(
         proxy.blob_bytes() + base <= full,
         "downloaded {} bytes although the {base}-byte base layer was on disk (full fetch: {full})",
@@ -240,15 +236,11 @@ fn a_second_fetch_into_the_same_file_is_refused_while_the_first_runs() {
     }
     let (second, _) = fetch_via(&proxy, home.path(), "same.tar", IMAGE, &[]);
     let second = second.failed();
-    assert!(
-        second.stderr.contains("another ferry is already writing"),
-        "{}",
-        second.stderr
-    );
+    second.assert_stderr("another ferry is already writing");
     kill_after(&proxy, &mut first, 64 << 20);
     // The refused run must not have damaged the first one's state: a rerun completes it.
     proxy.set_plan(Plan::default());
     let (ran, _) = fetch_via(&proxy, home.path(), "same.tar", IMAGE, &[]);
     let ran = ran.ok();
-    assert!(ran.stderr.contains("resuming:"), "{}", ran.stderr);
+    ran.assert_stderr("resuming:");
 }

@@ -85,11 +85,7 @@ fn run_exit_codes_follow_docker() {
     run(ferry(home.path()).args(["rm", "victim"])).ok();
     let missing = code(&["no-such-command"]);
     assert_eq!(missing.code, Some(127), "{}", missing.stderr);
-    assert!(
-        missing.stderr.contains("executable file not found"),
-        "{}",
-        missing.stderr
-    );
+    missing.assert_stderr("executable file not found");
     assert_eq!(code(&["/no/such/path"]).code, Some(127));
     let dir = code(&["/etc"]);
     assert_eq!(dir.code, Some(126), "{}", dir.stderr);
@@ -117,14 +113,10 @@ fn run_failures_are_clear_with_docker_codes() {
     assert_eq!(r.code, Some(125), "{}", r.stderr);
     let r = ferry_run(home.path(), &["--rm", "-u", "nobody-here", &img, "id"]);
     assert_eq!(r.code, Some(125));
-    assert!(
-        r.stderr.contains("unable to find user nobody-here"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr("unable to find user nobody-here");
     let r = ferry_run(home.path(), &["--rm", "-w", "relative", &img, "pwd"]);
     assert_eq!(r.code, Some(125));
-    assert!(r.stderr.contains("absolute path"), "{}", r.stderr);
+    r.assert_stderr("absolute path");
     let r = ferry_run(home.path(), &["--rm", "--network", "bridge", &img]);
     assert_eq!(r.code, Some(125));
 }
@@ -462,7 +454,7 @@ fn run_detached_logs_exec_stop_rm() {
     // The name is taken while it exists.
     let dup = ferry_run(home.path(), &["-d", "--name", "web", &img, "true"]);
     assert_eq!(dup.code, Some(125));
-    assert!(dup.stderr.contains("already in use"), "{}", dup.stderr);
+    dup.assert_stderr("already in use");
     // exec joins its namespaces, user and working directory.
     let e = run(ferry(home.path()).args([
         "exec",
@@ -714,7 +706,7 @@ fn run_rootless_maps_the_user_to_root() {
     assert_eq!(r.code, Some(125));
     let r = rootless(home.path(), &["--rm", "--memory", "64m", &img, "true"]);
     assert_eq!(r.code, Some(125));
-    assert!(r.stderr.contains("without root"), "{}", r.stderr);
+    r.assert_stderr("without root");
 }
 
 #[test]
@@ -732,11 +724,7 @@ fn run_rootless_without_user_namespaces_names_the_setting() {
         .args(["--user", "--map-root-user", "sh", "-c", &script])
         .env("FERRY_ROOT", home.path().join("store")));
     assert_eq!(r.code, Some(125), "{r:?}");
-    assert!(
-        r.stderr.contains("user.max_user_namespaces"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr("user.max_user_namespaces");
     assert!(
         r.stderr
             .contains("hint: as root, run `sysctl -w user.max_user_namespaces="),
