@@ -217,6 +217,36 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
+/// A fresh temporary directory that an unprivileged user can reach, for tests that run ferry
+/// as another user. `/tmp` may be mode 0700 on a fresh machine (and a checkout may live under
+/// a 0700 home), so the directory is made under the first base whose every ancestor others may
+/// search; the directory itself is opened to everyone (the tests put only test data in it).
+pub fn tempdir_for_any_user() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let bases = [
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+        PathBuf::from("/var/tmp"),
+        PathBuf::from("/dev/shm"),
+        std::env::temp_dir(),
+    ];
+    let searchable = |base: &Path| {
+        std::fs::create_dir_all(base).is_ok()
+            && base.ancestors().all(|dir| {
+                std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
+            })
+    };
+    let base = bases.iter().find(|b| searchable(b)).unwrap_or_else(|| {
+        panic!("no temporary directory that other users can reach among {bases:?}")
+    });
+    let dir = tempfile::Builder::new()
+        .prefix("ferry-it-")
+        .tempdir_in(base)
+        .expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("open the temp dir to every user");
+    dir
+}
+
 /// sha256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> String {
     use sha2::Digest;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Ran, Services, ferry, run, sha256_file, tempdir};
+use crate::harness::{Ran, Services, ferry, run, sha256_file, tempdir, tempdir_for_any_user};
 use crate::load_support::{
     self as sup, FsManifest, OverlayMount, crane_from_ferry, docker_has, docker_rootfs,
     docker_save, docker25_from_legacy, ferry_id, layer, legacy_archive, loaded, raw_entry,
@@ -1152,7 +1152,7 @@ fn a_user_without_root_gets_portable_snapshots_that_materialise_correctly() {
         eprintln!("SKIPPED: needs root to switch to an unprivileged user");
         return;
     }
-    let work = tempdir();
+    let work = tempdir_for_any_user();
     let w = work.path();
     // A directory the unprivileged user owns, with the archives readable in it.
     let user_dir = w.join("user");
@@ -1161,7 +1161,6 @@ fn a_user_without_root_gets_portable_snapshots_that_materialise_correctly() {
         .args(["-R", "65534:65534"])
         .arg(&user_dir))
     .ok();
-    std::fs::set_permissions(w, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let archive = sup::fetch(s, w, "ferry/multilayer:oci", &user_dir);
     let mut devices = tar::Builder::new(Vec::new());
     raw_entry(&mut devices, "dev/", tar::EntryType::Directory, b"", "");

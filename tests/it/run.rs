@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Ran, Services, ferry, run, tempdir};
+use crate::harness::{Ran, Services, ferry, run, tempdir, tempdir_for_any_user};
 use crate::require_services;
 
 /// Fetches `repo_tag` from the test registry with `ferry fetch` and loads it into `home`'s
@@ -676,11 +676,9 @@ fn rootless(home: &Path, args: &[&str]) -> Ran {
 
 #[test]
 fn run_rootless_maps_the_user_to_root() {
-    use std::os::unix::fs::PermissionsExt;
     let s = require_services!();
-    let home = tempdir();
+    let home = tempdir_for_any_user();
     let img = install(s, home.path(), "ferry/busybox:oci");
-    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // A rootless user's own store: every file is theirs, root inside the container. (Loaded
     // by root here, so its snapshots are in overlayfs format.)
     let st = Command::new("chown")
@@ -712,7 +710,7 @@ fn run_rootless_maps_the_user_to_root() {
 #[test]
 fn run_rootless_without_user_namespaces_names_the_setting() {
     let s = require_services!();
-    let home = tempdir();
+    let home = tempdir_for_any_user();
     let img = install(s, home.path(), "ferry/busybox:oci");
     // One user namespace allowed under a private one, and already used by the one ferry runs
     // in as a non-root user: its own is refused (ENOSPC), as on a host where the limit is 0.
