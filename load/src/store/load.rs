@@ -7,13 +7,12 @@
 //! meanwhile) and rewrite index.json. Killed before that rename of index.json, it leaves no
 //! image; after it, the complete one.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use ferry_oci::{Digest, ImageReference, Platform};
 use rustix::fs::FlockOperation;
@@ -165,7 +164,7 @@ impl Store {
         reporter: &dyn Reporter,
     ) -> Result<Vec<LoadedImage>, LoadError> {
         let staging = Staging::create(self)?;
-        let reports: Reports = Rc::new(RefCell::new(HashMap::new()));
+        let reports: Reports = Arc::new(Mutex::new(HashMap::new()));
         let apply = ApplyOptions {
             format: self.format,
             privileged: self.privileged,
@@ -258,7 +257,7 @@ impl Store {
                     let streamed = file.layer.as_ref().is_some_and(|o| o.unpacked)
                         && !claimed.contains(&file.id);
                     let report = if streamed {
-                        reports.borrow_mut().remove(&file.id)
+                        reports.lock().expect("reports lock").remove(&file.id)
                     } else {
                         None
                     };

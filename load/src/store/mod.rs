@@ -127,6 +127,7 @@ impl Store {
     /// left half-done.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         use std::os::unix::fs::DirBuilderExt;
+        apply::init_umask();
         for (dir, mode) in [
             (root.to_path_buf(), 0o711),
             (root.join(BLOBS), 0o711),
