@@ -139,6 +139,25 @@ pub fn spread_subdirectories(dir: &Path) {
     }
 }
 
+/// Makes everything written to the filesystem that holds `path` durable: data, inodes and
+/// directory entries of every file, in one `syncfs`.
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    let fd = open_dir(path)?;
+    #[cfg(target_os = "linux")]
+    rustix::fs::syncfs(&fd)?;
+    #[cfg(not(target_os = "linux"))]
+    {
+        drop(fd);
+        rustix::fs::sync();
+    }
+    Ok(())
+}
+
+/// Makes a directory's entries (renames into it) durable.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
 /// Disk usage of a tree (allocated blocks), not following symlinks; hard-linked files count once.
 pub fn disk_usage(path: &Path) -> u64 {
     fn walk(p: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
@@ -180,8 +199,5 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     drop(f);
     std::fs::rename(&tmp, path)?;
     // The rename itself is durable only once the directory is.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    sync_dir(dir)
 }

@@ -116,6 +116,8 @@ pub(crate) struct Found {
 /// index.json with the manifests it points at, read on demand.
 pub(crate) struct Catalog {
     root: PathBuf,
+    /// index.json as read: written back only when it changes.
+    read: Vec<u8>,
     entries: Vec<Entry>,
     manifests: RefCell<HashMap<String, Rc<ManifestFacts>>>,
 }
@@ -154,21 +156,26 @@ impl Catalog {
         })?;
         Ok(Catalog {
             root: root.to_path_buf(),
+            read: bytes,
             entries: file.manifests,
             manifests: RefCell::new(HashMap::new()),
         })
     }
 
-    /// Writes index.json atomically.
+    /// Writes index.json atomically (written aside, synced, renamed, its directory synced),
+    /// when it changed.
     pub fn write(&self) -> Result<(), StoreError> {
         let file = IndexFile {
             schema_version: 2,
             media_type: Some(media_type::OCI_INDEX.into()),
             manifests: self.entries.clone(),
         };
+        let bytes = serde_json::to_vec(&file).expect("serializes");
+        if bytes == self.read {
+            return Ok(());
+        }
         let path = self.root.join(INDEX);
-        write_atomic(&path, &serde_json::to_vec(&file).expect("serializes"))
-            .map_err(StoreError::io("write", &path))
+        write_atomic(&path, &bytes).map_err(StoreError::io("write", &path))
     }
 
     pub fn entries(&self) -> &[Entry] {

@@ -98,6 +98,27 @@ impl Staging {
     }
 }
 
+impl Staging {
+    /// Removes what the plan does not move into the store.
+    fn keep_only(&self, plan: &Plan) -> Result<(), StoreError> {
+        let keep: HashSet<&Path> = plan
+            .blobs
+            .iter()
+            .map(|(p, _)| p.as_path())
+            .chain(plan.snapshots.iter().map(|(p, _)| p.as_path()))
+            .collect();
+        let rd = std::fs::read_dir(&self.path).map_err(StoreError::io("list", &self.path))?;
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_name() == super::LOCK || keep.contains(p.as_path()) {
+                continue;
+            }
+            fsutil::remove_tree(&p).map_err(StoreError::io("remove", &p))?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Staging {
     fn drop(&mut self) {
         if let Err(e) = fsutil::remove_tree(&self.path) {
@@ -260,7 +281,7 @@ impl Store {
         }
         resolve::check_layers(&mut contents, &images)?;
         let plan = self.prepare(&stage, &contents, &images, &reports, reporter)?;
-        self.commit(&images, &plan)?;
+        self.commit(&staging, &images, &plan)?;
         Ok(plan.loaded)
     }
 
@@ -420,9 +441,28 @@ impl Store {
         })
     }
 
-    /// Moves the plan into the store and names the images, under the exclusive lock.
-    fn commit(&self, images: &[ArchiveImage], plan: &Plan) -> Result<(), LoadError> {
+    /// Moves the plan into the store and names the images, under the exclusive lock, in the
+    /// order that makes a power cut at any moment harmless (the README's "durability"):
+    /// staged data on the disk, then renamed into place, the renames on the disk, then
+    /// index.json replaced.
+    fn commit(
+        &self,
+        staging: &Staging,
+        images: &[ArchiveImage],
+        plan: &Plan,
+    ) -> Result<(), LoadError> {
+        // Staged for nothing (layers the store had, speculative unpacks): removed before the
+        // sync, so that it never reaches the disk.
+        staging.keep_only(plan)?;
+        let moving = !plan.blobs.is_empty() || !plan.snapshots.is_empty();
+        if moving {
+            // Thousands of files: one syncfs writes them all back and waits once, where an
+            // fsync per file would wait for the disk thousands of times.
+            fsutil::sync_filesystem(&staging.path)
+                .map_err(StoreError::io("sync", &staging.path))?;
+        }
         let _lock = self.lock_exclusive()?;
+        let mut moved_dirs = Vec::new();
         for (src, digest) in &plan.blobs {
             let dst = self.blob_path(digest);
             if !dst.exists() {
@@ -434,9 +474,11 @@ impl Store {
             if dst.exists() {
                 continue;
             }
-            if let Err(e) = std::fs::rename(src, &dst) {
+            match std::fs::rename(src, &dst) {
+                Ok(()) => moved_dirs.push(dst),
                 // Another load committed the same chain between our check and our lock.
-                if !dst.join(INFO_JSON).is_file() {
+                Err(_) if dst.join(INFO_JSON).is_file() => {}
+                Err(e) => {
                     return Err(StoreError::Io {
                         action: "move into the store",
                         path: dst,
@@ -444,6 +486,14 @@ impl Store {
                     }
                     .into());
                 }
+            }
+        }
+        if moving {
+            // The renames: the directories they changed (a moved directory's `..` too).
+            let blobs = self.root.join(super::BLOBS).join("sha256");
+            let snapshots = self.root.join(super::SNAPSHOTS);
+            for dir in [&blobs, &snapshots].into_iter().chain(&moved_dirs) {
+                fsutil::sync_dir(dir).map_err(StoreError::io("sync", dir))?;
             }
         }
         let mut catalog = Catalog::read(&self.root)?;
