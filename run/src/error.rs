@@ -113,6 +113,17 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// A port to publish is taken (the cause is Docker's message).
+    #[error("cannot publish the ports of container {name} ({id})")]
+    Publish {
+        /// The container's name.
+        name: String,
+        /// Its short ID.
+        id: String,
+        /// Which port, and why.
+        #[source]
+        source: Box<crate::net::listen::BindError>,
+    },
     /// A valid request ferry does not implement.
     #[error("{0} is not supported")]
     Unsupported(String),

@@ -15,6 +15,7 @@ pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod image;
+pub mod net;
 pub mod options;
 pub mod process;
 pub mod rootfs;

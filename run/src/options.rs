@@ -4,6 +4,12 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
+use crate::container::policy::RestartPolicy;
+use crate::net::etc::{Dns, HostEntry};
+use crate::net::ports::{ContainerPort, PortSpec};
+
 /// Everything `ferry run` (and `ferry bundle`) takes besides the image.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -55,33 +61,62 @@ pub struct RunOptions {
     pub runtime: Runtime,
     /// How the root file system is made.
     pub rootfs: RootfsMode,
+    /// `-p`, one entry per port (ranges expanded).
+    pub publish: Vec<PortSpec>,
+    /// `-P`: publish every exposed port on a free host port.
+    pub publish_all: bool,
+    /// `--expose`.
+    pub expose: Vec<ContainerPort>,
+    /// `--restart`.
+    pub restart: RestartPolicy,
+    /// `--add-host`.
+    pub add_hosts: Vec<HostEntry>,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    pub dns: Dns,
+    /// `--stop-signal` (replaces the image's StopSignal).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`, in seconds (what `ferry stop` waits without `-t`).
+    pub stop_timeout: Option<u64>,
 }
 
 /// `--network`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Network {
-    /// Share the host's network stack (ferry has no bridge; this is the default).
+    /// Not given: the host's network, or [`Network::Private`] when ports are published
+    /// (see `net::resolve`).
     #[default]
+    Default,
+    /// Share the host's network stack (ferry has no bridge).
     Host,
     /// A private network namespace with only `lo`.
     None,
+    /// A private network namespace with only `lo`, its published ports forwarded by ferry's
+    /// proxy (what the default becomes with `-p` or `-P`).
+    Private,
+    /// `container:NAME`: share that container's network namespace.
+    Container(String),
 }
 
 impl FromStr for Network {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "host" | "default" => Ok(Network::Host),
+            "default" => Ok(Network::Default),
+            "host" => Ok(Network::Host),
             "none" => Ok(Network::None),
-            other => Err(format!(
-                "network `{other}` is not available: ferry supports `host` and `none` (it has no bridge)"
-            )),
+            other => match other.strip_prefix("container:") {
+                Some(name) if !name.is_empty() => Ok(Network::Container(name.to_string())),
+                _ => Err(format!(
+                    "network `{other}` is not available: ferry supports `host`, `none` and `container:NAME` (it has no bridge; -p publishes ports from a private network namespace)"
+                )),
+            },
         }
     }
 }
 
 /// `--runtime`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Runtime {
     /// ferry's own runtime.
     #[default]
@@ -101,7 +136,8 @@ impl FromStr for Runtime {
 }
 
 /// How the container's root file system is made.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RootfsMode {
     /// overlayfs, falling back to a copy where the kernel refuses it.
     #[default]
