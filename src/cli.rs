@@ -74,6 +74,10 @@ pub enum Command {
     #[cfg(unix)]
     #[command(subcommand)]
     Container(commands::container::ContainerCommand),
+    /// Write service-manager files for containers (`generate systemd`).
+    #[cfg(unix)]
+    #[command(subcommand)]
+    Generate(commands::generate::GenerateCommand),
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     #[cfg(unix)]
     Bundle(commands::bundle::BundleArgs),

@@ -8,6 +8,8 @@ pub mod container;
 pub mod exec;
 pub mod fetch;
 #[cfg(unix)]
+pub mod generate;
+#[cfg(unix)]
 pub mod image;
 #[cfg(unix)]
 pub mod images;
@@ -78,6 +80,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Port(args) => port::run(args, &cli.global),
         #[cfg(unix)]
         Command::Container(cmd) => container::run(cmd, &cli.global),
+        #[cfg(unix)]
+        Command::Generate(cmd) => generate::run(cmd, &cli.global),
         #[cfg(unix)]
         Command::Bundle(args) => bundle::run(args, &cli.global),
         #[cfg(unix)]

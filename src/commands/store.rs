@@ -42,6 +42,10 @@ pub fn open(global: &GlobalArgs) -> anyhow::Result<StoreSource> {
 /// The containers directory of the store at `global`'s root (without opening the store: `ps`,
 /// `stop` and the like need nothing else).
 pub fn containers(global: &GlobalArgs) -> Containers {
-    let root = global.root.clone().unwrap_or_else(Store::default_root);
-    Containers::new(root.join("containers"))
+    Containers::new(root(global).join("containers"))
+}
+
+/// The store's root directory (`--root`, `FERRY_ROOT`, else the default), without opening it.
+pub fn root(global: &GlobalArgs) -> PathBuf {
+    global.root.clone().unwrap_or_else(Store::default_root)
 }

@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod exec;
 pub mod external;
 pub mod host_config;
+pub mod inspect;
 pub mod kill;
 pub mod list;
 pub mod logs;
@@ -21,6 +22,7 @@ pub mod start;
 pub mod state;
 pub mod stop;
 pub mod supervise;
+pub mod systemd;
 pub mod tty;
 pub mod wait;
 

@@ -151,6 +151,9 @@ fn monitor(
     state.monitor_pid = me;
     state.monitor_start = super::state::start_time(me).unwrap_or(0);
     let _ = p.container.write_state(&state);
+    // For a service manager (`ferry generate systemd`'s `PIDFile=`), before `ferry start`
+    // returns.
+    let _ = std::fs::write(p.container.dir.join("monitor.pid"), format!("{me}\n"));
 
     let mut backoff = Backoff::new(state.restart_count);
     let mut last;

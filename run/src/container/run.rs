@@ -47,6 +47,9 @@ pub struct Prepared {
     pub proxy: Option<crate::net::Proxy>,
     /// The ports it holds while it runs.
     pub published: Vec<crate::net::ports::PublishedPort>,
+    /// Made by an earlier `ferry run` (`ferry start`): a failed start leaves it stopped
+    /// instead of removing it.
+    pub existing: bool,
 }
 
 /// Runs `image_ref` as `docker run` would.
@@ -221,6 +224,7 @@ pub fn prepare(
         host_mounted: false,
         proxy: None,
         published: Vec::new(),
+        existing: false,
     };
     if p.opts.rootfs == RootfsMode::Copy {
         use_copy(&mut p, None)?;
@@ -504,10 +508,13 @@ pub fn finish(p: &mut Prepared, code: Option<i32>) {
         super::external::unmount(p);
     }
     p.cgroup.remove();
-    let remove = p.opts.rm || code.is_none() && p.container.state().status != Status::Running;
+    let never_ran = code.is_none() && p.container.state().status != Status::Running;
+    let remove = p.opts.rm || never_ran && !p.existing;
     let mut s = p.container.state();
     s.status = Status::Exited;
-    s.exit_code = code;
+    if !(never_ran && p.existing) {
+        s.exit_code = code;
+    }
     s.finished = now();
     s.ports.clear();
     s.proxy_pid = 0;

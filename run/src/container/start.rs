@@ -92,6 +92,7 @@ pub fn reload(
         host_mounted: false,
         proxy: None,
         published: Vec::new(),
+        existing: true,
     };
     rearm(&mut p)?;
     Ok(p)
