@@ -74,6 +74,10 @@ pub enum Command {
     #[cfg(unix)]
     #[command(subcommand)]
     Container(commands::container::ContainerCommand),
+    /// Manage named volumes.
+    #[cfg(unix)]
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCommand),
     /// Write service-manager files for containers (`generate systemd`).
     #[cfg(unix)]
     #[command(subcommand)]

@@ -22,6 +22,7 @@ pub mod rootfs;
 pub mod spec;
 pub mod syscall;
 pub mod userns;
+pub mod volume;
 
 pub use container::Containers;
 pub use container::exec::ExecOptions;

@@ -162,15 +162,22 @@ impl FromStr for RootfsMode {
     }
 }
 
-/// `-v HOST:CTR[:ro]` (or `-v CTR` for an anonymous volume in the container's directory).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `-v HOST:CTR[:ro]`, `-v NAME:CTR` (a named volume), `-v CTR` (an anonymous volume), or
+/// `--mount type=bind|volume`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Volume {
-    /// The host path; `None` for an anonymous volume.
+    /// The host path; `None` for a volume (named or anonymous) until it is resolved.
     pub host: Option<PathBuf>,
     /// Where it appears in the container.
     pub container: String,
     /// `:ro`.
     pub read_only: bool,
+    /// The named volume (`-v NAME:/path`), made on first use.
+    pub name: Option<String>,
+    /// `:nocopy`, `volume-nocopy`: the volume is not filled from the image.
+    pub no_copy: bool,
+    /// `--mount type=bind`: the host path must exist (`-v` creates a missing one).
+    pub must_exist: bool,
 }
 
 impl FromStr for Volume {
@@ -188,10 +195,12 @@ impl FromStr for Volume {
             }
         };
         let mut read_only = false;
+        let mut no_copy = false;
         for m in mode.split(',').filter(|m| !m.is_empty()) {
             match m {
                 "ro" => read_only = true,
                 "rw" => read_only = false,
+                "nocopy" => no_copy = true,
                 // Propagation and SELinux labels are accepted and ignored, as on a host
                 // without SELinux.
                 "z" | "Z" | "private" | "rprivate" | "slave" | "rslave" => {}
@@ -203,17 +212,19 @@ impl FromStr for Volume {
                 "invalid volume `{s}`: the container path `{ctr}` must be absolute"
             ));
         }
-        if let Some(h) = host
-            && !h.starts_with('/')
-        {
-            return Err(format!(
-                "invalid volume `{s}`: named volumes are not supported; give an absolute host path"
-            ));
-        }
+        // Anything but an absolute path names a volume (its name is checked when it is made).
+        let (host, name) = match host {
+            Some(h) if h.starts_with('/') => (Some(PathBuf::from(h)), None),
+            Some(n) => (None, Some(n.to_string())),
+            None => (None, None),
+        };
         Ok(Volume {
-            host: host.map(PathBuf::from),
+            host,
             container: ctr.to_string(),
             read_only,
+            name,
+            no_copy,
+            must_exist: false,
         })
     }
 }
@@ -293,13 +304,10 @@ mod tests {
         assert_eq!(v.container, "/data");
         assert!(v.read_only);
         let v: Volume = "/data".parse().unwrap();
-        assert!(v.host.is_none());
-        assert!(
-            "name:/data"
-                .parse::<Volume>()
-                .unwrap_err()
-                .contains("named volumes")
-        );
+        assert!(v.host.is_none() && v.name.is_none());
+        let v: Volume = "data:/data:ro,nocopy".parse().unwrap();
+        assert_eq!(v.name.as_deref(), Some("data"));
+        assert!(v.host.is_none() && v.read_only && v.no_copy);
         assert!("/a:rel".parse::<Volume>().is_err());
     }
 

@@ -46,6 +46,8 @@ pub mod system;
 pub mod tag;
 pub mod verify;
 #[cfg(unix)]
+pub mod volume;
+#[cfg(unix)]
 pub mod wait;
 
 use std::process::ExitCode;
@@ -82,6 +84,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Container(cmd) => container::run(cmd, &cli.global),
         #[cfg(unix)]
         Command::Generate(cmd) => generate::run(cmd, &cli.global),
+        #[cfg(unix)]
+        Command::Volume(cmd) => volume::run(cmd, &cli.global),
         #[cfg(unix)]
         Command::Bundle(args) => bundle::run(args, &cli.global),
         #[cfg(unix)]

@@ -10,6 +10,7 @@ use ferry_run::net::etc::{Dns, HostEntry, parse_dns_server};
 use ferry_run::net::ports::{ContainerPort, parse_publish};
 use ferry_run::options::{normalize_capability, parse_bytes};
 use ferry_run::spec::env::parse_env_file;
+use ferry_run::volume::mounts::MountArg;
 use ferry_run::{Network, Outcome, RootfsMode, RunOptions, Runtime, Tmpfs, Volume};
 
 use super::store;
@@ -46,13 +47,20 @@ pub struct ContainerArgs {
     /// Read environment variables from a file (KEY=VALUE lines).
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
-    /// Bind mount a host directory or file (`:ro` for read-only); a container path alone
-    /// makes an anonymous volume.
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    /// Bind mount a host directory or file, or mount the named volume NAME (made and filled
+    /// from the image on first use); `:ro` for read-only; a container path alone makes an
+    /// anonymous volume.
+    #[arg(short = 'v', long = "volume", value_name = "HOST|NAME:CONTAINER[:ro]")]
     pub volume: Vec<Volume>,
     /// Mount a tmpfs at PATH, with mount OPTIONS.
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<Tmpfs>,
+    /// Mount a bind, volume or tmpfs (Docker's --mount syntax).
+    #[arg(
+        long,
+        value_name = "type=bind|volume|tmpfs,source=…,target=…[,readonly]"
+    )]
+    pub mount: Vec<MountArg>,
     /// Working directory inside the container.
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<String>,
@@ -180,14 +188,22 @@ impl ContainerArgs {
         for e in &self.expose {
             expose.extend(ContainerPort::parse_range(e).map_err(ferry_run::RunError::Invalid)?);
         }
+        let mut volumes = self.volume.clone();
+        let mut tmpfs = self.tmpfs.clone();
+        for m in &self.mount {
+            match m.clone() {
+                MountArg::Volume(v) => volumes.push(v),
+                MountArg::Tmpfs(t) => tmpfs.push(t),
+            }
+        }
         Ok(RunOptions {
             env,
             entrypoint: self.entrypoint.clone(),
             workdir: self.workdir.clone(),
             user: self.user.clone(),
             hostname: self.hostname.clone(),
-            volumes: self.volume.clone(),
-            tmpfs: self.tmpfs.clone(),
+            volumes,
+            tmpfs,
             network: self.network.clone(),
             publish,
             publish_all: self.publish_all,

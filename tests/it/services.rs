@@ -1135,3 +1135,299 @@ fn services_generated_systemd_unit_verifies_and_brings_the_container_back() {
     bad.assert_stderr("sometimes is not a valid restart policy");
     f(home.path(), &["rm", "web"]).ok();
 }
+
+/// Docker volumes made by one test, removed at the end.
+struct DockerVolumes<'a> {
+    s: &'a Services,
+    prefix: String,
+}
+
+impl<'a> DockerVolumes<'a> {
+    fn new(s: &'a Services, test: &str) -> Self {
+        run(s
+            .docker()
+            .args(["pull", "-q", &s.image("ferry/multilayer:oci")]))
+        .ok();
+        DockerVolumes {
+            s,
+            prefix: format!("ferry-it-{test}-{}", std::process::id()),
+        }
+    }
+
+    fn name(&self, v: &str) -> String {
+        format!("{}-{v}", self.prefix)
+    }
+}
+
+impl Drop for DockerVolumes<'_> {
+    fn drop(&mut self) {
+        let out =
+            run(self
+                .s
+                .docker()
+                .args(["ps", "-aq", "--filter", &format!("name={}", self.prefix)]));
+        for id in out.stdout.split_whitespace() {
+            let _ = self.s.docker().args(["rm", "-f", id]).output();
+        }
+        let out = run(self.s.docker().args([
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={}", self.prefix),
+        ]));
+        for v in out.stdout.split_whitespace() {
+            let _ = self.s.docker().args(["volume", "rm", v]).output();
+        }
+    }
+}
+
+#[test]
+fn services_named_volume_is_filled_kept_shared_and_guarded_like_docker() {
+    let s = require_services!();
+    let home = tempdir();
+    let img = install(s, home.path(), "ferry/multilayer:oci");
+    let dv = DockerVolumes::new(s, "volumes");
+    // First use fills the volume from the image: /app after its whiteouts, /data/old after its
+    // opaque directory, with the directory's owner and mode.
+    let fill = |target: &str, vol: &str| -> (String, String) {
+        let script = format!("cd {target} && stat -c '%u:%g %a' . && find . | sort");
+        let mount = format!("{vol}:{target}");
+        let ours = f(
+            home.path(),
+            &[
+                "run", "--rm", "-u", "0", "-v", &mount, &img, "sh", "-c", &script,
+            ],
+        )
+        .ok();
+        let dmount = format!("{}:{target}", dv.name(vol));
+        let theirs = run(s.docker().args([
+            "run", "--rm", "-u", "0", "-v", &dmount, &img, "sh", "-c", &script,
+        ]))
+        .ok();
+        (ours.stdout, theirs.stdout)
+    };
+    let (ours, theirs) = fill("/app", "app");
+    assert_eq!(ours, theirs);
+    assert!(ours.contains("./keep.txt"), "{ours}");
+    let (ours, theirs) = fill("/data", "data");
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.contains("./old/c") && !ours.contains("./old/a"),
+        "{ours}"
+    );
+    let vols = f(home.path(), &["volume", "ls", "-q"]).ok();
+    assert_eq!(vols.stdout, "app\ndata\n");
+    // Kept when its containers are gone; not filled again once it has content.
+    f(
+        home.path(),
+        &[
+            "run",
+            "--rm",
+            "-u",
+            "0",
+            "-v",
+            "app:/app",
+            &img,
+            "sh",
+            "-c",
+            "echo mine > /app/new; rm /app/keep.txt",
+        ],
+    )
+    .ok();
+    let r = f(
+        home.path(),
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "app:/app",
+            &img,
+            "sh",
+            "-c",
+            "ls /app; cat /app/new",
+        ],
+    )
+    .ok();
+    assert_eq!(r.stdout, "new\nmine\n");
+    // Shared by two running containers.
+    for name in ["one", "two"] {
+        f(
+            home.path(),
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "-u",
+                "0",
+                "-v",
+                "shared:/shared",
+                &img,
+                "sleep",
+                "60",
+            ],
+        )
+        .ok();
+    }
+    f(
+        home.path(),
+        &["exec", "one", "sh", "-c", "echo from-one > /shared/x"],
+    )
+    .ok();
+    let r = f(home.path(), &["exec", "two", "cat", "/shared/x"]).ok();
+    assert_eq!(r.stdout, "from-one\n");
+    // Refused by `volume rm` while a container names it, running or not, in Docker's words.
+    f(home.path(), &["stop", "-t", "0", "one"]).ok();
+    let ids: Vec<String> = ["one", "two"]
+        .iter()
+        .map(|n| {
+            ferry_inspect(home.path(), n)["Id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let r = f(home.path(), &["volume", "rm", "shared"]);
+    assert_eq!(r.code, Some(1));
+    let used_by = |list: &str| format!("remove shared: volume is in use - [{list}]");
+    assert!(
+        r.stderr
+            .contains(&used_by(&format!("{}, {}", ids[1], ids[0])))
+            || r.stderr
+                .contains(&used_by(&format!("{}, {}", ids[0], ids[1]))),
+        "{}",
+        r.stderr
+    );
+    run(s.docker().args([
+        "run",
+        "-d",
+        "--name",
+        &dv.name("holder"),
+        "-v",
+        &format!("{}:/x", dv.name("app")),
+        &img,
+        "sleep",
+        "60",
+    ]))
+    .ok();
+    let theirs = run(s.docker().args(["volume", "rm", &dv.name("app")]));
+    assert_eq!(theirs.code, Some(1));
+    theirs.assert_stderr(&format!("remove {}: volume is in use - [", dv.name("app")));
+    f(home.path(), &["rm", "-f", "one", "two"]).ok();
+    f(home.path(), &["volume", "rm", "shared"]).ok();
+    let r = f(home.path(), &["volume", "rm", "shared"]);
+    assert_eq!(r.code, Some(1));
+    r.assert_stderr("No such volume: shared");
+    // inspect as Docker's.
+    let doc: Value =
+        serde_json::from_str(&f(home.path(), &["volume", "inspect", "app"]).ok().stdout).unwrap();
+    assert_eq!(doc[0]["Name"], "app");
+    assert_eq!(doc[0]["Driver"], "local");
+    assert!(
+        doc[0]["Mountpoint"]
+            .as_str()
+            .unwrap()
+            .ends_with("/volumes/app/_data")
+    );
+    let bad = f(home.path(), &["volume", "create", "a b"]);
+    assert_ne!(bad.code, Some(0));
+    bad.assert_stderr("\"a b\" includes invalid characters for a local volume name");
+    // prune removes what no container names.
+    f(
+        home.path(),
+        &[
+            "run", "-d", "--name", "keeper", "-v", "app:/app", &img, "sleep", "60",
+        ],
+    )
+    .ok();
+    let pruned = f(home.path(), &["volume", "prune", "-f"]).ok();
+    assert!(
+        pruned.stdout.starts_with("Deleted Volumes:\ndata\n"),
+        "{}",
+        pruned.stdout
+    );
+    assert_eq!(f(home.path(), &["volume", "ls", "-q"]).ok().stdout, "app\n");
+    f(home.path(), &["rm", "-f", "keeper"]).ok();
+}
+
+#[test]
+fn services_anonymous_volumes_and_mount_flags_like_docker() {
+    let s = require_services!();
+    let home = tempdir();
+    let img = install(s, home.path(), "ferry/busybox:oci");
+    // -v /path: an anonymous volume, kept by `rm`, taken by `rm -v` and by --rm.
+    f(
+        home.path(),
+        &[
+            "run", "-d", "--name", "anon", "-v", "/cache", &img, "sleep", "60",
+        ],
+    )
+    .ok();
+    let vols = f(home.path(), &["volume", "ls", "-q"]).ok().stdout;
+    assert_eq!(vols.len(), 65, "{vols}");
+    f(home.path(), &["rm", "-f", "anon"]).ok();
+    assert_eq!(f(home.path(), &["volume", "ls", "-q"]).ok().stdout, vols);
+    f(
+        home.path(),
+        &[
+            "run", "-d", "--name", "anon2", "-v", "/cache", &img, "sleep", "60",
+        ],
+    )
+    .ok();
+    f(home.path(), &["rm", "-f", "-v", "anon2"]).ok();
+    assert_eq!(f(home.path(), &["volume", "ls", "-q"]).ok().stdout, vols);
+    f(home.path(), &["run", "--rm", "-v", "/cache", &img, "true"]).ok();
+    wait_until(10, "--rm to take its anonymous volume", || {
+        (f(home.path(), &["volume", "ls", "-q"]).ok().stdout == vols).then_some(())
+    });
+    // --mount: volume (read-only), bind (must exist), tmpfs.
+    let host = home.path().join("bind-src");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("f"), "bound\n").unwrap();
+    let script = "cat /b/f; touch /v/x 2>/dev/null || echo v-ro; grep -c ' /t tmpfs' /proc/mounts";
+    let mounts = [
+        "--mount".to_string(),
+        "type=volume,source=mvol,target=/v,readonly".into(),
+        "--mount".into(),
+        format!("type=bind,source={},target=/b", host.display()),
+        "--mount".into(),
+        "type=tmpfs,target=/t,tmpfs-size=1m".into(),
+    ];
+    let mut a: Vec<&str> = vec!["run", "--rm"];
+    a.extend(mounts.iter().map(String::as_str));
+    a.extend_from_slice(&[&img, "sh", "-c", script]);
+    let ours = f(home.path(), &a).ok();
+    assert_eq!(ours.stdout, "bound\nv-ro\n1\n");
+    let dv = DockerVolumes::new(s, "mounts");
+    let dmounts: Vec<String> = mounts
+        .iter()
+        .map(|m| m.replace("source=mvol", &format!("source={}", dv.name("mvol"))))
+        .collect();
+    let mut d = s.docker();
+    d.args(["run", "--rm"])
+        .args(&dmounts)
+        .args([&img, "sh", "-c", script]);
+    assert_eq!(run(d).ok().stdout, ours.stdout);
+    // Docker's messages for bad mounts.
+    let missing = "type=bind,source=/nonexistent-ferry-src,target=/x";
+    let r = f(
+        home.path(),
+        &["run", "--rm", "--mount", missing, &img, "true"],
+    );
+    assert_eq!(r.code, Some(125));
+    let expect = "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent-ferry-src";
+    r.assert_stderr(expect);
+    run(s
+        .docker()
+        .args(["run", "--rm", "--mount", missing, &img, "true"]))
+    .assert_stderr(expect);
+    let r = f(
+        home.path(),
+        &["run", "--rm", "--mount", "type=bind", &img, "true"],
+    );
+    assert_eq!(r.code, Some(125));
+    r.assert_stderr("target is required");
+    // Nothing was left by the failed runs.
+    assert_eq!(f(home.path(), &["ps", "-aq"]).ok().stdout, "");
+}

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::policy::RestartPolicy;
 use crate::net::ports::{ContainerPort, PortSpec};
 use crate::options::{Network, RootfsMode, RunOptions, Runtime};
+use crate::volume::mounts::MountRecord;
 
 /// Docker's `HostConfig`, the part ferry needs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -40,11 +41,18 @@ pub struct HostConfig {
     /// `--stop-timeout`, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u64>,
+    /// Binds, volumes and tmpfs mounts (the volumes it names are in use while it exists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountRecord>,
 }
 
 impl HostConfig {
     /// The flags to keep from `opts` (whose network is already resolved).
-    pub fn from_options(opts: &RunOptions, exposed: Vec<ContainerPort>) -> Self {
+    pub fn from_options(
+        opts: &RunOptions,
+        exposed: Vec<ContainerPort>,
+        mounts: Vec<MountRecord>,
+    ) -> Self {
         HostConfig {
             restart: opts.restart,
             network: opts.network.clone(),
@@ -56,7 +64,25 @@ impl HostConfig {
             privileged: opts.privileged,
             rootfs: opts.rootfs,
             stop_timeout: opts.stop_timeout,
+            mounts,
         }
+    }
+
+    /// The volumes it mounts, by name.
+    pub fn volumes(&self) -> impl Iterator<Item = &str> {
+        self.mounts
+            .iter()
+            .filter(|m| m.typ == "volume")
+            .filter_map(|m| m.name.as_deref())
+    }
+
+    /// Its anonymous volumes, by name.
+    pub fn anonymous_volumes(&self) -> Vec<String> {
+        self.mounts
+            .iter()
+            .filter(|m| m.typ == "volume" && m.anonymous)
+            .filter_map(|m| m.name.clone())
+            .collect()
     }
 
     /// The options a new start of the container runs with (the rest is in `config.json`).

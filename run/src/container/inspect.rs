@@ -88,7 +88,10 @@ pub fn document(c: &Container, meta: &Meta) -> Value {
         },
         "NetworkSettings": { "Ports": network_ports(&s.ports, &meta.host.exposed) },
     });
-    let _ = &mut doc;
+    if let Some(obj) = doc.as_object_mut() {
+        let mounts: Vec<Value> = meta.host.mounts.iter().map(|m| m.inspect()).collect();
+        obj.insert("Mounts".into(), json!(mounts));
+    }
     doc
 }
 

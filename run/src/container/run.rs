@@ -71,6 +71,7 @@ pub fn run(
     if !image.overlay_ready && p.source != RootSource::Directory {
         use_copy(&mut p, Some(source))?;
     }
+    crate::volume::fill_new(&p, source)?;
     // ferry.json now names the image: the store keeps it. The lock must not reach the
     // container's processes either.
     drop(lock);
@@ -147,16 +148,12 @@ pub fn prepare(
     if let Some(shared) = &net.shared {
         crate::net::copy_shared_files(&dir, shared)?;
     }
-    for (i, v) in opts.volumes.iter().enumerate() {
-        let p = match &v.host {
-            Some(h) => h.clone(),
-            None => dir.join("volumes").join(i.to_string()),
-        };
-        // Docker creates a missing host directory for a bind mount.
-        if std::fs::symlink_metadata(&p).is_err() {
-            std::fs::create_dir_all(&p).map_err(io_err("create", &p))?;
-        }
-    }
+    let volumes = crate::volume::Volumes::of(containers);
+    let mounts = crate::volume::mounts::plan(
+        &volumes,
+        &mut opts,
+        config.volumes().as_deref().unwrap_or_default(),
+    )?;
     let external = matches!(opts.runtime, Runtime::External(_));
     let cgroups_path = has_limits.then(|| cgroups::path_for(&container.id));
     let mut spec = spec::build(
@@ -201,7 +198,7 @@ pub fn prepare(
         stop_signal,
         rootfs_copy: false,
         cgroups: cgroup.dirs.clone(),
-        host: super::host_config::HostConfig::from_options(&opts, net.exposed),
+        host: super::host_config::HostConfig::from_options(&opts, net.exposed, mounts),
     };
     if let Err(e) = container.write_meta(&meta) {
         cgroup.remove();
@@ -229,6 +226,8 @@ pub fn prepare(
     if p.opts.rootfs == RootfsMode::Copy {
         use_copy(&mut p, None)?;
     }
+    // Volumes (and missing bind directories, as Docker makes them) once nothing can fail.
+    crate::volume::mounts::make(&volumes, &p.meta.host.mounts)?;
     std::mem::forget(guard);
     Ok(p)
 }
@@ -522,5 +521,7 @@ pub fn finish(p: &mut Prepared, code: Option<i32>) {
     let _ = p.container.write_state(&s);
     if remove {
         remove_in_background(&p.container.dir);
+        // Docker's --rm takes the container's anonymous volumes with it.
+        crate::volume::release(&p.container, &p.meta);
     }
 }
