@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::container::health::HealthOptions;
 use crate::container::policy::RestartPolicy;
 use crate::net::etc::{Dns, HostEntry};
 use crate::net::ports::{ContainerPort, PortSpec};
@@ -77,6 +78,8 @@ pub struct RunOptions {
     pub stop_signal: Option<String>,
     /// `--stop-timeout`, in seconds (what `ferry stop` waits without `-t`).
     pub stop_timeout: Option<u64>,
+    /// `--health-*`, `--no-healthcheck`, and the image's HEALTHCHECK.
+    pub health: HealthOptions,
 }
 
 /// `--network`.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use ferry_run::container::health::{HealthOptions, parse_duration};
 use ferry_run::container::policy::RestartPolicy;
 use ferry_run::net::etc::{Dns, HostEntry, parse_dns_server};
 use ferry_run::net::ports::{ContainerPort, parse_publish};
@@ -127,6 +128,24 @@ pub struct ContainerArgs {
     /// Seconds `ferry stop` waits before killing (default 10).
     #[arg(long = "stop-timeout", value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
+    /// Command that checks the container's health (run with /bin/sh -c; exit 0 = healthy).
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between health checks (30s, 1m; default 30s).
+    #[arg(long = "health-interval", value_parser = parse_duration, value_name = "DURATION")]
+    pub health_interval: Option<std::time::Duration>,
+    /// Longest a health check may run (default 30s).
+    #[arg(long = "health-timeout", value_parser = parse_duration, value_name = "DURATION")]
+    pub health_timeout: Option<std::time::Duration>,
+    /// Failures in a row that make the container unhealthy (default 3).
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Time after the start when failed checks do not count.
+    #[arg(long = "health-start-period", value_parser = parse_duration, value_name = "DURATION")]
+    pub health_start_period: Option<std::time::Duration>,
+    /// Disable the image's HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Mount the root file system read-only.
     #[arg(long)]
     pub read_only: bool,
@@ -217,6 +236,15 @@ impl ContainerArgs {
             },
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
+            health: HealthOptions {
+                cmd: self.health_cmd.clone(),
+                interval: self.health_interval,
+                timeout: self.health_timeout,
+                start_period: self.health_start_period,
+                retries: self.health_retries,
+                disabled: self.no_healthcheck,
+                image: None,
+            },
             read_only: self.read_only,
             memory: self.memory,
             cpus: self.cpus,

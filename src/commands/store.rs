@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ferry_load::Store;
 use ferry_load::store::apply::SnapshotFormat;
+use ferry_run::container::health::HealthConfig;
 use ferry_run::{Containers, Image, ImageSource, SourceError};
 
 use crate::cli::GlobalArgs;
@@ -27,6 +28,15 @@ impl ImageSource for StoreSource {
 
     fn materialise(&self, layers: &[PathBuf], dest: &Path) -> Result<(), SourceError> {
         ferry_load::store::materialize::materialize(layers, dest).map_err(Into::into)
+    }
+
+    fn healthcheck(&self, image: &Image) -> Option<HealthConfig> {
+        // The OCI config model has no HEALTHCHECK: read Docker's key from the config blob.
+        let id = image.id.to_string();
+        let (_, hex) = id.split_once(':')?;
+        let blob = self.0.root().join("blobs/sha256").join(hex);
+        let config: serde_json::Value = serde_json::from_slice(&std::fs::read(blob).ok()?).ok()?;
+        serde_json::from_value(config["config"]["Healthcheck"].clone()).ok()
     }
 
     fn lock(&self) -> Result<Option<Box<dyn std::any::Any>>, SourceError> {

@@ -11,9 +11,36 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Ran, Services, ferry, run, tempdir};
+use crate::harness::{Ran, Services, ferry, run};
 use crate::require_services;
 use crate::run::install;
+
+/// A test's store; every container left in it is removed at the end, so a failing test
+/// leaves no service running.
+struct Home(tempfile::TempDir);
+
+impl Home {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let ids = run(ferry(self.path()).args(["ps", "-aq"])).stdout;
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let _ = ferry(self.path())
+                .args(["rm", "-f", "-v"])
+                .args(&ids)
+                .output();
+        }
+    }
+}
+
+fn tempdir() -> Home {
+    Home(crate::harness::tempdir())
+}
 
 /// `ferry ARGS…` in `home`.
 fn f(home: &Path, args: &[&str]) -> Ran {
@@ -1430,4 +1457,149 @@ fn services_anonymous_volumes_and_mount_flags_like_docker() {
     r.assert_stderr("target is required");
     // Nothing was left by the failed runs.
     assert_eq!(f(home.path(), &["ps", "-aq"]).ok().stdout, "");
+}
+
+#[test]
+fn services_image_healthcheck_expose_volume_and_health_flags_like_docker() {
+    let s = require_services!();
+    let home = tempdir();
+    // ferry/service: httpd on 8080 with EXPOSE 8080, VOLUME /srv/www, STOPSIGNAL SIGINT and a
+    // HEALTHCHECK fetching its own page every second.
+    let img = install(s, home.path(), "ferry/service:oci");
+    let mut net = DockerNet::new(s, "health");
+    run(s.docker().args(["pull", "-q", &img])).ok();
+    f(home.path(), &["run", "-d", "--name", "svc", "-P", &img]).ok();
+    net.run_d("svc", &["-P", &img]).ok();
+    let dname = format!("{}-svc", net.name);
+    // -P publishes the image's EXPOSE; its VOLUME is an anonymous volume filled from it.
+    let port = published_port(&f(home.path(), &["port", "svc", "8080"]).ok().stdout);
+    assert_eq!(http_ready(port), "served from the image\n");
+    let dport = published_port(&run(net.docker().args(["port", &dname, "8080"])).ok().stdout);
+    assert_eq!(http_ready(dport), "served from the image\n");
+    let ours = ferry_inspect(home.path(), "svc");
+    let theirs = inspect(net.docker(), &dname);
+    for key in ["Healthcheck", "ExposedPorts", "StopSignal"] {
+        assert_eq!(ours["Config"][key], theirs["Config"][key], "Config.{key}");
+    }
+    assert_eq!(ours["Mounts"][0]["Type"], "volume");
+    assert_eq!(
+        ours["Mounts"][0]["Destination"],
+        theirs["Mounts"][0]["Destination"]
+    );
+    let owner = "stat -c '%u:%g %a' /srv/www";
+    assert_eq!(
+        f(home.path(), &["exec", "svc", "sh", "-c", owner])
+            .ok()
+            .stdout,
+        run(net.docker().args(["exec", &dname, "sh", "-c", owner]))
+            .ok()
+            .stdout
+    );
+    // Both become healthy, and ps says so.
+    for (cmd, name) in [
+        (
+            Box::new(|| ferry_inspect(home.path(), "svc")) as Box<dyn Fn() -> Value>,
+            "ferry",
+        ),
+        (Box::new(|| inspect(net.docker(), &dname)), "docker"),
+    ] {
+        let h = wait_until(20, &format!("{name}: healthy"), || {
+            let doc = cmd();
+            (doc["State"]["Health"]["Status"] == "healthy").then(|| doc["State"]["Health"].clone())
+        });
+        assert_eq!(h["FailingStreak"], 0);
+        assert_eq!(h["Log"][0]["ExitCode"], 0);
+    }
+    let ps = f(home.path(), &["ps"]).ok();
+    assert!(ps.stdout.contains("(healthy)"), "{}", ps.stdout);
+    let dps = run(net.docker().args([
+        "ps",
+        "--filter",
+        &format!("name={dname}"),
+        "--format",
+        "{{.Status}}",
+    ]))
+    .ok();
+    assert!(dps.stdout.contains("(healthy)"), "{}", dps.stdout);
+
+    // A failing check: unhealthy after `retries` failures in a row, output kept.
+    let flags = [
+        "--health-cmd",
+        "echo not-ok; exit 1",
+        "--health-interval",
+        "500ms",
+        "--health-retries",
+        "2",
+    ];
+    // Each in a namespace of its own: their httpd all listen on 8080.
+    let mut a = vec!["run", "-d", "--name", "sick", "--network", "none"];
+    a.extend_from_slice(&flags);
+    a.push(&img);
+    f(home.path(), &a).ok();
+    let mut d = flags.to_vec();
+    d.push(&img);
+    net.run_d("sick", &d).ok();
+    let dsick = format!("{}-sick", net.name);
+    for (cmd, name) in [
+        (
+            Box::new(|| ferry_inspect(home.path(), "sick")) as Box<dyn Fn() -> Value>,
+            "ferry",
+        ),
+        (Box::new(|| inspect(net.docker(), &dsick)), "docker"),
+    ] {
+        let h = wait_until(20, &format!("{name}: unhealthy"), || {
+            let doc = cmd();
+            (doc["State"]["Health"]["Status"] == "unhealthy")
+                .then(|| doc["State"]["Health"].clone())
+        });
+        assert!(h["FailingStreak"].as_u64().unwrap() >= 2, "{name}: {h}");
+        assert_eq!(h["Log"][0]["ExitCode"], 1);
+        assert_eq!(h["Log"][0]["Output"], "not-ok\n");
+    }
+    let ps = f(home.path(), &["ps"]).ok();
+    assert!(ps.stdout.contains("(unhealthy)"), "{}", ps.stdout);
+    // --no-healthcheck turns the image's off.
+    f(
+        home.path(),
+        &[
+            "run",
+            "-d",
+            "--name",
+            "plain",
+            "--no-healthcheck",
+            "--network",
+            "none",
+            &img,
+        ],
+    )
+    .ok();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(ferry_inspect(home.path(), "plain")["State"]["Health"].is_null());
+    // Healthchecks reach the container's processes, not the host's: a check that needs the
+    // container's own file.
+    let r = f(
+        home.path(),
+        &[
+            "run",
+            "-d",
+            "--name",
+            "mine",
+            "--network",
+            "none",
+            "--health-cmd",
+            "test -e /srv/www/index.html",
+            "--health-interval",
+            "300ms",
+            &img,
+        ],
+    );
+    r.ok();
+    wait_until(20, "a check on the container's file", || {
+        (ferry_inspect(home.path(), "mine")["State"]["Health"]["Status"] == "healthy").then_some(())
+    });
+    f(
+        home.path(),
+        &["rm", "-f", "-v", "svc", "sick", "plain", "mine"],
+    )
+    .ok();
 }

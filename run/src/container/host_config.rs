@@ -44,6 +44,9 @@ pub struct HostConfig {
     /// Binds, volumes and tmpfs mounts (the volumes it names are in use while it exists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountRecord>,
+    /// Its healthcheck (the image's, with `--health-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::HealthConfig>,
 }
 
 impl HostConfig {
@@ -52,6 +55,7 @@ impl HostConfig {
         opts: &RunOptions,
         exposed: Vec<ContainerPort>,
         mounts: Vec<MountRecord>,
+        health: Option<super::health::HealthConfig>,
     ) -> Self {
         HostConfig {
             restart: opts.restart,
@@ -65,6 +69,7 @@ impl HostConfig {
             rootfs: opts.rootfs,
             stop_timeout: opts.stop_timeout,
             mounts,
+            health,
         }
     }
 

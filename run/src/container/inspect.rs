@@ -85,12 +85,18 @@ pub fn document(c: &Container, meta: &Meta) -> Value {
             "ExposedPorts": exposed,
             "StopSignal": meta.stop_signal,
             "StopTimeout": meta.host.stop_timeout,
+            "Healthcheck": meta.host.health,
         },
         "NetworkSettings": { "Ports": network_ports(&s.ports, &meta.host.exposed) },
     });
     if let Some(obj) = doc.as_object_mut() {
         let mounts: Vec<Value> = meta.host.mounts.iter().map(|m| m.inspect()).collect();
         obj.insert("Mounts".into(), json!(mounts));
+        if let Some(h) = &s.health
+            && let Some(state) = obj.get_mut("State").and_then(Value::as_object_mut)
+        {
+            state.insert("Health".into(), json!(h));
+        }
     }
     doc
 }

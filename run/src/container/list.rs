@@ -37,7 +37,11 @@ pub fn rows(containers: &Containers, all: bool) -> Vec<Row> {
             }
             let status = match s.status {
                 Status::Created => "Created".to_string(),
-                Status::Running => format!("Up {}", ago(s.started).trim_end_matches(" ago")),
+                Status::Running => format!(
+                    "Up {}{}",
+                    ago(s.started).trim_end_matches(" ago"),
+                    super::health::ps_suffix(s.health.as_ref())
+                ),
                 Status::Restarting => format!(
                     "Restarting ({}) {}",
                     s.exit_code.unwrap_or(0),
@@ -60,10 +64,13 @@ pub fn rows(containers: &Containers, all: bool) -> Vec<Row> {
                 status,
                 name: m.name,
                 // Like Docker: ports only while it runs.
-                ports: if s.status == Status::Running {
-                    crate::net::ports::ps_column(&s.ports, &m.host.exposed)
-                } else {
-                    String::new()
+                // Exposed ports show only where Docker would show them: a namespace of its
+                // own, not the host's network.
+                ports: match (s.status, &m.host.network) {
+                    (Status::Running, crate::options::Network::Private) => {
+                        crate::net::ports::ps_column(&s.ports, &m.host.exposed)
+                    }
+                    _ => String::new(),
                 },
                 restart_count: s.restart_count,
             })

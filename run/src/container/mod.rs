@@ -8,6 +8,7 @@
 pub mod bundle;
 pub mod exec;
 pub mod external;
+pub mod health;
 pub mod host_config;
 pub mod inspect;
 pub mod kill;

@@ -200,7 +200,16 @@ fn monitor(
         if let Some(mut r) = ready.take() {
             let _ = r.write_all(b"ok");
         }
-        let (code, term) = pump(pid, &signals, streams, &mut log);
+        let mut health = p
+            .meta
+            .host
+            .health
+            .clone()
+            .map(|h| super::health::Checker::new(h, p.container.clone()));
+        let (code, term) = pump(pid, &signals, streams, &mut log, health.as_mut());
+        if let Some(h) = &mut health {
+            h.stop();
+        }
         terminated |= term;
         log.flush();
         run::finish(p, Some(code));
@@ -305,6 +314,7 @@ fn pump(
     signals: &Signals,
     mut streams: Vec<(usize, OwnedFd)>,
     log: &mut logs::Writer,
+    mut health: Option<&mut super::health::Checker>,
 ) -> (i32, bool) {
     let mut code = None;
     let mut terminated = false;
@@ -312,6 +322,8 @@ fn pump(
     loop {
         let mut fds: Vec<libc::pollfd> = std::iter::once(signals.fd())
             .chain(streams.iter().map(|(_, f)| f.as_raw_fd()))
+            // Last, so the streams keep their places after the signalfd.
+            .chain(health.as_ref().and_then(|h| h.fd()))
             .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -323,7 +335,11 @@ fn pump(
         {
             return (c, terminated);
         }
-        let timeout = if code.is_some() { 100 } else { -1 };
+        let timeout = match (&code, &health) {
+            (Some(_), _) => 100,
+            (None, Some(h)) => h.timeout().as_millis().clamp(1, i32::MAX as u128) as i32,
+            (None, None) => -1,
+        };
         // SAFETY: polls descriptors we own.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if n == 0 && code.is_some() {
@@ -346,8 +362,13 @@ fn pump(
         if code.is_none() {
             code = supervise::try_wait(pid);
         }
+        if code.is_none()
+            && let Some(h) = health.as_deref_mut()
+        {
+            h.tick();
+        }
         let mut closed = Vec::new();
-        for (i, f) in fds.iter().enumerate().skip(1) {
+        for (i, f) in fds.iter().enumerate().skip(1).take(streams.len()) {
             if f.revents == 0 {
                 continue;
             }

@@ -67,6 +67,8 @@ pub fn run(
         reference: image_ref.to_string(),
         source: e,
     })?;
+    let mut opts = opts;
+    opts.health.image = source.healthcheck(&image);
     let mut p = prepare(containers, &image, image_ref, opts)?;
     if !image.overlay_ready && p.source != RootSource::Directory {
         use_copy(&mut p, Some(source))?;
@@ -127,6 +129,7 @@ pub fn prepare(
         &mut opts,
         rootless.is_some(),
     )?;
+    let health = opts.health.resolve().map_err(RunError::Invalid)?;
     let stop_signal = match &opts.stop_signal {
         Some(sig) => {
             crate::process::signal::parse(sig)
@@ -198,7 +201,7 @@ pub fn prepare(
         stop_signal,
         rootfs_copy: false,
         cgroups: cgroup.dirs.clone(),
-        host: super::host_config::HostConfig::from_options(&opts, net.exposed, mounts),
+        host: super::host_config::HostConfig::from_options(&opts, net.exposed, mounts, health),
     };
     if let Err(e) = container.write_meta(&meta) {
         cgroup.remove();

@@ -55,6 +55,9 @@ pub struct State {
     /// The port proxy's pid while it runs (0: none).
     #[serde(default)]
     pub proxy_pid: i32,
+    /// Its healthcheck's results, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::Health>,
 }
 
 impl State {
