@@ -12,4 +12,6 @@ mod network;
 mod resume;
 #[cfg(unix)]
 mod run;
+#[cfg(unix)]
+mod run_interface;
 mod windows;
