@@ -14,4 +14,6 @@ mod resume;
 mod run;
 #[cfg(unix)]
 mod run_interface;
+#[cfg(unix)]
+mod services;
 mod windows;
