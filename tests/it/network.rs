@@ -108,7 +108,7 @@ impl Tinyproxy {
         let log = dir.join(format!("tinyproxy-{port}.log"));
         let conf = dir.join(format!("tinyproxy-{port}.conf"));
         let mut text = format!(
-            "Port {port}\nListen 127.0.0.1\nTimeout 60\nLogFile \"{}\"\nLogLevel Info\nMaxClients 50\nAllow 127.0.0.1\nConnectPort 5004\n",
+            "Port {port}\nListen 127.0.0.1\nTimeout 60\nLogFile \"{}\"\nLogLevel Info\nMaxClients 50\nAllow 127.0.0.1\nConnectPort 5004\nConnectPort 5000\n",
             log.display()
         );
         if let Some((u, p)) = basic_auth {
@@ -183,6 +183,41 @@ fn https_proxy_is_used_and_no_proxy_is_honoured() {
         before,
         "NO_PROXY=localhost was ignored"
     );
+}
+
+#[test]
+fn http_proxy_and_all_proxy_are_used() {
+    let s = require_services!();
+    let home = tempdir();
+    let proxy = Tinyproxy::start(home.path(), None);
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    // HTTP_PROXY carries a plain-HTTP registry's requests (tunnelled with CONNECT, as the
+    // HTTP client does for every scheme).
+    let registry = s.registry();
+    for var in ["HTTP_PROXY", "http_proxy"] {
+        let before = proxy.connects_to(registry);
+        let out = home.path().join("plain.tar");
+        let _ = std::fs::remove_file(&out);
+        run(
+            crate::harness::fetch_cmd(home.path(), registry, &s.image("ferry/busybox:oci"), &out)
+                .env(var, &url),
+        )
+        .ok();
+        assert!(out.exists());
+        assert!(
+            proxy.connects_to(registry) > before,
+            "{var} was not used for http://{registry}"
+        );
+    }
+    // ALL_PROXY serves every scheme: the TLS registry is reached through CONNECT.
+    let target = s.var("TLS_REGISTRY");
+    let ca = ["--ca-cert", s.var("CA")];
+    for var in ["ALL_PROXY", "all_proxy"] {
+        let before = proxy.connects_to(target);
+        let (ran, _) = fetch_tls(s, home.path(), &ca, &[(var, &url)]);
+        ran.ok();
+        assert!(proxy.connects_to(target) > before, "{var} was not used");
+    }
 }
 
 #[test]
