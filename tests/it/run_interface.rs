@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::harness::{Ran, ferry, run, tempdir};
 use crate::require_services;
@@ -107,9 +108,26 @@ fn deliver(home: &Path, img: &str, init: bool, name: &str, signal: i32) -> (Stri
     // SAFETY: signals our own child, which is still running (it waits for this signal).
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
     let status = child.wait().unwrap();
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    (rest, status.code())
+    // A ferry that died of the signal instead of forwarding it leaves the container running
+    // with our pipe: read in a thread, so that this fails instead of waiting forever.
+    let (done, rest) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = out.read_to_string(&mut rest);
+        let _ = done.send(rest);
+    });
+    match rest.recv_timeout(Duration::from_secs(20)) {
+        Ok(rest) => (rest, status.code()),
+        Err(_) => {
+            let ids = run(ferry(home).args(["ps", "-aq"])).stdout;
+            for id in ids.split_whitespace() {
+                run(ferry(home).args(["rm", "-f", id]));
+            }
+            panic!(
+                "SIG{name} (--init: {init}): ferry ended ({status:?}) and left its container running"
+            );
+        }
+    }
 }
 
 #[test]
