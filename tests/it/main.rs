@@ -16,4 +16,6 @@ mod run;
 mod run_interface;
 #[cfg(unix)]
 mod services;
+#[cfg(unix)]
+mod store_location;
 mod windows;
