@@ -13,5 +13,9 @@ mod resume;
 #[cfg(unix)]
 mod run;
 #[cfg(unix)]
+mod run_interface;
+#[cfg(unix)]
 mod services;
+#[cfg(unix)]
+mod store_location;
 mod windows;
