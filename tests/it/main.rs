@@ -6,6 +6,7 @@ mod durability;
 mod fake_registry;
 mod faults;
 mod fetch;
+mod fuzz;
 mod harness;
 mod load;
 mod load_support;
@@ -13,4 +14,10 @@ mod network;
 mod resume;
 #[cfg(unix)]
 mod run;
+#[cfg(unix)]
+mod run_interface;
+#[cfg(unix)]
+mod services;
+#[cfg(unix)]
+mod store_location;
 mod windows;
