@@ -133,9 +133,11 @@ struct StoreStage {
     dir: PathBuf,
     apply: ApplyOptions,
     reports: Reports,
-    writers: Option<Arc<Writers>>,
+    writers: Arc<Writers>,
     /// The store's snapshots, read when a worker first asks.
     known: OnceLock<Known>,
+    /// Writing back what is staged, started once the archive is read (see `archive_read`).
+    early_sync: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// What the store's snapshots are: how each layer starts, and its diff_id.
@@ -214,11 +216,28 @@ impl Unpacker for StoreStage {
             .create(&fs)
             .map_err(failed("create the snapshot"))?;
         let root = fsutil::open_dir(&fs).map_err(failed("open the snapshot"))?;
-        let mut applier = Applier::new(root, self.apply).reporting_to(self.reports.clone(), id);
-        if let Some(w) = &self.writers {
-            applier = applier.with_writers(w.clone());
+        Ok(Box::new(
+            Applier::new(root, self.apply)
+                .with_writers(self.writers.clone())
+                .reporting_to(self.reports.clone(), id),
+        ))
+    }
+
+    fn archive_read(&self) {
+        // The commit must wait until everything staged is on the disk. Starting the
+        // writeback now, while workers still unpack, overlaps most of that wait with their
+        // work; the commit's own sync then waits only for what was written since.
+        let dir = self.dir.clone();
+        let handle = std::thread::Builder::new()
+            .name("ferry-writeback".into())
+            .spawn(move || {
+                if let Err(e) = fsutil::sync_filesystem(&dir) {
+                    tracing::debug!("early writeback of {}: {e}", dir.display());
+                }
+            });
+        if let Ok(h) = handle {
+            *self.early_sync.lock().expect("early sync lock") = Some(h);
         }
-        Ok(Box::new(applier))
     }
 }
 
@@ -260,15 +279,9 @@ impl Store {
             dir: staging.path.clone(),
             apply,
             reports: reports.clone(),
-            writers: match std::env::var("FERRY_EXP_WRITERS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
-                Some(0) => None,
-                Some(n) => Some(Writers::new(n)),
-                None => Some(Writers::for_this_machine()),
-            },
+            writers: Writers::for_this_machine(),
             known: OnceLock::new(),
+            early_sync: Mutex::new(None),
         });
         let mut planner = |c: &Contents| resolve::plan(c, &opts.platform);
         let mut contents =
@@ -281,6 +294,9 @@ impl Store {
         }
         resolve::check_layers(&mut contents, &images)?;
         let plan = self.prepare(&stage, &contents, &images, reporter)?;
+        if let Some(h) = stage.early_sync.lock().expect("early sync lock").take() {
+            let _ = h.join();
+        }
         self.commit(&staging, &images, &plan)?;
         Ok(plan.loaded)
     }
