@@ -37,6 +37,7 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Download images from a registry into one archive for `docker load` or `ferry load`.
     Fetch(commands::fetch::FetchArgs),
+    //PENDING-frozen
     /// Run a command in a new container from a loaded image (docker run's flags).
     #[cfg(unix)]
     Run(commands::run::RunArgs),
@@ -58,22 +59,31 @@ pub enum Command {
     /// Remove containers.
     #[cfg(unix)]
     Rm(commands::rm::RmArgs),
+    //PENDING-cp-export
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     #[cfg(unix)]
     Bundle(commands::bundle::BundleArgs),
-    /// Load images from an archive (file or stdin) into the store, like `docker load`.
+    /// Load images from an archive (file, directory or stdin) into the store, like `docker load`.
     #[cfg(unix)]
     Load(commands::load::LoadArgs),
+    //PENDING-import
     /// List the store's images.
     #[cfg(unix)]
     Images(commands::images::ImagesArgs),
+    /// Show the history of an image (its layers and the steps that made them).
+    #[cfg(unix)]
+    History(commands::history::HistoryArgs),
     /// Remove images from the store.
     #[cfg(unix)]
     Rmi(commands::rmi::RmiArgs),
     /// Give an image of the store another name.
     #[cfg(unix)]
     Tag(commands::tag::TagArgs),
-    /// Manage the store's images.
+    /// Manage containers (`ferry container ls`, `… run`, `… rm`: the commands above).
+    #[cfg(unix)]
+    #[command(subcommand)]
+    Container(commands::container::ContainerCommand),
+    /// Manage images (`ferry image ls`, `… load`, `… inspect`: the commands above).
     #[cfg(unix)]
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
@@ -86,6 +96,8 @@ pub enum Command {
     System(commands::system::SystemCommand),
     /// Check an archive completely (digests, layers, paths) without loading it.
     Verify(commands::verify::VerifyArgs),
-    /// List what an archive holds without loading it.
+    /// Show containers and images as JSON, like `docker inspect`; an archive file is listed.
     Inspect(commands::inspect::InspectArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completion(commands::completion::CompletionArgs),
 }

@@ -5,18 +5,21 @@ mod cli;
 mod commands;
 mod env;
 mod exit;
+mod filter;
+mod format;
+mod human;
 mod load_progress;
+mod management;
 mod paths;
 mod progress;
 #[cfg(unix)]
 mod store;
+mod table;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match management::parse(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => return exit::usage(&e),
     };

@@ -2,9 +2,14 @@
 
 #[cfg(unix)]
 pub mod bundle;
+pub mod completion;
+#[cfg(unix)]
+pub mod container;
 #[cfg(unix)]
 pub mod exec;
 pub mod fetch;
+#[cfg(unix)]
+pub mod history;
 #[cfg(unix)]
 pub mod image;
 #[cfg(unix)]
@@ -65,9 +70,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(unix)]
         Command::Images(args) => images::run(args, &cli.global),
         #[cfg(unix)]
+        Command::History(args) => history::run(args, &cli.global),
+        #[cfg(unix)]
         Command::Rmi(args) => rmi::run(args, &cli.global),
         #[cfg(unix)]
         Command::Tag(args) => tag::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Container(cmd) => container::run(cmd, &cli.global),
         #[cfg(unix)]
         Command::Image(cmd) => image::run(cmd, &cli.global),
         #[cfg(unix)]
@@ -76,5 +85,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::System(cmd) => system::run(cmd, &cli.global),
         Command::Verify(args) => verify::run(args, &cli.global),
         Command::Inspect(args) => inspect::run(args, &cli.global),
+        Command::Completion(args) => completion::run(args),
     }
 }

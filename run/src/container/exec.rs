@@ -158,7 +158,7 @@ pub fn exec(containers: &Containers, reference: &str, opts: &ExecOptions) -> Res
         } else {
             &msg
         });
-        return Err(RunError::Start {
+        return Err(RunError::Exec {
             id: c.short_id().to_string(),
             message: e.message,
             code: e.code,
