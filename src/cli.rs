@@ -37,7 +37,10 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Download images from a registry into one archive for `docker load` or `ferry load`.
     Fetch(commands::fetch::FetchArgs),
-    //PENDING-frozen
+    /// moby's download-frozen-image-v2.sh, same arguments: images into a directory for
+    /// `tar -cC DIR . | docker load`.
+    #[command(name = "download-frozen-image-v2")]
+    DownloadFrozenImageV2(commands::frozen::FrozenArgs),
     /// Run a command in a new container from a loaded image (docker run's flags).
     #[cfg(unix)]
     Run(commands::run::RunArgs),

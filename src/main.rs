@@ -3,6 +3,8 @@
 
 mod cli;
 mod commands;
+#[cfg(unix)]
+mod dir_tar;
 mod env;
 mod exit;
 mod filter;

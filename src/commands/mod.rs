@@ -8,6 +8,7 @@ pub mod container;
 #[cfg(unix)]
 pub mod exec;
 pub mod fetch;
+pub mod frozen;
 #[cfg(unix)]
 pub mod history;
 #[cfg(unix)]
@@ -49,6 +50,7 @@ use crate::cli::{Cli, Command};
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Fetch(args) => fetch::run(args, &cli.global),
+        Command::DownloadFrozenImageV2(args) => frozen::run(args, &cli.global),
         #[cfg(unix)]
         Command::Run(args) => run::run(args, &cli.global),
         #[cfg(unix)]
