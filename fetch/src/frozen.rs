@@ -127,7 +127,7 @@ pub fn write(
         let mut parent: Option<String> = None;
         let mut layer_files = Vec::new();
         for (i, layer) in img.layers.iter().enumerate() {
-            let id = layer_id(parent.as_deref(), &layer.digest.to_string());
+            let id = layer_id(parent.as_deref(), layer.digest.as_ref());
             let layer_dir = dir.join(&id);
             std::fs::create_dir_all(&layer_dir).map_err(io("create directory", &layer_dir))?;
             write_file(&layer_dir.join("VERSION"), b"1.0\n")?;
