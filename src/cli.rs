@@ -62,7 +62,12 @@ pub enum Command {
     /// Remove containers.
     #[cfg(unix)]
     Rm(commands::rm::RmArgs),
-    //PENDING-cp-export
+    /// Copy files between a container and the host (CONTAINER:PATH on one side).
+    #[cfg(unix)]
+    Cp(commands::cp::CpArgs),
+    /// Write a container's file system as a tar archive.
+    #[cfg(unix)]
+    Export(commands::export::ExportArgs),
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     #[cfg(unix)]
     Bundle(commands::bundle::BundleArgs),

@@ -4,6 +4,8 @@
 mod cli;
 mod commands;
 #[cfg(unix)]
+mod container_fs;
+#[cfg(unix)]
 mod dir_tar;
 mod env;
 mod exit;

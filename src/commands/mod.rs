@@ -6,7 +6,11 @@ pub mod completion;
 #[cfg(unix)]
 pub mod container;
 #[cfg(unix)]
+pub mod cp;
+#[cfg(unix)]
 pub mod exec;
+#[cfg(unix)]
+pub mod export;
 pub mod fetch;
 pub mod frozen;
 #[cfg(unix)]
@@ -65,6 +69,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kill(args) => kill::run(args, &cli.global),
         #[cfg(unix)]
         Command::Rm(args) => rm::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Cp(args) => cp::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Export(args) => export::run(args, &cli.global),
         #[cfg(unix)]
         Command::Bundle(args) => bundle::run(args, &cli.global),
         #[cfg(unix)]
