@@ -74,7 +74,9 @@ pub enum Command {
     /// Load images from an archive (file, directory or stdin) into the store, like `docker load`.
     #[cfg(unix)]
     Load(commands::load::LoadArgs),
-    //PENDING-import
+    /// Make an image from a root file system tar (debootstrap, `yum --installroot`, export).
+    #[cfg(unix)]
+    Import(commands::import::ImportArgs),
     /// List the store's images.
     #[cfg(unix)]
     Images(commands::images::ImagesArgs),

@@ -322,11 +322,7 @@ pub type Visitor<'a> = dyn FnMut(&[OsString], BorrowedFd<'_>, &Stat) -> io::Resu
 /// Walks the merged tree below `dir` (at container path `path`), depth first, names sorted,
 /// calling `visit` with each entry's path, its layer directory and status; a directory is
 /// visited before its content.
-pub fn walk(
-    dir: &Dir,
-    path: &mut Vec<OsString>,
-    visit: &mut Visitor<'_>,
-) -> io::Result<()> {
+pub fn walk(dir: &Dir, path: &mut Vec<OsString>, visit: &mut Visitor<'_>) -> io::Result<()> {
     for name in dir.names()? {
         match dir.lookup(name.as_bytes())? {
             Some(Node::Dir(child)) => {

@@ -19,6 +19,8 @@ pub mod history;
 pub mod image;
 #[cfg(unix)]
 pub mod images;
+#[cfg(unix)]
+pub mod import;
 pub mod inspect;
 #[cfg(unix)]
 pub mod kill;
@@ -77,6 +79,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bundle(args) => bundle::run(args, &cli.global),
         #[cfg(unix)]
         Command::Load(args) => load::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Import(args) => import::run(args, &cli.global),
         #[cfg(unix)]
         Command::Images(args) => images::run(args, &cli.global),
         #[cfg(unix)]
