@@ -110,4 +110,7 @@ pub enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell).
     Completion(commands::completion::CompletionArgs),
+    /// Write the man pages (`scripts/man` runs this).
+    #[command(hide = true)]
+    ManPages(commands::completion::ManArgs),
 }

@@ -100,5 +100,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(args, &cli.global),
         Command::Inspect(args) => inspect::run(args, &cli.global),
         Command::Completion(args) => completion::run(args),
+        Command::ManPages(args) => completion::man_pages(args),
     }
 }
