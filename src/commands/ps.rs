@@ -300,7 +300,7 @@ fn row(l: &Listed, images: &ImageFacts, trunc: bool, size: bool) -> Json {
         "Command": go_quote(&command),
         "CreatedAt": go_time(created),
         "RunningFor": human::ago(created),
-        "Ports": ports(&l.container.dir),
+        "Ports": ports(&l.container.dir, l.state.status == Status::Running),
         "State": state(l),
         "Status": status(l),
         "Size": if size { human::size(dir_size(&l.container.dir.join("upper"))) } else { "0B".into() },
@@ -318,38 +318,57 @@ pub fn go_time(secs: i64) -> String {
     format!("{} {} +0000 UTC", &t[..10], &t[11..19])
 }
 
-/// Published ports as Docker lists them (`0.0.0.0:8080->80/tcp, 443/tcp`), from the
-/// container's `ferry.json` when its run recorded any (Docker's `NetworkSettings.Ports`
-/// shape under `ports`: `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`).
-pub fn ports(dir: &std::path::Path) -> String {
-    let meta: Json = std::fs::read(dir.join("ferry.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Json::Null);
-    let Some(map) = meta.get("ports").and_then(Json::as_object) else {
-        return String::new();
+/// Ports as Docker's PORTS column lists them (`0.0.0.0:8080->80/tcp, :::8080->80/tcp,
+/// 443/tcp`): while the container runs, the ports it holds on the host (`state.json`'s
+/// `ports`, written by `ferry run -p`), and the exposed ports nothing publishes (`ferry.json`'s
+/// `host.exposed`). Read as JSON, so a container made by any ferry version lists.
+pub fn ports(dir: &std::path::Path, running: bool) -> String {
+    let read = |name: &str| -> Json {
+        std::fs::read(dir.join(name))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Json::Null)
     };
-    let mut out: Vec<((u32, String, String), String)> = Vec::new();
-    for (private, bindings) in map {
-        let (port, proto) = private.split_once('/').unwrap_or((private, "tcp"));
-        let key = |ip: &str| (port.parse().unwrap_or(0), proto.to_string(), ip.to_string());
-        match bindings.as_array().filter(|b| !b.is_empty()) {
-            None => out.push((key(""), format!("{port}/{proto}"))),
-            Some(bs) => {
-                for b in bs {
-                    let ip = b["HostIp"]
-                        .as_str()
-                        .filter(|i| !i.is_empty())
-                        .unwrap_or("0.0.0.0");
-                    let host = b["HostPort"].as_str().unwrap_or("");
-                    out.push((key(ip), format!("{ip}:{host}->{port}/{proto}")));
-                }
-            }
+    let port = |c: &Json| -> Option<(u64, String)> {
+        Some((
+            c["port"].as_u64()?,
+            c["protocol"].as_str().unwrap_or("tcp").to_ascii_lowercase(),
+        ))
+    };
+    // Sorted by container port, protocol, then IPv4 before IPv6, as Docker sorts them.
+    let mut items: Vec<((u64, String), u8, String)> = Vec::new();
+    let mut published = Vec::new();
+    if running {
+        for p in read("state.json")["ports"].as_array().into_iter().flatten() {
+            let (Some(c), Some(ip), Some(host)) = (
+                port(&p["container"]),
+                p["host_ip"].as_str(),
+                p["host_port"].as_u64(),
+            ) else {
+                continue;
+            };
+            let v6 = u8::from(ip.contains(':'));
+            items.push((c.clone(), v6, format!("{ip}:{host}->{}/{}", c.0, c.1)));
+            published.push(c);
         }
     }
-    out.sort();
-    out.into_iter()
-        .map(|(_, s)| s)
+    for e in read("ferry.json")["host"]["exposed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(c) = port(e)
+            && !published.contains(&c)
+        {
+            let text = format!("{}/{}", c.0, c.1);
+            items.push((c, 0, text));
+        }
+    }
+    items.sort();
+    items.dedup();
+    items
+        .into_iter()
+        .map(|(_, _, s)| s)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -420,12 +439,24 @@ mod tests {
     fn published_ports_read_as_docker_lists_them() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
-            dir.path().join("ferry.json"),
-            r#"{"ports": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}], "53/udp": null}}"#,
+            dir.path().join("state.json"),
+            r#"{"status": "running", "ports": [
+                {"host_ip": "::", "host_port": 8080, "container": {"port": 80, "protocol": "tcp"}},
+                {"host_ip": "0.0.0.0", "host_port": 8080, "container": {"port": 80, "protocol": "tcp"}}]}"#,
         )
         .unwrap();
-        assert_eq!(ports(dir.path()), "53/udp, 0.0.0.0:8080->80/tcp");
+        std::fs::write(
+            dir.path().join("ferry.json"),
+            r#"{"host": {"exposed": [{"port": 80, "protocol": "tcp"}, {"port": 53, "protocol": "udp"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ports(dir.path(), true),
+            "53/udp, 0.0.0.0:8080->80/tcp, :::8080->80/tcp"
+        );
+        // Like Docker: published ports only while it runs.
+        assert_eq!(ports(dir.path(), false), "53/udp, 80/tcp");
         std::fs::write(dir.path().join("ferry.json"), "{}").unwrap();
-        assert_eq!(ports(dir.path()), "");
+        assert_eq!(ports(dir.path(), false), "");
     }
 }

@@ -72,6 +72,51 @@ pub struct NetworkSettings {
     pub ports: Json,
 }
 
+/// `NetworkSettings.Ports`: `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}` for
+/// the ports a running container holds (`state.json`), `null` for exposed ones nothing
+/// publishes (`ferry.json`'s `host.exposed`).
+fn port_map(c: &Container, ferry_json: &Json, running: bool) -> Json {
+    let mut map = serde_json::Map::new();
+    let key = |p: &Json| -> Option<String> {
+        Some(format!(
+            "{}/{}",
+            p["port"].as_u64()?,
+            p["protocol"].as_str().unwrap_or("tcp").to_ascii_lowercase()
+        ))
+    };
+    for e in ferry_json["host"]["exposed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(k) = key(e) {
+            map.insert(k, Json::Null);
+        }
+    }
+    if running {
+        let state: Json = std::fs::read(c.dir.join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Json::Null);
+        for p in state["ports"].as_array().into_iter().flatten() {
+            let Some(k) = key(&p["container"]) else {
+                continue;
+            };
+            let binding = json!({
+                "HostIp": p["host_ip"].as_str().unwrap_or_default(),
+                "HostPort": p["host_port"].as_u64().map(|n| n.to_string()).unwrap_or_default(),
+            });
+            match map.get_mut(&k).and_then(Json::as_array_mut) {
+                Some(list) => list.push(binding),
+                None => {
+                    map.insert(k, json!([binding]));
+                }
+            }
+        }
+    }
+    Json::Object(map)
+}
+
 fn time(secs: u64) -> String {
     if secs == 0 {
         ZERO_TIME.into()
@@ -239,10 +284,7 @@ pub fn inspect(
             ..DockerConfig::default()
         },
         network_settings: NetworkSettings {
-            ports: ferry_json
-                .get("ports")
-                .cloned()
-                .unwrap_or_else(|| json!({})),
+            ports: port_map(c, &ferry_json, running),
         },
     }))
 }
