@@ -87,7 +87,8 @@ fn write<W: Write>(view: &View, out: W) -> anyhow::Result<()> {
 fn header(st: &Stat, kind: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
-    h.set_mode(st.st_mode & 0o7777);
+    // With the file type bits, as Go's archive/tar (Docker) writes the mode.
+    h.set_mode(st.st_mode & 0o177_777);
     h.set_uid(u64::from(st.st_uid));
     h.set_gid(u64::from(st.st_gid));
     h.set_mtime(st.st_mtime.max(0) as u64);

@@ -286,7 +286,7 @@ pub fn status(l: &Listed) -> String {
 
 /// One row's template data.
 fn row(l: &Listed, images: &ImageFacts, trunc: bool, size: bool) -> Json {
-    let command = l.meta.command.join(" ");
+    let command = command(&l.meta.command);
     let command = if trunc {
         ellipsis(&command, 20)
     } else {
@@ -386,6 +386,21 @@ fn dir_size(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// The command as Docker's container list joins it: the path, then the arguments, those
+/// with a space in single quotes (`sh -c 'exit 3'`).
+pub fn command(argv: &[String]) -> String {
+    let mut out = argv.first().cloned().unwrap_or_default();
+    for a in argv.iter().skip(1) {
+        out.push(' ');
+        if a.contains(' ') {
+            out.push_str(&format!("'{a}'"));
+        } else {
+            out.push_str(a);
+        }
+    }
+    out
+}
+
 /// Docker's `Ellipsis`: at most `max` characters, the last one `…` when cut.
 pub fn ellipsis(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -426,6 +441,9 @@ mod tests {
 
     #[test]
     fn commands_are_cut_and_quoted_as_docker_does() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(command(&argv(&["sh", "-c", "exit 3"])), "sh -c 'exit 3'");
+        assert_eq!(command(&argv(&["/hello"])), "/hello");
         assert_eq!(go_quote("/hello"), "\"/hello\"");
         assert_eq!(
             go_quote(&ellipsis("sh -c \"echo hi\" && sleep 100", 20)),

@@ -1,5 +1,6 @@
 //! Integration tests of the `ferry` binary against real services (see `harness`).
 
+mod cli;
 mod credentials;
 mod fake_registry;
 mod faults;

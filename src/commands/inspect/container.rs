@@ -72,6 +72,24 @@ pub struct NetworkSettings {
     pub ports: Json,
 }
 
+/// `Config.Env` as Docker records it: the image's and the user's variables, without the
+/// `HOSTNAME` and `HOME` the runtime adds (unless the image sets them).
+fn config_env(env: &[String], image: Option<&ferry_oci::spec::Config>) -> Vec<String> {
+    let image_keys: Vec<String> = image
+        .and_then(|c| c.env().clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.split('=').next().unwrap_or_default().to_string())
+        .collect();
+    env.iter()
+        .filter(|e| {
+            let key = e.split('=').next().unwrap_or_default();
+            !matches!(key, "HOSTNAME" | "HOME") || image_keys.iter().any(|k| k == key)
+        })
+        .cloned()
+        .collect()
+}
+
 /// `NetworkSettings.Ports`: `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}` for
 /// the ports a running container holds (`state.json`), `null` for exposed ones nothing
 /// publishes (`ferry.json`'s `host.exposed`).
@@ -274,7 +292,7 @@ pub fn inspect(
                 (Some(u), None) => u.to_string(),
             },
             tty: process["terminal"].as_bool().unwrap_or(false),
-            env: Some(strings(&process["env"])),
+            env: Some(config_env(&strings(&process["env"]), image_config.as_ref())),
             cmd: Some(cmd),
             image: meta.image.clone(),
             working_dir: process["cwd"].as_str().unwrap_or_default().into(),
