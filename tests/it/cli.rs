@@ -769,14 +769,15 @@ fn fetch_dir_writes_the_moby_scripts_directory_for_docker_and_ferry() {
     );
 
     // `tar -cC DIR . | docker load`, then `docker run`.
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .arg("-cC")
         .arg(&dir)
         .arg(".")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let loaded = run(s.docker().arg("load").stdin(tar.stdout.unwrap())).ok();
+    let loaded = run(s.docker().arg("load").stdin(tar.stdout.take().unwrap())).ok();
+    assert!(tar.wait().unwrap().success());
     assert!(
         loaded.stdout.contains(&format!("Loaded image: {image}")),
         "{}",
