@@ -9,8 +9,10 @@ mod container_fs;
 mod dir_tar;
 mod env;
 mod exit;
+#[cfg(unix)]
 mod filter;
 mod format;
+#[cfg(unix)]
 mod human;
 mod load_progress;
 mod management;
