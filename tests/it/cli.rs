@@ -788,7 +788,6 @@ fn fetch_dir_writes_the_moby_scripts_directory_for_docker_and_ferry() {
         .docker()
         .args(["run", "--rm", "--network", "none", &image]))
     .ok();
-    run(s.docker().args(["rmi", &image])).ok();
     assert_eq!(out.stdout.trim_end(), expect);
 
     // `ferry load -i DIR`, then `ferry run`.
