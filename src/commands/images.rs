@@ -219,7 +219,8 @@ fn row(
         "Containers": if containers == 0 { "N/A".to_string() } else { containers.to_string() },
         "SharedSize": "N/A",
         "UniqueSize": "N/A",
-        "VirtualSize": human::size(img.size),
+        // Docker prints this one with four digits (go-units' HumanSize).
+        "VirtualSize": human::size_with_precision(img.size, 4),
     })
 }
 

@@ -191,7 +191,10 @@ fn long_path(base: &Path, at_least: usize) -> PathBuf {
     let mut p = base.join("長いパス");
     let mut i = 0;
     while z_path(&p).chars().count() < at_least {
-        p.push(format!("{i:02}-{}", "フォルダ名".repeat(4) + &"x".repeat(20)));
+        p.push(format!(
+            "{i:02}-{}",
+            "フォルダ名".repeat(4) + &"x".repeat(20)
+        ));
         i += 1;
     }
     p
@@ -213,15 +216,31 @@ fn ferry_exe_writes_japanese_and_overlong_paths_that_load() {
     let out = jp.join("イメージ.tar");
     let ran = wine_ferry(
         dir.path(),
-        &["fetch", "--insecure-registry", s.registry(), &image, "-o", &z_path(&out)],
+        &[
+            "fetch",
+            "--insecure-registry",
+            s.registry(),
+            &image,
+            "-o",
+            &z_path(&out),
+        ],
     )
     .ok();
-    assert!(out.exists(), "no archive at {}: {}", out.display(), ran.stderr);
+    assert!(
+        out.exists(),
+        "no archive at {}: {}",
+        out.display(),
+        ran.stderr
+    );
     // Progress and summary name the file as given: UTF-8 on a pipe (what mintty and
     // MobaXterm read), nothing but the names outside ASCII.
     assert!(ran.stderr.contains("イメージ.tar"), "{}", ran.stderr);
     let without_names = ran.stderr.replace(&z_path(&out), "");
-    assert!(without_names.is_ascii(), "non-ASCII beside the names:\n{}", ran.stderr);
+    assert!(
+        without_names.is_ascii(),
+        "non-ASCII beside the names:\n{}",
+        ran.stderr
+    );
     let sidecar = std::fs::read_to_string(jp.join("イメージ.tar.sha256")).unwrap();
     assert_eq!(sidecar, format!("{}  イメージ.tar\n", sha256_file(&out)));
     // The archive verifies on both sides of the trip.
@@ -235,7 +254,16 @@ fn ferry_exe_writes_japanese_and_overlong_paths_that_load() {
     assert!(z_path(&long_out).chars().count() > 300);
     wine_ferry(
         dir.path(),
-        &["fetch", "--progress", "none", "--insecure-registry", s.registry(), &image, "-o", &z_path(&long_out)],
+        &[
+            "fetch",
+            "--progress",
+            "none",
+            "--insecure-registry",
+            s.registry(),
+            &image,
+            "-o",
+            &z_path(&long_out),
+        ],
     )
     .ok();
     assert_eq!(
@@ -257,7 +285,11 @@ fn ferry_exe_writes_japanese_and_overlong_paths_that_load() {
         ],
     )
     .ok();
-    assert!(r.stdout.contains("Download of images into 'Z:"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("Download of images into 'Z:"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("ダウンロード' complete."), "{}", r.stdout);
     // `tar -cC DIR . | docker load` on the Linux side.
     let mut tar = Command::new("tar")
@@ -270,9 +302,15 @@ fn ferry_exe_writes_japanese_and_overlong_paths_that_load() {
     let loaded = run(s.docker().arg("load").stdin(tar.stdout.take().unwrap())).ok();
     assert!(tar.wait().unwrap().success());
     assert!(loaded.stdout.contains(&image), "{}", loaded.stdout);
-    let out = run(s.docker().args(["run", "--rm", "--network", "none", &image])).ok();
+    let out = run(s
+        .docker()
+        .args(["run", "--rm", "--network", "none", &image]))
+    .ok();
     assert_eq!(out.stdout.trim_end(), expect);
     let home = tempdir();
-    let r = run(crate::harness::ferry(home.path()).args(["load", "-q", "-i"]).arg(&frozen)).ok();
+    let r = run(crate::harness::ferry(home.path())
+        .args(["load", "-q", "-i"])
+        .arg(&frozen))
+    .ok();
     assert_eq!(r.stdout, format!("Loaded image: {image}\n"));
 }
