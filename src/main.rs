@@ -11,6 +11,8 @@ mod env;
 mod exit;
 #[cfg(unix)]
 mod filter;
+// Listings are Linux-only; Windows uses the templates for archives only.
+#[cfg_attr(not(unix), allow(dead_code))]
 mod format;
 #[cfg(unix)]
 mod human;
@@ -20,6 +22,7 @@ mod paths;
 mod progress;
 #[cfg(unix)]
 mod store;
+#[cfg_attr(not(unix), allow(dead_code))]
 mod table;
 
 use std::process::ExitCode;

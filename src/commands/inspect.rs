@@ -8,6 +8,7 @@ mod container;
 #[cfg(unix)]
 mod image;
 
+#[cfg(unix)]
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
