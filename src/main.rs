@@ -18,6 +18,8 @@ mod format;
 mod human;
 mod load_progress;
 mod management;
+#[cfg(unix)]
+mod output;
 mod paths;
 mod progress;
 #[cfg(unix)]

@@ -58,11 +58,8 @@ pub fn run(cmd: ContainerCommand, global: &GlobalArgs) -> anyhow::Result<ExitCod
         if filters.has("label") {
             let labels = store
                 .as_ref()
-                .and_then(|s| s.image(&l.meta.image_id).ok())
-                .and_then(|i| i.config.config().as_ref().and_then(|c| c.labels().clone()))
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
+                .map(|s| super::store::labels_of(s, &l.meta.image_id))
+                .unwrap_or_default();
             if !filters.labels_match(&labels) {
                 continue;
             }

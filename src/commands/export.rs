@@ -4,13 +4,13 @@
 //! mounting anything, and a running one without what is mounted into it (`/proc`, volumes).
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use ferry_run::container::Status;
 use rustix::fs::{FileType, Stat};
@@ -40,37 +40,16 @@ pub fn run(args: ExportArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let view = View::new(&super::cp::layers(global, &c, &meta, running)?)
         .with_context(|| format!("cannot open the file system of container {}", c.short_id()))?;
     let what = format!("container {}", args.container);
+    let export =
+        |w: &mut dyn Write| write(&view, w).with_context(|| format!("failed to export {what}"));
     match args.output.as_ref().filter(|o| o.as_os_str() != "-") {
-        Some(path) => {
-            // Written beside the target and renamed: nobody sees half an export.
-            let mut part = path.clone().into_os_string();
-            part.push(".part");
-            let part = PathBuf::from(part);
-            let file = std::fs::File::create(&part)
-                .with_context(|| format!("cannot create {}", part.display()))?;
-            let result = write(&view, std::io::BufWriter::with_capacity(1 << 20, file));
-            if let Err(e) = result {
-                let _ = std::fs::remove_file(&part);
-                return Err(e.context(format!("failed to export {what}")));
-            }
-            std::fs::rename(&part, path).with_context(|| {
-                format!("cannot rename {} to {}", part.display(), path.display())
-            })?;
-        }
-        None => {
-            if std::io::stdout().is_terminal() {
-                bail!(
-                    "refusing to write a tar archive to a terminal; use -o FILE or redirect standard output"
-                );
-            }
-            write(&view, std::io::stdout().lock())
-                .with_context(|| format!("failed to export {what}"))?;
-        }
+        Some(path) => crate::output::to_file(path, |w| export(w))?,
+        None => crate::output::to_stdout(|w| export(w))?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn write<W: Write>(view: &View, out: W) -> anyhow::Result<()> {
+fn write(view: &View, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut b = tar::Builder::new(out);
     let mut links = Links::new();
     let mut path = Vec::new();
@@ -79,7 +58,7 @@ fn write<W: Write>(view: &View, out: W) -> anyhow::Result<()> {
         let name = p.last().expect("walk gives names").as_bytes();
         append(&mut b, parent, name, st, &rel, &mut links).map_err(std::io::Error::other)
     })?;
-    let mut out = b.into_inner()?;
+    let out = b.into_inner()?;
     out.flush()?;
     Ok(())
 }

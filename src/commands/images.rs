@@ -110,17 +110,10 @@ pub fn run(args: ImagesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         if dangling.is_some_and(|d| d != img.names.is_empty()) {
             continue;
         }
-        if filters.has("label") {
-            let labels: BTreeMap<String, String> = store
-                .image(img.id.as_ref())
-                .ok()
-                .and_then(|i| i.config.config().as_ref().and_then(|c| c.labels().clone()))
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            if !filters.labels_match(&labels) {
-                continue;
-            }
+        if filters.has("label")
+            && !filters.labels_match(&super::store::labels_of(&store, img.id.as_ref()))
+        {
+            continue;
         }
         let names: Vec<&(ImageReference, ferry_oci::Digest)> = img
             .names

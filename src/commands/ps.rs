@@ -209,14 +209,7 @@ impl ImageFacts {
                 continue;
             }
             if let Ok(img) = store.image(&l.meta.image_id) {
-                let labels = img
-                    .config
-                    .config()
-                    .as_ref()
-                    .and_then(|c| c.labels().clone())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
+                let labels = super::store::labels(&img);
                 facts
                     .images
                     .insert(l.meta.image_id.clone(), (labels, chain(&img)));

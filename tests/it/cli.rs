@@ -706,6 +706,20 @@ fn options_end_at_the_image_and_bad_values_get_dockers_words() {
     assert!(!r.stderr.contains("is not supported"), "{}", r.stderr);
 }
 
+/// `tar -cC DIR . | docker load`: the moby script's last step.
+pub fn docker_load_dir(s: &Services, dir: &Path) -> Ran {
+    let mut tar = Command::new("tar")
+        .arg("-cC")
+        .arg(dir)
+        .arg(".")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let loaded = run(s.docker().arg("load").stdin(tar.stdout.take().unwrap())).ok();
+    assert!(tar.wait().unwrap().success());
+    loaded
+}
+
 /// Every file below `dir`, relative, with its content (`None` for directories).
 fn tree(dir: &Path) -> BTreeSet<(PathBuf, Option<Vec<u8>>)> {
     let mut out = BTreeSet::new();
@@ -807,15 +821,7 @@ fn fetch_dir_writes_the_moby_scripts_directory_for_docker_and_ferry() {
     );
 
     // `tar -cC DIR . | docker load`, then `docker run`.
-    let mut tar = Command::new("tar")
-        .arg("-cC")
-        .arg(&dir)
-        .arg(".")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let loaded = run(s.docker().arg("load").stdin(tar.stdout.take().unwrap())).ok();
-    assert!(tar.wait().unwrap().success());
+    let loaded = docker_load_dir(s, &dir);
     assert!(
         loaded.stdout.contains(&format!("Loaded image: {image}")),
         "{}",

@@ -45,6 +45,30 @@ fn wine_ferry(dir: &Path, args: &[&str]) -> Ran {
         .env_remove("DOCKER_CONFIG"))
 }
 
+/// `ferry.exe fetch IMAGE -o OUT` (OUT as a `Z:\…` path) from the plain registry; the
+/// archive must be there.
+fn wine_fetch(dir: &Path, s: &Services, image: &str, out: &Path) -> Ran {
+    let ran = wine_ferry(
+        dir,
+        &[
+            "fetch",
+            "--insecure-registry",
+            s.registry(),
+            image,
+            "-o",
+            &z_path(out),
+        ],
+    )
+    .ok();
+    assert!(
+        out.exists(),
+        "no archive at {}: {}",
+        out.display(),
+        ran.stderr
+    );
+    ran
+}
+
 /// `Z:\…` is the Linux root in wine's default drive mapping.
 fn z_path(p: &Path) -> String {
     format!("Z:{}", p.display()).replace('/', "\\")
@@ -82,24 +106,7 @@ fn ferry_exe_fetches_into_a_drive_path_with_plain_progress() {
     let dir = tempdir();
     let out = dir.path().join("multilayer.tar");
     let image = s.image("ferry/multilayer:oci");
-    let ran = wine_ferry(
-        dir.path(),
-        &[
-            "fetch",
-            "--insecure-registry",
-            s.registry(),
-            &image,
-            "-o",
-            &z_path(&out),
-        ],
-    )
-    .ok();
-    assert!(
-        out.exists(),
-        "no archive at {}: {}",
-        out.display(),
-        ran.stderr
-    );
+    let ran = wine_fetch(dir.path(), s, &image, &out);
     assert!(
         ran.stderr.contains("fetch ") && ran.stderr.contains("/s, ETA"),
         "no plain progress:\n{}",
@@ -214,24 +221,7 @@ fn ferry_exe_writes_japanese_and_overlong_paths_that_load() {
     // C:\Users\山田\ダウンロード\… as the seed's users have them.
     let jp = dir.path().join("日本語フォルダ");
     let out = jp.join("イメージ.tar");
-    let ran = wine_ferry(
-        dir.path(),
-        &[
-            "fetch",
-            "--insecure-registry",
-            s.registry(),
-            &image,
-            "-o",
-            &z_path(&out),
-        ],
-    )
-    .ok();
-    assert!(
-        out.exists(),
-        "no archive at {}: {}",
-        out.display(),
-        ran.stderr
-    );
+    let ran = wine_fetch(dir.path(), s, &image, &out);
     // Progress and summary name the file as given: UTF-8 on a pipe (what mintty and
     // MobaXterm read), nothing but the names outside ASCII.
     assert!(ran.stderr.contains("イメージ.tar"), "{}", ran.stderr);
@@ -292,15 +282,7 @@ fn ferry_exe_writes_japanese_and_overlong_paths_that_load() {
     );
     assert!(r.stdout.contains("ダウンロード' complete."), "{}", r.stdout);
     // `tar -cC DIR . | docker load` on the Linux side.
-    let mut tar = Command::new("tar")
-        .arg("-cC")
-        .arg(&frozen)
-        .arg(".")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let loaded = run(s.docker().arg("load").stdin(tar.stdout.take().unwrap())).ok();
-    assert!(tar.wait().unwrap().success());
+    let loaded = crate::cli::docker_load_dir(s, &frozen);
     assert!(loaded.stdout.contains(&image), "{}", loaded.stdout);
     let out = run(s
         .docker()
