@@ -14,6 +14,8 @@ pub mod export;
 pub mod fetch;
 pub mod frozen;
 #[cfg(unix)]
+pub mod generate;
+#[cfg(unix)]
 pub mod history;
 #[cfg(unix)]
 pub mod image;
@@ -29,7 +31,11 @@ pub mod load;
 #[cfg(unix)]
 pub mod logs;
 #[cfg(unix)]
+pub mod port;
+#[cfg(unix)]
 pub mod ps;
+#[cfg(unix)]
+pub mod restart;
 #[cfg(unix)]
 pub mod rm;
 #[cfg(unix)]
@@ -39,6 +45,8 @@ pub mod run;
 #[cfg(unix)]
 pub mod save;
 #[cfg(unix)]
+pub mod start;
+#[cfg(unix)]
 pub mod stop;
 #[cfg(unix)]
 mod store;
@@ -47,6 +55,10 @@ pub mod system;
 #[cfg(unix)]
 pub mod tag;
 pub mod verify;
+#[cfg(unix)]
+pub mod volume;
+#[cfg(unix)]
+pub mod wait;
 
 use std::process::ExitCode;
 
@@ -75,6 +87,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cp(args) => cp::run(args, &cli.global),
         #[cfg(unix)]
         Command::Export(args) => export::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Start(args) => start::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Restart(args) => restart::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Wait(args) => wait::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Port(args) => port::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Generate(cmd) => generate::run(cmd, &cli.global),
+        #[cfg(unix)]
+        Command::Volume(cmd) => volume::run(cmd, &cli.global),
         #[cfg(unix)]
         Command::Bundle(args) => bundle::run(args, &cli.global),
         #[cfg(unix)]

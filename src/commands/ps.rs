@@ -49,7 +49,7 @@ pub struct PsArgs {
 
 /// `docker ps`'s filter keys that ferry's containers have.
 const FILTERS: &[&str] = &[
-    "ancestor", "before", "exited", "id", "label", "name", "network", "since", "status",
+    "ancestor", "before", "exited", "health", "id", "label", "name", "network", "since", "status",
 ];
 
 /// The template fields of a container row, with their column headings.
@@ -173,7 +173,14 @@ fn select<'a>(
                     && l.state.exit_code.is_some_and(|c| e.parse() == Ok(c))
             })
             && filters.any("ancestor", |a| images.descends(&l.meta.image_id, a))
-            && filters.any("network", |n| n == network(l));
+            && filters.any("network", |n| n == network(&l.meta))
+            && filters.any("health", |h| {
+                l.state
+                    .health
+                    .as_ref()
+                    .map_or("none", |x| x.status.as_str())
+                    == h
+            });
         if keep {
             out.push(l);
         }
@@ -246,34 +253,49 @@ fn state(l: &Listed) -> &'static str {
         Status::Created => "created",
         Status::Running => "running",
         Status::Exited => "exited",
+        Status::Restarting => "restarting",
     }
 }
 
-fn network(l: &Listed) -> &'static str {
-    // The OCI config has a network namespace exactly when the container has no host network.
-    let config = std::fs::read(l.container.dir.join("config.json")).unwrap_or_default();
-    let spec: Json = serde_json::from_slice(&config).unwrap_or(Json::Null);
-    let own = spec["linux"]["namespaces"]
-        .as_array()
-        .is_some_and(|ns| ns.iter().any(|n| n["type"] == "network"));
-    if own { "none" } else { "host" }
+/// The network as Docker's `NetworkMode` names it.
+pub fn network(meta: &ferry_run::container::Meta) -> String {
+    use ferry_run::Network;
+    match &meta.host.network {
+        Network::Default | Network::Private => "default".into(),
+        Network::Host => "host".into(),
+        Network::None => "none".into(),
+        Network::Container(n) => format!("container:{n}"),
+    }
 }
 
-/// `Up 3 minutes`, `Exited (0) 2 hours ago`, `Created`.
+/// `Up 3 minutes (healthy)`, `Exited (0) 2 hours ago`, `Restarting (1) 5 seconds ago`,
+/// `Created`.
 pub fn status(l: &Listed) -> String {
-    match l.state.status {
+    let s = &l.state;
+    let ended = || human::ago(s.finished.max(s.started) as i64);
+    match s.status {
         Status::Created => "Created".into(),
         Status::Running => format!(
-            "Up {}",
-            human::duration(ferry_oci::time::now() - l.state.started as i64)
+            "Up {}{}",
+            human::duration(ferry_oci::time::now() - s.started as i64),
+            ferry_run::container::health::ps_suffix(s.health.as_ref())
         ),
-        Status::Exited => match l.state.exit_code {
-            Some(code) => format!(
-                "Exited ({code}) {}",
-                human::ago(l.state.finished.max(l.state.started) as i64)
-            ),
+        Status::Restarting => format!("Restarting ({}) {}", s.exit_code.unwrap_or(0), ended()),
+        Status::Exited => match s.exit_code {
+            Some(code) => format!("Exited ({code}) {}", ended()),
             None => "Exited (unknown)".into(),
         },
+    }
+}
+
+/// The PORTS column: while it runs in a network namespace of its own, the ports it holds
+/// and the exposed ones nothing publishes, as Docker lists them.
+fn ports(l: &Listed) -> String {
+    match (l.state.status, &l.meta.host.network) {
+        (Status::Running, ferry_run::Network::Private) => {
+            ferry_run::net::ports::ps_column(&l.state.ports, &l.meta.host.exposed)
+        }
+        _ => String::new(),
     }
 }
 
@@ -293,14 +315,14 @@ fn row(l: &Listed, images: &ImageFacts, trunc: bool, size: bool) -> Json {
         "Command": go_quote(&command),
         "CreatedAt": go_time(created),
         "RunningFor": human::ago(created),
-        "Ports": ports(&l.container.dir, l.state.status == Status::Running),
+        "Ports": ports(l),
         "State": state(l),
         "Status": status(l),
         "Size": if size { human::size(dir_size(&l.container.dir.join("upper"))) } else { "0B".into() },
         "Names": l.meta.name,
         "Labels": labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
         "Mounts": "",
-        "Networks": network(l),
+        "Networks": network(&l.meta),
         "LocalVolumes": "0",
     })
 }
@@ -309,61 +331,6 @@ fn row(l: &Listed, images: &ImageFacts, trunc: bool, size: bool) -> Json {
 pub fn go_time(secs: i64) -> String {
     let t = ferry_oci::time::rfc3339(secs);
     format!("{} {} +0000 UTC", &t[..10], &t[11..19])
-}
-
-/// Ports as Docker's PORTS column lists them (`0.0.0.0:8080->80/tcp, :::8080->80/tcp,
-/// 443/tcp`): while the container runs, the ports it holds on the host (`state.json`'s
-/// `ports`, written by `ferry run -p`), and the exposed ports nothing publishes (`ferry.json`'s
-/// `host.exposed`). Read as JSON, so a container made by any ferry version lists.
-pub fn ports(dir: &std::path::Path, running: bool) -> String {
-    let read = |name: &str| -> Json {
-        std::fs::read(dir.join(name))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Json::Null)
-    };
-    let port = |c: &Json| -> Option<(u64, String)> {
-        Some((
-            c["port"].as_u64()?,
-            c["protocol"].as_str().unwrap_or("tcp").to_ascii_lowercase(),
-        ))
-    };
-    // Sorted by container port, protocol, then IPv4 before IPv6, as Docker sorts them.
-    let mut items: Vec<((u64, String), u8, String)> = Vec::new();
-    let mut published = Vec::new();
-    if running {
-        for p in read("state.json")["ports"].as_array().into_iter().flatten() {
-            let (Some(c), Some(ip), Some(host)) = (
-                port(&p["container"]),
-                p["host_ip"].as_str(),
-                p["host_port"].as_u64(),
-            ) else {
-                continue;
-            };
-            let v6 = u8::from(ip.contains(':'));
-            items.push((c.clone(), v6, format!("{ip}:{host}->{}/{}", c.0, c.1)));
-            published.push(c);
-        }
-    }
-    for e in read("ferry.json")["host"]["exposed"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        if let Some(c) = port(e)
-            && !published.contains(&c)
-        {
-            let text = format!("{}/{}", c.0, c.1);
-            items.push((c, 0, text));
-        }
-    }
-    items.sort();
-    items.dedup();
-    items
-        .into_iter()
-        .map(|(_, _, s)| s)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn dir_size(dir: &std::path::Path) -> u64 {
@@ -444,30 +411,5 @@ mod tests {
         );
         assert_eq!(go_quote("a\tb\\c\x01"), r#""a\tb\\c\x01""#);
         assert_eq!(ellipsis("日本語のコマンド", 20), "日本語のコマンド");
-    }
-
-    #[test]
-    fn published_ports_read_as_docker_lists_them() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("state.json"),
-            r#"{"status": "running", "ports": [
-                {"host_ip": "::", "host_port": 8080, "container": {"port": 80, "protocol": "tcp"}},
-                {"host_ip": "0.0.0.0", "host_port": 8080, "container": {"port": 80, "protocol": "tcp"}}]}"#,
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("ferry.json"),
-            r#"{"host": {"exposed": [{"port": 80, "protocol": "tcp"}, {"port": 53, "protocol": "udp"}]}}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            ports(dir.path(), true),
-            "53/udp, 0.0.0.0:8080->80/tcp, :::8080->80/tcp"
-        );
-        // Like Docker: published ports only while it runs.
-        assert_eq!(ports(dir.path(), false), "53/udp, 80/tcp");
-        std::fs::write(dir.path().join("ferry.json"), "{}").unwrap();
-        assert_eq!(ports(dir.path(), false), "");
     }
 }

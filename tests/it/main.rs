@@ -5,6 +5,7 @@ mod credentials;
 mod fake_registry;
 mod faults;
 mod fetch;
+mod fuzz;
 mod harness;
 mod load;
 mod load_support;
@@ -12,4 +13,10 @@ mod network;
 mod resume;
 #[cfg(unix)]
 mod run;
+#[cfg(unix)]
+mod run_interface;
+#[cfg(unix)]
+mod services;
+#[cfg(unix)]
+mod store_location;
 mod windows;

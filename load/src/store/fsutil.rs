@@ -53,6 +53,13 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     };
     if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
         let child = open_child_dir(dir, name)?;
+        // A directory without write or search permission (mode 0o000 from a layer) must be
+        // opened up before its entries can go: as root this is not needed, as a user it is.
+        // Through the handle opened with O_NOFOLLOW, never by name: a name may be a symlink
+        // (to `/`, to /etc/shadow…) by the time it is used, and chmod follows symlinks.
+        if st.st_mode & 0o700 != 0o700 {
+            let _ = rustix::fs::fchmod(&child, Mode::from_raw_mode(0o700));
+        }
         empty_dir(child.as_fd())?;
         rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
     } else {
@@ -64,23 +71,7 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
 /// Removes everything inside `dir`.
 pub fn empty_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
     // A directory listing that is being modified is not reliable: collect names first.
-    let names = list(dir)?;
-    for name in names {
-        // A directory without write or search permission (mode 0o000 from a layer) must be
-        // opened up before its entries can go; as root this is not needed, as a user it is.
-        let _ = rustix::fs::chmodat(
-            dir,
-            name.as_slice(),
-            Mode::from_raw_mode(0o700),
-            AtFlags::empty(),
-        )
-        .ok()
-        .filter(|_| {
-            kind_at(dir, &name)
-                .ok()
-                .flatten()
-                .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
-        });
+    for name in list(dir)? {
         remove_at(dir, &name)?;
     }
     Ok(())
@@ -165,4 +156,49 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// Emptying a directory must not change what its symlinks point at: a snapshot's absolute
+    /// symlinks (Debian's `/etc/alternatives/*`, a hostile layer's link to `/`) name host
+    /// files, and chmod through a name follows them.
+    #[test]
+    fn removing_a_tree_never_touches_what_its_symlinks_point_at() {
+        let work = tempfile::tempdir().unwrap();
+        let outside = work.path().join("outside");
+        std::fs::write(&outside, b"host file").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let outside_dir = work.path().join("outside-dir");
+        std::fs::create_dir(&outside_dir).unwrap();
+        std::fs::set_permissions(&outside_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let tree = work.path().join("tree");
+        std::fs::create_dir_all(tree.join("d/locked")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("d/file-link")).unwrap();
+        std::os::unix::fs::symlink(&outside_dir, tree.join("d/dir-link")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("d/locked/deep-link")).unwrap();
+        std::fs::set_permissions(
+            tree.join("d/locked"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+
+        let fd = open_dir(&tree).unwrap();
+        remove_at(fd.as_fd(), b"d").unwrap();
+
+        assert!(!tree.join("d").exists());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&outside), 0o644, "a symlinked file's mode changed");
+        assert_eq!(
+            mode(&outside_dir),
+            0o755,
+            "a symlinked directory's mode changed"
+        );
+        assert_eq!(std::fs::read(&outside).unwrap(), b"host file");
+    }
 }

@@ -77,7 +77,7 @@ impl Writer {
 }
 
 /// A container's log records in order; with `follow`, it waits for more until the container
-/// stops. The caller prints them: the library never writes to the terminal.
+/// stops for good (restarts continue the same log). The caller prints them.
 pub struct Records<'a> {
     container: &'a Container,
     path: std::path::PathBuf,
@@ -89,6 +89,15 @@ pub struct Records<'a> {
 
 /// Opens a container's log for reading (`ferry logs [-f]`).
 pub fn records(container: &Container, follow: bool) -> Result<Records<'_>, RunError> {
+    records_from(container, follow, 0)
+}
+
+/// Opens a container's log for reading from byte `offset` (what a new start added).
+pub fn records_from(
+    container: &Container,
+    follow: bool,
+    offset: u64,
+) -> Result<Records<'_>, RunError> {
     let path = container.log_path();
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
@@ -97,13 +106,40 @@ pub fn records(container: &Container, follow: bool) -> Result<Records<'_>, RunEr
         }
         Err(e) => return Err(io_err("open", &path)(e)),
     };
+    let mut reader = std::io::BufReader::new(file);
+    if offset > 0 {
+        use std::io::Seek;
+        reader
+            .seek(std::io::SeekFrom::Start(offset))
+            .map_err(io_err("read", &path))?;
+    }
     Ok(Records {
         container,
         path,
-        reader: std::io::BufReader::new(file),
+        reader,
         follow,
         rest: None,
     })
+}
+
+/// Follows a container's output from byte `offset` of its log until it stops for good
+/// (`ferry start -a`), each stream to its own. (The one place the library still prints:
+/// `start` waits for the container after it.)
+pub fn follow_from(container: &Container, offset: u64) -> Result<(), RunError> {
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    for r in records_from(container, true, offset)? {
+        let r = r?;
+        let w: &mut dyn Write = if r.stream == "stderr" {
+            &mut err
+        } else {
+            &mut out
+        };
+        w.write_all(r.log.as_bytes())
+            .and_then(|()| w.flush())
+            .map_err(io_err("write", "standard output"))?;
+    }
+    Ok(())
 }
 
 impl Iterator for Records<'_> {
@@ -140,7 +176,11 @@ impl Iterator for Records<'_> {
                     return Some(Err(io_err("read", &self.path)(e)));
                 }
             }
-            if self.container.current_state().status != super::Status::Running {
+            // Restarts continue the same log.
+            if !matches!(
+                self.container.current_state().status,
+                super::Status::Running | super::Status::Restarting
+            ) {
                 // One last pass for what was written just before it stopped.
                 let mut rest = String::new();
                 let _ = std::io::Read::read_to_string(&mut self.reader, &mut rest);

@@ -53,6 +53,8 @@ pub struct State {
     pub error: String,
     pub started_at: String,
     pub finished_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Json>,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +62,8 @@ pub struct State {
 pub struct HostConfig {
     pub binds: Option<Vec<String>>,
     pub network_mode: String,
+    pub port_bindings: Json,
+    pub restart_policy: Json,
     pub auto_remove: bool,
     pub privileged: bool,
     pub readonly_rootfs: bool,
@@ -90,51 +94,6 @@ fn config_env(env: &[String], image: Option<&ferry_oci::spec::Config>) -> Vec<St
         .collect()
 }
 
-/// `NetworkSettings.Ports`: `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}` for
-/// the ports a running container holds (`state.json`), `null` for exposed ones nothing
-/// publishes (`ferry.json`'s `host.exposed`).
-fn port_map(c: &Container, ferry_json: &Json, running: bool) -> Json {
-    let mut map = serde_json::Map::new();
-    let key = |p: &Json| -> Option<String> {
-        Some(format!(
-            "{}/{}",
-            p["port"].as_u64()?,
-            p["protocol"].as_str().unwrap_or("tcp").to_ascii_lowercase()
-        ))
-    };
-    for e in ferry_json["host"]["exposed"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        if let Some(k) = key(e) {
-            map.insert(k, Json::Null);
-        }
-    }
-    if running {
-        let state: Json = std::fs::read(c.dir.join("state.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Json::Null);
-        for p in state["ports"].as_array().into_iter().flatten() {
-            let Some(k) = key(&p["container"]) else {
-                continue;
-            };
-            let binding = json!({
-                "HostIp": p["host_ip"].as_str().unwrap_or_default(),
-                "HostPort": p["host_port"].as_u64().map(|n| n.to_string()).unwrap_or_default(),
-            });
-            match map.get_mut(&k).and_then(Json::as_array_mut) {
-                Some(list) => list.push(binding),
-                None => {
-                    map.insert(k, json!([binding]));
-                }
-            }
-        }
-    }
-    Json::Object(map)
-}
-
 fn time(secs: u64) -> String {
     if secs == 0 {
         ZERO_TIME.into()
@@ -151,6 +110,10 @@ pub fn inspect(
     size: bool,
 ) -> anyhow::Result<Box<ContainerJson>> {
     let state = c.current_state();
+    // What the runtime knows best (restarts, health, ports, mounts) comes from its own
+    // document; the rest is laid out here in Docker's order.
+    let doc = ferry_run::container::inspect::document(c, meta);
+    let doc_state = &doc["State"];
     let spec: Json = std::fs::read(c.dir.join("config.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -177,9 +140,6 @@ pub fn inspect(
         Some(e) => meta.command[e.len()..].to_vec(),
         None => meta.command.clone(),
     };
-    let own_network = spec["linux"]["namespaces"]
-        .as_array()
-        .is_some_and(|ns| ns.iter().any(|n| n["type"] == "network"));
     let mut binds = Vec::new();
     let mut mounts = Vec::new();
     for m in spec["mounts"].as_array().into_iter().flatten() {
@@ -205,35 +165,26 @@ pub fn inspect(
             "Propagation": "rprivate",
         }));
     }
-    let ferry_json: Json = std::fs::read(c.dir.join("ferry.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Json::Null);
     let labels: Option<BTreeMap<String, String>> = image_config
         .as_ref()
         .and_then(|c| c.labels().clone())
         .map(|l| l.into_iter().collect());
     let dir = |name: &str| c.dir.join(name).display().to_string();
-    let running = state.status == Status::Running;
+    let running = matches!(state.status, Status::Running | Status::Restarting);
     Ok(Box::new(ContainerJson {
         id: c.id.clone(),
         created: ferry_oci::time::rfc3339(meta.created as i64),
         path: meta.command.first().cloned().unwrap_or_default(),
         args: meta.command.iter().skip(1).cloned().collect(),
         state: State {
-            status: match state.status {
-                Status::Created => "created",
-                Status::Running => "running",
-                Status::Exited => "exited",
-            }
-            .into(),
-            running,
+            status: doc_state["Status"].as_str().unwrap_or("created").into(),
+            running: doc_state["Running"].as_bool().unwrap_or(false),
             paused: false,
-            restarting: false,
+            restarting: doc_state["Restarting"].as_bool().unwrap_or(false),
             oom_killed: false,
             dead: false,
-            pid: if running { state.pid } else { 0 },
-            exit_code: state.exit_code.unwrap_or(0),
+            pid: doc_state["Pid"].as_i64().unwrap_or(0) as i32,
+            exit_code: doc_state["ExitCode"].as_i64().unwrap_or(0) as i32,
             error: String::new(),
             started_at: time(state.started),
             finished_at: if running {
@@ -241,6 +192,7 @@ pub fn inspect(
             } else {
                 time(state.finished)
             },
+            health: doc_state.get("Health").cloned(),
         },
         image: meta.image_id.clone(),
         resolv_conf_path: dir("resolv.conf"),
@@ -252,7 +204,7 @@ pub fn inspect(
             String::new()
         },
         name: format!("/{}", meta.name),
-        restart_count: 0,
+        restart_count: doc["RestartCount"].as_u64().unwrap_or(0) as u32,
         driver: if meta.rootfs_copy {
             "ferry-copy"
         } else {
@@ -262,7 +214,9 @@ pub fn inspect(
         platform: "linux".into(),
         host_config: HostConfig {
             binds: (!binds.is_empty()).then_some(binds),
-            network_mode: if own_network { "none" } else { "host" }.into(),
+            network_mode: super::super::ps::network(meta),
+            port_bindings: doc["HostConfig"]["PortBindings"].clone(),
+            restart_policy: doc["HostConfig"]["RestartPolicy"].clone(),
             auto_remove: meta.auto_remove,
             privileged: spec["linux"]["maskedPaths"].is_null() && !spec["linux"].is_null(),
             readonly_rootfs: spec["root"]["readonly"].as_bool().unwrap_or(false),
@@ -280,7 +234,11 @@ pub fn inspect(
             name: "ferry".into(),
         },
         size_rw: size.then(|| super::super::container::dir_bytes(&c.dir.join("upper"))),
-        mounts,
+        // The run's own record of its mounts (volumes, binds, tmpfs) when it has one.
+        mounts: match doc["Mounts"].as_array() {
+            Some(m) if !m.is_empty() => m.clone(),
+            _ => mounts,
+        },
         config: DockerConfig {
             hostname: spec["hostname"].as_str().unwrap_or_default().into(),
             user: match (
@@ -299,10 +257,16 @@ pub fn inspect(
             entrypoint,
             labels,
             stop_signal: meta.stop_signal.clone().unwrap_or_default(),
+            exposed_ports: doc["Config"]["ExposedPorts"]
+                .as_object()
+                .filter(|m| !m.is_empty())
+                .map(|m| m.clone().into_iter().collect()),
+            stop_timeout: doc["Config"]["StopTimeout"].as_i64(),
+            healthcheck: Some(doc["Config"]["Healthcheck"].clone()).filter(|h| !h.is_null()),
             ..DockerConfig::default()
         },
         network_settings: NetworkSettings {
-            ports: port_map(c, &ferry_json, running),
+            ports: doc["NetworkSettings"]["Ports"].clone(),
         },
     }))
 }
