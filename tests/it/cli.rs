@@ -1151,8 +1151,11 @@ fn completions_and_man_pages_come_from_the_command_definitions() {
         }
     }
     let bash = run(ferry(h).args(["completion", "bash"])).ok().stdout;
+    let script = h.join("ferry.bash");
+    std::fs::write(&script, bash).unwrap();
     let r = run(Command::new("bash").arg("-c").arg(format!(
-        "{bash}\nCOMP_WORDS=(ferry container l); COMP_CWORD=2; _ferry ferry l container; echo \"${{COMPREPLY[*]}}\""
+        "source {}\nCOMP_WORDS=(ferry container l); COMP_CWORD=2; _ferry ferry l container; echo \"${{COMPREPLY[*]}}\"",
+        script.display()
     )))
     .ok();
     assert_eq!(r.stdout.trim(), "logs ls list");
