@@ -13,6 +13,8 @@
 //! Image JSON types (manifests, indexes, configs, descriptors) come from the `oci-spec` crate and
 //! are re-exported as [`spec`].
 
+#![forbid(unsafe_code)]
+
 pub mod archive;
 pub mod digest;
 pub mod media_type;

@@ -18,6 +18,7 @@ pub mod image;
 pub mod options;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod syscall;
 pub mod userns;

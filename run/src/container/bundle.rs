@@ -35,8 +35,10 @@ pub fn bundle(
         )));
     }
     let dir = std::fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
-    // SAFETY: plain getters.
-    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (euid, egid) = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
     let hostname = opts.hostname.clone().unwrap_or_else(|| "ferry".into());
     let spec = spec::build(
         &image,

@@ -37,12 +37,9 @@ pub fn signal_container(c: &Container, meta: &Meta, signal: i32) -> Result<(), R
     }
     // From outside its PID namespace the container's PID 1 receives SIGKILL always, other
     // signals only if it handles them, exactly as under Docker.
-    // SAFETY: signals a pid whose identity was checked through its start time.
-    if unsafe { libc::kill(state.pid, signal) } != 0 {
-        return Err(RunError::Sys {
-            action: format!("signal container {}", c.short_id()),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    // The pid's identity was checked through its start time.
+    crate::process::signal::send(state.pid, signal).map_err(|source| RunError::Sys {
+        action: format!("signal container {}", c.short_id()),
+        source,
+    })
 }

@@ -4,7 +4,9 @@
 //! and returns.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use super::logs;
 use super::run::{self, Prepared};
@@ -15,15 +17,7 @@ use crate::image::ImageSource;
 use crate::process::exec::InitError;
 use crate::process::spawn::Stdio;
 
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptors.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
+use crate::process::spawn::pipe;
 
 /// Starts the container under a monitor; returns its ID once the command runs.
 pub fn launch(mut p: Prepared, source: &dyn ImageSource) -> Result<String, RunError> {
@@ -51,9 +45,8 @@ pub fn launch(mut p: Prepared, source: &dyn ImageSource) -> Result<String, RunEr
     if msg.trim() == "ok" {
         return Ok(p.container.id.clone());
     }
-    let mut st = 0;
-    // SAFETY: our own child, which has exited or is exiting.
-    unsafe { libc::waitpid(pid, &mut st, 0) };
+    // Our own child, which has exited or is exiting.
+    supervise::reap(pid);
     let e = InitError::decode(if msg.is_empty() {
         "125\t0\tthe monitor exited before the container started"
     } else {
@@ -68,17 +61,16 @@ pub fn launch(mut p: Prepared, source: &dyn ImageSource) -> Result<String, RunEr
 
 fn monitor(p: &mut Prepared, source: &dyn ImageSource, ready: OwnedFd) -> i32 {
     let mut ready = std::fs::File::from(ready);
-    // SAFETY: detach from the caller's session and terminal.
-    unsafe { libc::setsid() };
+    // Detach from the caller's session and terminal.
+    let _ = rustix::process::setsid();
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
     {
-        for fd in 0..3 {
-            // SAFETY: replaces the standard streams with /dev/null.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
     }
     let fail = |ready: &mut std::fs::File, e: RunError| {
         let _ = ready.write_all(
@@ -178,54 +170,45 @@ fn pump(
 ) -> i32 {
     let mut code = None;
     let mut buf = [0u8; 16384];
+    let a_moment = Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
     loop {
-        let mut fds: Vec<libc::pollfd> = std::iter::once(signals.fd())
-            .chain(streams.iter().map(|(_, f)| f.as_raw_fd()))
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
         if streams.is_empty()
             && let Some(c) = code
         {
             return c;
         }
-        let timeout = if code.is_some() { 100 } else { -1 };
-        // SAFETY: polls descriptors we own.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        let mut fds: Vec<PollFd<'_>> = std::iter::once(signals.fd())
+            .chain(streams.iter().map(|(_, f)| f.as_fd()))
+            .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
+            .collect();
+        let timeout = code.is_some().then_some(&a_moment);
+        let n = match rustix::event::poll(&mut fds, timeout) {
+            Ok(n) => n,
+            Err(_) => continue,
+        };
         if n == 0 && code.is_some() {
             // Ended, and nothing more arrives: something inside still holds the pipe open.
             return code.unwrap_or(125);
         }
-        if n < 0 {
-            continue;
-        }
-        if fds[0].revents != 0 {
-            match signals.next() {
-                Some(libc::SIGCHLD) | None => {}
-                // SAFETY: forwards to our own child.
-                Some(sig) => unsafe {
-                    libc::kill(pid, sig);
-                },
-            }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        if ready[0] {
+            supervise::forward(pid, signals.next());
         }
         if code.is_none() {
             code = supervise::try_wait(pid);
         }
         let mut closed = Vec::new();
-        for (i, f) in fds.iter().enumerate().skip(1) {
-            if f.revents == 0 {
+        for (i, (stream, fd)) in streams.iter().enumerate() {
+            if !ready[i + 1] {
                 continue;
             }
-            let (stream, fd) = &streams[i - 1];
-            // SAFETY: reads into our buffer.
-            let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if r > 0 {
-                log.write(*stream, &buf[..r as usize]);
-            } else {
-                closed.push(i - 1);
+            match rustix::io::read(fd, &mut buf) {
+                Ok(r) if r > 0 => log.write(*stream, &buf[..r]),
+                _ => closed.push(i),
             }
         }
         for i in closed.into_iter().rev() {

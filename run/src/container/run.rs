@@ -14,6 +14,7 @@ use crate::options::{RootfsMode, RunOptions, Runtime};
 use crate::process::init::InitPlan;
 use crate::process::spawn::{self, SpawnError, Stdio};
 use crate::rootfs::{self, RootSource, overlay};
+use crate::seccomp::Program;
 use crate::spec::{self, SpecContext};
 
 /// How `ferry run` ended.
@@ -83,8 +84,10 @@ pub fn prepare(
     image_ref: &str,
     opts: RunOptions,
 ) -> Result<Prepared, RunError> {
-    // SAFETY: plain getters.
-    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (euid, egid) = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
     let rootless = (euid != 0).then_some((euid, egid));
     let has_limits = opts.memory.is_some() || opts.cpus.is_some() || opts.pids_limit.is_some();
     if rootless.is_some() && has_limits {
@@ -225,23 +228,24 @@ pub fn remove_in_background(dir: &Path) {
         Ok(()) => trash,
         Err(_) => dir.to_path_buf(),
     };
+    // A double fork: the remover is nobody's child once the first one has exited.
     // SAFETY: single-threaded; the children only delete files and exit.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            libc::setsid();
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let _ = rustix::process::setsid();
+        // SAFETY: as above; `_exit` skips the parent's atexit handlers.
+        unsafe {
             if libc::fork() == 0 {
                 let _ = remove_dir(&target);
                 libc::_exit(0);
             }
             libc::_exit(0);
         }
-        if pid > 0 {
-            let mut st = 0;
-            libc::waitpid(pid, &mut st, 0);
-        } else {
-            let _ = remove_dir(&target);
-        }
+    }
+    if pid > 0 {
+        supervise::reap(pid);
+    } else {
+        let _ = remove_dir(&target);
     }
 }
 
@@ -297,6 +301,19 @@ pub fn start(
     if let Runtime::External(runtime) = p.opts.runtime.clone() {
         return super::external::start(p, source, &runtime, stdio);
     }
+    // Compiled here, in the supervisor, so a profile the compiler refuses is reported before
+    // anything runs.
+    let seccomp = p
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(Program::compile)
+        .transpose()
+        .map_err(|source| RunError::Seccomp {
+            profile: format!("of container {}", p.container.short_id()),
+            source,
+        })?;
     loop {
         let plan = InitPlan {
             spec: p.spec.clone(),
@@ -311,6 +328,7 @@ pub fn start(
                 .as_ref()
                 .is_some_and(|l| l.uid_mappings().is_some()),
             init: p.opts.init,
+            seccomp: seccomp.clone(),
         };
         match spawn::spawn(&plan, stdio) {
             Ok(pid) => return Ok(pid),
@@ -373,7 +391,7 @@ fn foreground(p: &mut Prepared, source: &dyn ImageSource) -> Result<i32, RunErro
     };
     // The size must be right before the command starts, not once the proxy runs.
     if let Some(t) = &pty {
-        tty::copy_winsize(libc::STDIN_FILENO, t.master.as_raw_fd());
+        tty::copy_winsize(std::io::stdin(), &t.master);
     }
     let null: Option<OwnedFd> = if p.opts.interactive || p.opts.tty {
         None

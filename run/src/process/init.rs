@@ -1,16 +1,18 @@
 //! What the container's first process does between `clone` and `execve`, in this order:
 //! join cgroups, build the rootfs and `pivot_root` into it, set the hostname, create the working
-//! directory, start a session, drop capabilities and switch user, forbid new privileges, then
-//! execute the command (or, with `--init`, become a small init that runs it).
+//! directory, start a session, then [`privileges::drop_privileges`] (limits, capabilities, user,
+//! no_new_privs, seccomp), then execute the command (or, with `--init`, become a small init that
+//! runs it).
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 
-use super::caps;
 use super::exec::{self, InitError};
+use super::privileges::{self, Privileges};
 use crate::rootfs::{self, RootSource};
+use crate::seccomp::Program;
 use crate::syscall::Syscall;
 
 /// Everything the first process needs, computed by the supervisor before `clone`.
@@ -32,6 +34,8 @@ pub struct InitPlan {
     pub rootless: bool,
     /// `--init`.
     pub init: bool,
+    /// The compiled `linux.seccomp` of the spec.
+    pub seccomp: Option<Program>,
 }
 
 fn sys_err(what: impl std::fmt::Display, e: std::io::Error) -> InitError {
@@ -105,39 +109,15 @@ fn setup(sys: &dyn Syscall, plan: &InitPlan) -> Result<(), InitError> {
     // and can push input into the host shell with TIOCSTI (CVE-2017-5226 in bubblewrap).
     sys.setsid().map_err(|e| sys_err("start a session", e))?;
     if let Some((fd, _)) = plan.console {
+        // SAFETY: the supervisor keeps the pty slave open until this process has executed.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         sys.set_controlling_tty(fd)
             .map_err(|e| sys_err("attach the terminal", e))?;
     }
-
-    let user = process.user();
-    let keep = caps::bounding_to_keep(&process);
-    caps::drop_bounding(sys, keep).map_err(|e| sys_err("drop capabilities", e))?;
-    if !plan.rootless {
-        // A rootless user namespace has setgroups denied (CVE-2014-8989 made it so); its
-        // only group is the mapped one.
-        sys.setgroups(user.additional_gids().as_deref().unwrap_or_default())
-            .map_err(|e| sys_err("set supplementary groups", e))?;
-    }
-    sys.setgid(user.gid())
-        .map_err(|e| sys_err(format_args!("set gid {}", user.gid()), e))?;
-    sys.setuid(user.uid())
-        .map_err(|e| sys_err(format_args!("set uid {}", user.uid()), e))?;
-    // Root keeps the set in permitted/effective; inheritable is emptied (CVE-2022-24769). For
-    // any other uid setuid already cleared them and execve would anyway.
-    let (eff, perm) = if user.uid() == 0 {
-        (keep, keep)
-    } else {
-        (0, 0)
-    };
-    sys.capset(eff, perm, 0)
-        .map_err(|e| sys_err("set capabilities", e))?;
-    if process.no_new_privileges().unwrap_or(false) {
-        sys.set_no_new_privs()
-            .map_err(|e| sys_err("set no_new_privs", e))?;
-    }
-    sys.chdir(&cwd)
-        .map_err(|e| sys_err(format_args!("enter working directory {}", cwd.display()), e))?;
-    Ok(())
+    privileges::drop_privileges(
+        sys,
+        &Privileges::of(&process, plan.rootless, plan.seccomp.as_ref()),
+    )
 }
 
 /// `/proc/<pid>/…` of a host pid, for the supervisor.
@@ -203,6 +183,7 @@ mod tests {
             privileged: false,
             rootless: false,
             init: false,
+            seccomp: None,
         };
         (dir, plan)
     }
@@ -325,7 +306,7 @@ mod tests {
         setup(&sys, &plan_p).unwrap();
         let calls = sys.calls();
         // Only what ferry itself does not hold is dropped.
-        let held = caps::held();
+        let held = crate::process::caps::held();
         assert!(
             !calls
                 .iter()

@@ -5,7 +5,6 @@
 //! honouring whiteouts and opaque directories, so the config written for `--runtime` carries
 //! numeric ids as the OCI spec wants.
 
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -77,20 +76,9 @@ fn is_whiteout(meta: &std::fs::Metadata) -> bool {
 }
 
 pub(crate) fn is_opaque(dir: &Path) -> bool {
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
     let mut buf = [0u8; 4];
-    // SAFETY: NUL-terminated path and name; the buffer length is passed.
-    let n = unsafe {
-        libc::lgetxattr(
-            path.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    n == 1 && buf[0] == b'y'
+    let n = rustix::fs::lgetxattr(dir, c"trusted.overlay.opaque", &mut buf);
+    matches!(n, Ok(1)) && buf[0] == b'y'
 }
 
 struct PasswdEntry {
