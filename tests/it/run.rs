@@ -229,15 +229,17 @@ fn run_isolation_defaults() {
     // --network none: only lo.
     assert_eq!(sh(&["--network", "none"], "ls /sys/class/net"), "lo");
     assert!(sh(&[], "ls /sys/class/net").lines().count() > 1);
-    // Docker's capability set (0xa80425fb), no_new_privs, masked and read-only /proc.
+    // Docker's capability set (0xa80425fb), its seccomp filter without no_new_privs, masked
+    // and read-only /proc.
     let status = sh(
         &[],
-        "grep -E '^(CapEff|CapBnd|CapInh|NoNewPrivs)' /proc/self/status",
+        "grep -E '^(CapEff|CapBnd|CapInh|NoNewPrivs|Seccomp)' /proc/self/status",
     );
     assert!(status.contains("CapEff:\t00000000a80425fb"), "{status}");
     assert!(status.contains("CapBnd:\t00000000a80425fb"), "{status}");
     assert!(status.contains("CapInh:\t0000000000000000"), "{status}");
-    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t0"), "{status}");
+    assert!(status.contains("Seccomp:\t2"), "{status}");
     let added = sh(
         &["--cap-add", "SYS_TIME", "--cap-drop", "CHOWN"],
         "grep CapEff /proc/self/status",

@@ -12,7 +12,6 @@
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use oci_spec::runtime::Spec;
 
@@ -55,13 +54,16 @@ const NAMESPACES: [(&str, libc::c_int); 6] = [
 
 /// Runs the command in the container named `reference`; returns its exit status.
 pub fn exec(containers: &Containers, reference: &str, opts: &ExecOptions) -> Result<i32, RunError> {
+    if opts.tty && opts.interactive && !tty::is_terminal(std::io::stdin()) {
+        return Err(RunError::NotATty);
+    }
     let (c, meta) = containers.find(reference)?;
     let state = c.current_state();
     if state.status != Status::Running {
         return Err(RunError::NotRunning(c.short_id().to_string()));
     }
     if let Some(runtime) = &meta.runtime {
-        let mut cmd = Command::new(runtime);
+        let mut cmd = super::external::command(runtime);
         cmd.arg("exec");
         if opts.tty {
             cmd.arg("-t");

@@ -1,7 +1,5 @@
 //! `ferry kill [-s SIG] C`: signal a running container's main process.
 
-use std::process::Command;
-
 use super::{Container, Containers, Meta, Status};
 use crate::error::RunError;
 
@@ -20,7 +18,7 @@ pub fn signal_container(c: &Container, meta: &Meta, signal: i32) -> Result<(), R
     if let Some(runtime) = &meta.runtime {
         // The runtime's own process is not the container: SIGKILL to it would orphan the
         // container. Its `kill` reaches the container itself.
-        let st = Command::new(runtime)
+        let st = super::external::command(runtime)
             .args(["kill", &c.id, &signal.to_string()])
             .status()
             .map_err(|source| RunError::Runtime {

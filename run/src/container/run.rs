@@ -10,7 +10,7 @@ use super::{Container, Containers, Meta, State, Status, now, supervise, tty};
 use crate::cgroups::{self, Cgroup, Layout};
 use crate::error::{RunError, io_err};
 use crate::image::{Image, ImageSource};
-use crate::options::{RootfsMode, RunOptions, Runtime};
+use crate::options::{Network, RootfsMode, RunOptions, Runtime};
 use crate::process::init::InitPlan;
 use crate::process::spawn::{self, SpawnError, Stdio};
 use crate::rootfs::{self, RootSource, overlay};
@@ -53,6 +53,11 @@ pub fn run(
     image_ref: &str,
     opts: RunOptions,
 ) -> Result<Outcome, RunError> {
+    // Docker's client refuses this before anything starts: the container's terminal would wait
+    // for keys that never come (a pipe cannot be put in raw mode or give Ctrl-D as EOF).
+    if opts.tty && opts.interactive && !opts.detach && !tty::is_terminal(std::io::stdin()) {
+        return Err(RunError::NotATty);
+    }
     let lock = source.lock().map_err(|e| RunError::Image {
         reference: image_ref.to_string(),
         source: e,
@@ -105,7 +110,7 @@ pub fn prepare(
         .hostname
         .clone()
         .unwrap_or_else(|| container.short_id().to_string());
-    write_etc_files(&dir, &hostname)?;
+    write_etc_files(&dir, &hostname, opts.network)?;
     for (i, v) in opts.volumes.iter().enumerate() {
         let p = match &v.host {
             Some(h) => h.clone(),
@@ -117,7 +122,8 @@ pub fn prepare(
         }
     }
     let external = matches!(opts.runtime, Runtime::External(_));
-    let cgroups_path = has_limits.then(|| cgroups::path_for(&container.id));
+    // ferry makes the cgroups for its own runtime; another makes its own from cgroupsPath.
+    let cgroups_path = (has_limits && external).then(|| cgroups::path_for(&container.id));
     let spec = spec::build(
         image,
         &opts,
@@ -125,7 +131,7 @@ pub fn prepare(
             container_dir: &dir,
             hostname: &hostname,
             rootless,
-            cgroups_path: if external { cgroups_path } else { None },
+            cgroups_path,
             image_name: image_ref,
         },
     )?;
@@ -215,17 +221,23 @@ pub fn remove_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Where a container directory goes while it is deleted: `.<id>.removing` beside it, which
+/// `Containers::all` does not list.
+pub fn trash_path(dir: &Path) -> PathBuf {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    dir.with_file_name(format!(".{name}.removing"))
+}
+
 /// Removes a finished container's directory without making the caller wait: it is renamed
 /// out of the way at once (ferry no longer sees it), and a detached process deletes it.
 /// Deleting directories is the slowest part of a short container's life on ext4 with
 /// `discard` (about 4 ms per `rmdir` on this project's hosts).
 pub fn remove_in_background(dir: &Path) {
-    let Some(name) = dir.file_name() else {
-        return;
-    };
-    let trash = dir.with_file_name(format!(".{}.removing", name.to_string_lossy()));
+    let trash = trash_path(dir);
     let target = match std::fs::rename(dir, &trash) {
         Ok(()) => trash,
+        // `ferry rm -f` took it first.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
         Err(_) => dir.to_path_buf(),
     };
     // A double fork: the remover is nobody's child once the first one has exited.
@@ -249,18 +261,24 @@ pub fn remove_in_background(dir: &Path) {
     }
 }
 
-fn write_etc_files(dir: &Path, hostname: &str) -> Result<(), RunError> {
+/// Writes the container's `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` into `dir`.
+pub(crate) fn write_etc_files(
+    dir: &Path,
+    hostname: &str,
+    network: Network,
+) -> Result<(), RunError> {
     let w = |name: &str, text: String| {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(io_err("write", p))
     };
     w("hostname", format!("{hostname}\n"))?;
-    w(
-        "hosts",
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-        ),
-    )?;
+    // As Docker writes them: the host's own file when the container shares the host's network,
+    // else the loopback names only (Docker adds no line for the container's hostname).
+    let hosts = match network {
+        Network::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        Network::None => LOOPBACK_HOSTS.to_string(),
+    };
+    w("hosts", hosts)?;
     // The host's resolver configuration, as Docker copies it (minus nothing: ferry has no
     // bridge, so the host's view is the right one).
     w(
@@ -268,6 +286,9 @@ fn write_etc_files(dir: &Path, hostname: &str) -> Result<(), RunError> {
         std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     )
 }
+
+/// `/etc/hosts` of a container with a network of its own, as Docker writes it.
+const LOOPBACK_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
 
 /// Switches to the copy fallback: materialises the layers into `rootfs/`.
 fn use_copy(p: &mut Prepared, source: Option<&dyn ImageSource>) -> Result<(), RunError> {
@@ -314,6 +335,7 @@ pub fn start(
             profile: format!("of container {}", p.container.short_id()),
             source,
         })?;
+    let devices = crate::rootfs::device::for_container(&p.opts.devices, p.opts.privileged)?;
     loop {
         let plan = InitPlan {
             spec: p.spec.clone(),
@@ -329,6 +351,7 @@ pub fn start(
                 .is_some_and(|l| l.uid_mappings().is_some()),
             init: p.opts.init,
             seccomp: seccomp.clone(),
+            devices: devices.clone(),
         };
         match spawn::spawn(&plan, stdio) {
             Ok(pid) => return Ok(pid),

@@ -11,6 +11,7 @@ use oci_spec::runtime::Spec;
 
 use super::exec::{self, InitError};
 use super::privileges::{self, Privileges};
+use crate::rootfs::device::Node;
 use crate::rootfs::{self, RootSource};
 use crate::seccomp::Program;
 use crate::syscall::Syscall;
@@ -36,6 +37,8 @@ pub struct InitPlan {
     pub init: bool,
     /// The compiled `linux.seccomp` of the spec.
     pub seccomp: Option<Program>,
+    /// `--device` nodes (or the host's with `--privileged`).
+    pub devices: Vec<Node>,
 }
 
 fn sys_err(what: impl std::fmt::Display, e: std::io::Error) -> InitError {
@@ -67,16 +70,20 @@ fn setup(sys: &dyn Syscall, plan: &InitPlan) -> Result<(), InitError> {
             .map_err(|e| sys_err(format_args!("join cgroup {}", procs.display()), e))?;
     }
 
-    let console = plan.console.as_ref().map(|(_, p)| p.as_path());
-    rootfs::prepare(
-        sys,
-        spec,
-        &plan.rootfs,
-        &plan.source,
-        console,
-        plan.privileged,
-    )
-    .map_err(|e| {
+    let cgroups: Vec<PathBuf> = plan
+        .cgroup_procs
+        .iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
+    let extras = rootfs::Extras {
+        console: plan.console.as_ref().map(|(_, p)| p.as_path()),
+        privileged: plan.privileged,
+        devices: &plan.devices,
+        // A user namespace may not make device nodes; its nodes are bound instead.
+        mknod: plan.privileged && !plan.rootless,
+        cgroups: &cgroups,
+    };
+    rootfs::prepare(sys, spec, &plan.rootfs, &plan.source, &extras).map_err(|e| {
         let overlay_unavailable = matches!(plan.source, RootSource::Overlay(_))
             && e.step.starts_with("mount overlay")
             && matches!(
@@ -168,6 +175,11 @@ mod tests {
             },
         )
         .unwrap();
+        let seccomp = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .map(|s| Program::compile(s).unwrap());
         let plan = InitPlan {
             spec,
             rootfs: cdir.join("rootfs"),
@@ -183,7 +195,8 @@ mod tests {
             privileged: false,
             rootless: false,
             init: false,
-            seccomp: None,
+            seccomp,
+            devices: vec![],
         };
         (dir, plan)
     }
@@ -244,6 +257,9 @@ mod tests {
             |c| matches!(c, Call::MkdirAll(p) if p == Path::new("/app")),
         );
         let setsid = index(&calls, |c| matches!(c, Call::Setsid));
+        // Without no_new_privs (Docker's default) the filter needs CAP_SYS_ADMIN: it goes on
+        // before the capabilities go.
+        let seccomp = index(&calls, |c| matches!(c, Call::Seccomp(_)));
         let bounding = index(&calls, |c| matches!(c, Call::CapbsetDrop(_)));
         let groups = index(
             &calls,
@@ -252,19 +268,41 @@ mod tests {
         let gid = index(&calls, |c| matches!(c, Call::Setgid(1000)));
         let uid = index(&calls, |c| matches!(c, Call::Setuid(1000)));
         let capset = index(&calls, |c| matches!(c, Call::Capset(0, 0, 0)));
-        let nnp = index(&calls, |c| matches!(c, Call::SetNoNewPrivs));
         let chdir = index(
             &calls,
             |c| matches!(c, Call::Chdir(p) if p == Path::new("/app")),
         );
         let order = [
             cgroup, slave, overlay, proc_, dev, null, pivot, detach, masked, host, workdir, setsid,
-            bounding, groups, gid, uid, capset, nnp, chdir,
+            seccomp, bounding, groups, gid, uid, capset, chdir,
         ];
         assert!(
             order.windows(2).all(|w| w[0] < w[1]),
             "steps out of order: {order:?}\n{calls:#?}"
         );
+        assert!(!calls.iter().any(|c| matches!(c, Call::SetNoNewPrivs)));
+        // With no_new_privs the filter is the very last step.
+        let (_d2, nnp_plan) = self::plan(&RunOptions {
+            no_new_privileges: true,
+            ulimits: vec!["nofile=10:20".parse().unwrap()],
+            ..RunOptions::default()
+        });
+        let sys_nnp = RecordingSyscall::default();
+        setup(&sys_nnp, &nnp_plan).unwrap();
+        let nnp_calls = sys_nnp.calls();
+        let tail: Vec<&Call> = nnp_calls[nnp_calls.len() - 4..].iter().collect();
+        assert!(
+            matches!(
+                tail.as_slice(),
+                [Call::Capset(..), Call::SetNoNewPrivs, Call::Chdir(_), Call::Seccomp(n)] if *n > 100
+            ),
+            "{tail:#?}"
+        );
+        // Limits are set first, while CAP_SYS_RESOURCE is held.
+        let rlimit = index(&nnp_calls, |c| {
+            matches!(c, Call::Setrlimit(crate::syscall::Resource::Nofile, 10, 20))
+        });
+        assert!(rlimit < index(&nnp_calls, |c| matches!(c, Call::CapbsetDrop(_))));
         // Nothing is mounted after credentials are dropped.
         assert!(!calls[gid..].iter().any(|c| matches!(c, Call::Mount { .. })));
         // Every mount but devpts and the device binds is nodev.

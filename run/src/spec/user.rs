@@ -131,6 +131,18 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
         .collect()
 }
 
+/// A group by name or id (`--group-add`), through the group file's contents.
+pub fn group_id(name_or_id: &str, group: &str) -> Result<u32, UserError> {
+    if let Ok(n) = name_or_id.parse::<u32>() {
+        return Ok(n);
+    }
+    parse_group(group)
+        .iter()
+        .find(|e| e.name == name_or_id)
+        .map(|e| e.gid)
+        .ok_or_else(|| UserError::NoGroup(name_or_id.to_string()))
+}
+
 /// Resolves `spec` (`""` = root) against the passwd and group files' contents.
 pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, UserError> {
     let (user_part, group_part) = match spec.split_once(':') {
@@ -219,6 +231,16 @@ mod tests {
         assert_eq!((u.uid, u.gid, u.additional_gids), (1000, 1001, vec![]));
         let u = resolve("1000:5", PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 5));
+    }
+
+    #[test]
+    fn added_groups_resolve_by_name_or_id() {
+        assert_eq!(group_id("wheel", GROUP), Ok(10));
+        assert_eq!(group_id("4242", GROUP), Ok(4242));
+        assert_eq!(
+            group_id("nope", GROUP),
+            Err(UserError::NoGroup("nope".into()))
+        );
     }
 
     #[test]
