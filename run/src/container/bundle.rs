@@ -51,7 +51,7 @@ pub fn bundle(
             image_name: image_ref,
         },
     )?;
-    super::run::write_etc_files(&dir, &hostname, opts.network)?;
+    super::run::write_etc_files(&dir, &hostname, &opts.network)?;
     let rootfs = dir.join("rootfs");
     std::fs::create_dir(&rootfs).map_err(io_err("create", &rootfs))?;
     source

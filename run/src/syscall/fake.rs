@@ -44,6 +44,7 @@ pub enum Call {
     Setrlimit(Resource, u64, u64),
     /// A filter of this many instructions.
     Seccomp(usize),
+    LoopbackUp,
     Execve(PathBuf, Vec<String>),
 }
 
@@ -160,6 +161,9 @@ impl Syscall for RecordingSyscall {
     }
     fn seccomp(&self, program: &Program) -> io::Result<()> {
         self.push(Call::Seccomp(program.len()))
+    }
+    fn loopback_up(&self) -> io::Result<()> {
+        self.push(Call::LoopbackUp)
     }
     fn execve(&self, path: &Path, argv: &[CString], _envp: &[CString]) -> io::Error {
         let _ = self.push(Call::Execve(

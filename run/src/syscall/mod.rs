@@ -79,6 +79,8 @@ pub trait Syscall {
     fn setrlimit(&self, resource: Resource, soft: u64, hard: u64) -> io::Result<()>;
     /// Installs a seccomp filter on the calling thread.
     fn seccomp(&self, program: &Program) -> io::Result<()>;
+    /// Brings up the loopback interface of the caller's network namespace (see `net::loopback`).
+    fn loopback_up(&self) -> io::Result<()>;
     /// `execve(2)`; returns only on failure.
     fn execve(&self, path: &Path, argv: &[CString], envp: &[CString]) -> io::Error;
 }
