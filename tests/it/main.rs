@@ -13,5 +13,7 @@ mod resume;
 #[cfg(unix)]
 mod run;
 #[cfg(unix)]
+mod security;
+#[cfg(unix)]
 mod services;
 mod windows;

@@ -127,6 +127,12 @@ impl Cgroup {
     }
 }
 
+/// Whether `r` limits anything ferry enforces with cgroups (memory, cpu, pids); device rules
+/// alone are for other runtimes, ferry's own mounts everything `nodev` instead.
+pub fn limits(r: &LinuxResources) -> bool {
+    r.memory().is_some() || r.cpu().is_some() || r.pids().is_some()
+}
+
 /// The relative cgroup path of a container (`/ferry/<id>`), as `cgroupsPath` in config.json.
 pub fn path_for(id: &str) -> String {
     format!("/ferry/{id}")

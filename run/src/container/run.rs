@@ -185,7 +185,10 @@ pub fn prepare(
 
     let cgroup = match (
         external,
-        spec.linux().as_ref().and_then(|l| l.resources().as_ref()),
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .filter(|r| cgroups::limits(r)),
     ) {
         (false, Some(r)) => cgroups::create(&Layout::detect(), &container.id, r)?,
         _ => Cgroup::default(),

@@ -16,6 +16,8 @@ use serde::Deserialize;
 use super::SeccompError;
 use super::arch;
 
+const EPERM: u32 = 1;
+
 /// A seccomp profile in Docker's format.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -172,7 +174,10 @@ impl Profile {
             .default_action(self.default_action)
             .architectures(architectures)
             .syscalls(syscalls);
-        if let Some(e) = self.default_errno_ret {
+        // EPERM is what SCMP_ACT_ERRNO returns anyway; saying so explicitly makes runc before
+        // 1.1.6 skip its ENOSYS answer for calls newer than the profile, which ferry (and newer
+        // runc) give.
+        if let Some(e) = self.default_errno_ret.filter(|e| *e != EPERM) {
             b = b.default_errno_ret(e);
         }
         if !self.flags.is_empty() {
@@ -245,7 +250,8 @@ mod tests {
         assert!(n.contains(&"read".into()) && n.contains(&"clone3".into()));
         assert!(!n.contains(&"ptrace".into()) && !n.contains(&"mount".into()));
         assert!(n.contains(&"old_style".into()));
-        assert_eq!(s.default_errno_ret(), Some(1));
+        // EPERM is the default errno: left out, for older runc's sake.
+        assert_eq!(s.default_errno_ret(), None);
         if cfg!(target_arch = "x86_64") {
             assert!(n.contains(&"arch_prctl".into()));
             assert_eq!(

@@ -10,10 +10,11 @@ pub mod user;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxIdMappingBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroup,
+    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxIdMappingBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
+    MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::error::RunError;
@@ -239,7 +240,6 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
             .gid_mappings(vec![map(gid).map_err(spec_err)?]);
     }
     let mut resources = LinuxResourcesBuilder::default();
-    let mut any_limit = false;
     if let Some(mem) = opts.memory {
         // Docker's default swap allowance when only --memory is given: as much again.
         resources = resources.memory(
@@ -249,7 +249,6 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
                 .build()
                 .map_err(spec_err)?,
         );
-        any_limit = true;
     }
     if let Some(cpus) = opts.cpus {
         let period = 100_000u64;
@@ -260,7 +259,6 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
                 .build()
                 .map_err(spec_err)?,
         );
-        any_limit = true;
     }
     if let Some(pids) = opts.pids_limit {
         resources = resources.pids(
@@ -269,17 +267,15 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
                 .build()
                 .map_err(spec_err)?,
         );
-        any_limit = true;
     }
+    let devices = crate::rootfs::device::for_container(&opts.devices, opts.privileged)?;
+    // Docker's device rules, for runc and crun (ferry's own runtime mounts everything `nodev`
+    // and needs none): without them a node made with CAP_MKNOD would open.
+    resources = resources.devices(device_rules(opts, &devices).map_err(spec_err)?);
     let mut linux = linux.build().map_err(spec_err)?;
-    linux.set_resources(if any_limit {
-        Some(resources.build().map_err(spec_err)?)
-    } else {
-        None
-    });
+    linux.set_resources(Some(resources.build().map_err(spec_err)?));
     linux.set_cgroups_path(ctx.cgroups_path.as_ref().map(PathBuf::from));
     linux.set_seccomp(seccomp(opts, &cap_names)?);
-    let devices = crate::rootfs::device::for_container(&opts.devices, opts.privileged)?;
     if !devices.is_empty() {
         linux.set_devices(Some(devices.iter().map(|d| d.to_oci()).collect()));
     }
@@ -337,6 +333,56 @@ fn seccomp(
             profile: what,
             source,
         })
+}
+
+/// Docker's devices cgroup rules: everything denied but the standard nodes (the runtime adds
+/// the terminals), then `--device`s with their permissions; everything with `--privileged`.
+fn device_rules(
+    opts: &RunOptions,
+    devices: &[crate::rootfs::device::Node],
+) -> Result<Vec<LinuxDeviceCgroup>, oci_spec::OciSpecError> {
+    let rule = |allow: bool,
+                typ: Option<LinuxDeviceType>,
+                major: Option<i64>,
+                minor: Option<i64>,
+                access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(allow)
+            .access(access);
+        if let Some(t) = typ {
+            b = b.typ(t);
+        }
+        if let Some(m) = major {
+            b = b.major(m);
+        }
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        b.build()
+    };
+    if opts.privileged {
+        return Ok(vec![rule(true, None, None, None, "rwm")?]);
+    }
+    let c = Some(LinuxDeviceType::C);
+    let mut rules = vec![rule(false, None, None, None, "rwm")?];
+    // null, zero, full, random, urandom, tty, console.
+    for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1)] {
+        rules.push(rule(true, c, Some(major), Some(minor), "rwm")?);
+    }
+    for d in devices {
+        let access = opts
+            .devices
+            .iter()
+            .find(|o| d.container.starts_with(&o.container))
+            .map_or("rwm", |o| o.permissions.as_str());
+        let typ = if d.kind == 'b' {
+            LinuxDeviceType::B
+        } else {
+            LinuxDeviceType::C
+        };
+        rules.push(rule(true, Some(typ), Some(d.major), Some(d.minor), access)?);
+    }
+    Ok(rules)
 }
 
 /// `--ulimit`s as OCI rlimits.
