@@ -98,15 +98,15 @@ fn assert_same(what: &str, ours: &Rows, theirs: &Rows, allowed: &[(&str, &str, &
     for (row, o) in ours {
         let t = &theirs[row];
         match allowed.iter().find(|(r, _, _)| r == row) {
-            Some((_, want_ours, want_theirs)) => {
-                if (o.as_str(), t.as_str()) != (*want_ours, *want_theirs) {
-                    diffs.push(format!(
-                        "{row}: ferry {o}, docker {t} (expected {want_ours} / {want_theirs})"
-                    ));
-                }
+            Some((_, want_ours, want_theirs))
+                if (o.as_str(), t.as_str()) != (*want_ours, *want_theirs) =>
+            {
+                diffs.push(format!(
+                    "{row}: ferry {o}, docker {t} (expected {want_ours} / {want_theirs})"
+                ))
             }
             None if o != t => diffs.push(format!("{row}: ferry {o}, docker {t}")),
-            None => {}
+            _ => {}
         }
     }
     assert!(diffs.is_empty(), "{what}:\n{}", diffs.join("\n"));
