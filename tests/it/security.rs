@@ -347,6 +347,21 @@ fn security_tty_with_a_pipe_is_refused_like_docker() {
     assert_eq!(ours.code, theirs.code, "{ours:?}");
     ours.assert_stderr("the input device is not a TTY");
     theirs.assert_stderr("the input device is not a TTY");
+    // The same for exec into a running container.
+    let c = Pair::start(s, &t, &[]);
+    let mut d = s.docker();
+    d.args(["exec", "-it", &c.theirs, "cat"]);
+    let theirs = piped(d);
+    let mut f = ferry(t.home.path());
+    f.args(["exec", "-it", &c.ours, "cat"]);
+    let ours = piped(f);
+    assert_eq!(
+        (ours.code, theirs.code),
+        (Some(1), Some(1)),
+        "{ours:?} {theirs:?}"
+    );
+    ours.assert_stderr("the input device is not a TTY");
+    drop(c);
     // -i alone takes the pipe.
     let mut f = ferry(t.home.path());
     f.args(["run", "--rm", "-i", &t.img, "cat"]);
