@@ -1,6 +1,8 @@
 //! Integration tests of the `ferry` binary against real services (see `harness`).
 
 mod credentials;
+#[cfg(unix)]
+mod durability;
 mod fake_registry;
 mod faults;
 mod fetch;
@@ -13,7 +15,11 @@ mod resume;
 #[cfg(unix)]
 mod run;
 #[cfg(unix)]
+mod run_interface;
+#[cfg(unix)]
 mod security;
 #[cfg(unix)]
 mod services;
+#[cfg(unix)]
+mod store_location;
 mod windows;
