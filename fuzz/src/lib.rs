@@ -15,9 +15,12 @@ use std::io;
 
 use ferry_oci::{Hasher, ImageReference, Platform};
 
+/// What a target runs on one input.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the directory under `testdata/fuzz/` and the `cargo fuzz` target)
 /// and what it runs.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("tar", tar),
     ("archive", archive),
     ("archive_json", archive_json),
