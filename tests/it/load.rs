@@ -1350,3 +1350,46 @@ fn ferry_exe_verifies_and_inspects_archives_on_windows() {
     let blob = s.facts(tag)["layer_digests"][0].as_str().unwrap();
     r.assert_stderr(blob);
 }
+
+/// Absolute symlinks in layers name host files (Debian's `/etc/alternatives/*`, a hostile
+/// layer's link to `/`). Replacing a directory that holds such links during a load, and
+/// removing the image afterwards, must delete the links and never change what they point at.
+#[test]
+fn replacing_and_removing_symlinks_never_touches_their_host_targets() {
+    use std::os::unix::fs::PermissionsExt;
+    let _s = require_services!();
+    let home = tempdir();
+    let h = home.path();
+    let canary = h.join("canary");
+    std::fs::write(&canary, "host file").unwrap();
+    std::fs::set_permissions(&canary, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let c = canary.to_str().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    // A directory with absolute links, replaced by a file later in the same layer.
+    raw_entry(&mut b, "d/", tar::EntryType::Directory, b"", "");
+    raw_entry(&mut b, "d/x", tar::EntryType::Symlink, b"", c);
+    raw_entry(&mut b, "d", tar::EntryType::Regular, b"now a file", "");
+    // A link that stays in the snapshot until the image is removed.
+    raw_entry(&mut b, "kept", tar::EntryType::Symlink, b"", c);
+    let archive = h.join("links.tar");
+    std::fs::write(
+        &archive,
+        legacy_archive(&[b.into_inner().unwrap()], "links:latest", |_| {}),
+    )
+    .unwrap();
+    load(h, &archive).ok();
+    let mode = || std::fs::metadata(&canary).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode(),
+        0o644,
+        "loading changed the mode of a symlink's host target"
+    );
+    run(ferry(h).args(["rmi", "links:latest"])).ok();
+    run(ferry(h).args(["system", "prune", "-a", "-f"])).ok();
+    assert_eq!(
+        mode(),
+        0o644,
+        "removing the image changed a symlink's host target"
+    );
+    assert_eq!(std::fs::read_to_string(&canary).unwrap(), "host file");
+}

@@ -1,6 +1,8 @@
 //! Integration tests of the `ferry` binary against real services (see `harness`).
 
 mod credentials;
+#[cfg(unix)]
+mod durability;
 mod fake_registry;
 mod faults;
 mod fetch;
