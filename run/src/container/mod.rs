@@ -233,7 +233,8 @@ fn valid_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-fn random_id() -> Result<String, RunError> {
+/// 64 random hex digits (container IDs, anonymous volume names).
+pub(crate) fn random_id() -> Result<String, RunError> {
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))

@@ -28,6 +28,21 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// Points the standard streams at `/dev/null`: a process that outlives its caller must not
+/// hold the caller's terminal or pipes open.
+pub(crate) fn null_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: replaces a standard stream with /dev/null.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}
+
 /// Starts the container under a monitor; returns its ID once the command runs.
 pub fn launch(mut p: Prepared, source: &dyn ImageSource) -> Result<String, RunError> {
     let sys = |action: &str| {
@@ -99,16 +114,7 @@ fn monitor(
 ) -> i32 {
     // SAFETY: detach from the caller's session and terminal.
     unsafe { libc::setsid() };
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..3 {
-            // SAFETY: replaces the standard streams with /dev/null.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
-    }
+    null_stdio();
     let fail = |ready: &mut Option<std::fs::File>, e: RunError| {
         if let Some(r) = ready {
             let _ = r.write_all(
