@@ -37,17 +37,17 @@ pub fn run(args: SaveArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             let result = store
                 .save(&args.images, &mut w)
                 .map_err(anyhow::Error::from)
-                .and_then(|plan| {
-                    w.flush()?;
-                    w.get_ref().sync_all()?;
-                    Ok(plan)
-                });
-            if let Err(e) = result {
-                let _ = std::fs::remove_file(&part);
-                return Err(e.context(format!("failed to save {what}")));
-            }
-            std::fs::rename(&part, path).with_context(|| {
-                format!("cannot rename {} to {}", part.display(), path.display())
+                .and_then(|_| Ok(w.into_inner().map_err(|e| e.into_error())?));
+            let file = match result {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&part);
+                    return Err(e.context(format!("failed to save {what}")));
+                }
+            };
+            // Synced, renamed, the rename synced: a power cut never leaves a half archive named.
+            ferry_oci::archive::publish(file, &part, path).with_context(|| {
+                format!("cannot publish {} as {}", part.display(), path.display())
             })?;
         }
         None => {

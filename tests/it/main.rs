@@ -1,9 +1,12 @@
 //! Integration tests of the `ferry` binary against real services (see `harness`).
 
 mod credentials;
+#[cfg(unix)]
+mod durability;
 mod fake_registry;
 mod faults;
 mod fetch;
+mod fuzz;
 mod harness;
 mod load;
 mod load_support;
@@ -12,5 +15,11 @@ mod resume;
 #[cfg(unix)]
 mod run;
 #[cfg(unix)]
+mod run_interface;
+#[cfg(unix)]
+mod security;
+#[cfg(unix)]
 mod services;
+#[cfg(unix)]
+mod store_location;
 mod windows;

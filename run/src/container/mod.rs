@@ -279,7 +279,11 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Run
         path: path.to_path_buf(),
         source: e.into(),
     })?;
-    std::fs::write(&tmp, bytes).map_err(io_err("write", &tmp))?;
+    // Synced before the rename, so a power cut leaves the old state or the new, never an
+    // empty file (`ferry ps` reads these).
+    let mut f = std::fs::File::create(&tmp).map_err(io_err("write", &tmp))?;
+    std::io::Write::write_all(&mut f, &bytes).map_err(io_err("write", &tmp))?;
+    f.sync_data().map_err(io_err("sync", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err("rename", path))
 }
 
