@@ -110,7 +110,9 @@ impl Container {
     pub fn current_state(&self) -> State {
         let mut s = self.state();
         let gone = match s.status {
-            Status::Running => !s.alive(),
+            // A monitor that is alive records how it ended in a moment: until then it still
+            // counts as running, as with Docker's daemon.
+            Status::Running => !s.alive() && !s.monitor_alive(),
             Status::Restarting => !s.monitor_alive(),
             _ => false,
         };
