@@ -110,7 +110,9 @@ impl Container {
     pub fn current_state(&self) -> State {
         let mut s = self.state();
         let gone = match s.status {
-            Status::Running => !s.alive(),
+            // A monitor that is alive records how it ended in a moment: until then it still
+            // counts as running, as with Docker's daemon.
+            Status::Running => !s.alive() && !s.monitor_alive(),
             Status::Restarting => !s.monitor_alive(),
             _ => false,
         };
@@ -233,7 +235,8 @@ fn valid_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-fn random_id() -> Result<String, RunError> {
+/// 64 random hex digits (container IDs, anonymous volume names).
+pub(crate) fn random_id() -> Result<String, RunError> {
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))

@@ -22,6 +22,20 @@ use crate::process::spawn::Stdio;
 
 use crate::process::spawn::pipe;
 
+/// Points the standard streams at `/dev/null`: a process that outlives its caller must not
+/// hold the caller's terminal or pipes open.
+pub(crate) fn null_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
+    }
+}
+
 /// Starts the container under a monitor; returns its ID once the command runs.
 pub fn launch(mut p: Prepared, source: &dyn ImageSource) -> Result<String, RunError> {
     let sys = |action: &str| {
@@ -92,15 +106,7 @@ fn monitor(
 ) -> i32 {
     // Detach from the caller's session and terminal.
     let _ = rustix::process::setsid();
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        let _ = rustix::stdio::dup2_stdin(&null);
-        let _ = rustix::stdio::dup2_stdout(&null);
-        let _ = rustix::stdio::dup2_stderr(&null);
-    }
+    null_stdio();
     let fail = |ready: &mut Option<std::fs::File>, e: RunError| {
         if let Some(r) = ready {
             let _ = r.write_all(
