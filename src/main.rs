@@ -1,6 +1,8 @@
 //! `ferry`: the one command-line program. It parses arguments, sets up output, calls one
 //! library function per subcommand and turns errors into messages and exit codes.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod commands;
 #[cfg(unix)]

@@ -18,16 +18,12 @@ pub fn to_file<T>(
     let part = PathBuf::from(part);
     let file = File::create(&part).with_context(|| format!("cannot create {}", part.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
-    let result = write(&mut w).and_then(|v| {
-        w.flush()?;
-        w.get_ref().sync_all()?;
-        Ok(v)
-    });
-    drop(w);
+    let result = write(&mut w).and_then(|v| Ok((v, w.into_inner().map_err(|e| e.into_error())?)));
     match result {
-        Ok(v) => {
-            std::fs::rename(&part, path).with_context(|| {
-                format!("cannot rename {} to {}", part.display(), path.display())
+        Ok((v, file)) => {
+            // Synced, renamed, the rename synced: a power cut never leaves half a file named.
+            ferry_oci::archive::publish(file, &part, path).with_context(|| {
+                format!("cannot publish {} as {}", part.display(), path.display())
             })?;
             Ok(v)
         }

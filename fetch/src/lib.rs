@@ -9,6 +9,8 @@
 //! The crate is portable (it is what `ferry.exe` runs on Windows) and never draws progress
 //! itself: callers pass a [`Reporter`].
 
+#![forbid(unsafe_code)]
+
 pub mod credentials;
 pub mod docker_config;
 mod download;

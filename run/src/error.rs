@@ -151,14 +151,34 @@ pub enum RunError {
     /// A valid request ferry does not implement.
     #[error("{0} is not supported")]
     Unsupported(String),
+    /// A seccomp profile cannot be used.
+    #[error("cannot use the seccomp profile {profile}")]
+    Seccomp {
+        /// Which one (a file, or Docker's default).
+        profile: String,
+        /// Why.
+        #[source]
+        source: crate::seccomp::SeccompError,
+    },
+    /// `-i -t` in the foreground with a standard input that is not a terminal.
+    #[error("the input device is not a TTY")]
+    NotATty,
 }
 
 impl RunError {
     /// The exit code Docker gives for this failure: 126 when the command cannot be executed,
-    /// 127 when it is not found, 125 for everything that is the tool's own failure.
+    /// 127 when it is not found, 1 for what Docker's client or a container's state refuses,
+    /// 125 for everything that is the tool's own failure.
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Start { code, .. } | RunError::Exec { code, .. } => *code,
+            // What Docker's client refuses, or its daemon refuses about an existing container
+            // (`rm` of a running one, `exec` into a stopped or missing one), exits 1.
+            RunError::NotATty
+            | RunError::NoSuchContainer(_)
+            | RunError::Ambiguous(_)
+            | RunError::NotRunning(_)
+            | RunError::Running(_) => 1,
             _ => 125,
         }
     }
@@ -180,6 +200,10 @@ impl RunError {
             RunError::Running(_) => "`ferry stop` it, or `ferry rm -f` to kill and remove".into(),
             RunError::NoLogs(_) => {
                 "only containers started with -d keep their output: run it with `ferry run -d`".into()
+            }
+            RunError::NotATty => {
+                "drop -t (keep -i) to pipe input into the container, or run it from a terminal"
+                    .into()
             }
             RunError::VolumeInUse { .. } => {
                 "remove the containers that use it first (`ferry rm`)".into()

@@ -9,7 +9,7 @@ use ferry_run::container::health::{HealthOptions, parse_duration};
 use ferry_run::container::policy::RestartPolicy;
 use ferry_run::net::etc::{Dns, HostEntry, parse_dns_server};
 use ferry_run::net::ports::{ContainerPort, parse_publish};
-use ferry_run::options::{normalize_capability, parse_bytes};
+use ferry_run::options::{Device, SecurityOpt, Ulimit, normalize_capability, parse_bytes};
 use ferry_run::spec::env::parse_env_file;
 use ferry_run::volume::mounts::MountArg;
 use ferry_run::{Network, Outcome, RootfsMode, RunOptions, Runtime, Tmpfs, Volume};
@@ -212,6 +212,22 @@ pub struct ContainerArgs {
     /// How the root file system is made: overlayfs with a copy fallback (auto), overlay, copy.
     #[arg(long, env = env::FERRY_ROOTFS, default_value = "auto", value_name = "auto|overlay|copy")]
     pub rootfs: RootfsMode,
+    /// Security options: seccomp=unconfined|PROFILE.json, no-new-privileges,
+    /// systempaths=unconfined.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<SecurityOpt>,
+    /// Resource limit for the process (nofile=1024:2048, core=-1).
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<Ulimit>,
+    /// Add a supplementary group (name in the image's /etc/group, or id).
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
+    /// Give the container a host device (or every device under a directory).
+    #[arg(long, value_name = "HOST[:CONTAINER][:rwm]")]
+    pub device: Vec<Device>,
+    /// Size of /dev/shm (default 64m).
+    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
+    pub shm_size: Option<u64>,
 }
 
 impl ContainerArgs {
@@ -283,8 +299,13 @@ impl ContainerArgs {
             interactive: self.interactive,
             runtime: self.runtime.clone(),
             rootfs: self.rootfs,
+            ulimits: self.ulimit.clone(),
+            group_add: self.group_add.clone(),
+            devices: self.device.clone(),
+            shm_size: self.shm_size,
             ..RunOptions::default()
-        })
+        }
+        .with_security_opts(&self.security_opt))
     }
 }
 

@@ -2,6 +2,8 @@
 
 mod cli;
 mod credentials;
+#[cfg(unix)]
+mod durability;
 mod fake_registry;
 mod faults;
 mod fetch;
@@ -15,6 +17,8 @@ mod resume;
 mod run;
 #[cfg(unix)]
 mod run_interface;
+#[cfg(unix)]
+mod security;
 #[cfg(unix)]
 mod services;
 #[cfg(unix)]

@@ -111,6 +111,44 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Asks the filesystem to spread the subdirectories of `dir` over the disk (ext4's "top of a
+/// directory hierarchy" flag, `chattr +T`); elsewhere, and where it cannot be set, nothing.
+///
+/// Loads stage under one directory. On ext4 without a journal, a new inode skips every inode
+/// of its block group deleted in the last minute (`recently_deleted()` in fs/ext4/ialloc.c),
+/// so a load right after a removal of thousands of files (an old store, a pruned image) pays
+/// for each of them on each file it creates: measured here, 0.3 s of system time became 2–5 s.
+/// With the flag, each staging directory is placed by the Orlov allocator in a group of its
+/// own choosing, away from what was just deleted.
+pub fn spread_subdirectories(dir: &Path) {
+    let Ok(fd) = open_dir(dir) else { return };
+    if let Ok(flags) = rustix::fs::ioctl_getflags(&fd)
+        && !flags.contains(rustix::fs::IFlags::TOPDIR)
+        && let Err(e) = rustix::fs::ioctl_setflags(&fd, flags | rustix::fs::IFlags::TOPDIR)
+    {
+        tracing::debug!("cannot mark {} as a top directory: {e}", dir.display());
+    }
+}
+
+/// Makes everything written to the filesystem that holds `path` durable: data, inodes and
+/// directory entries of every file, in one `syncfs`.
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    let fd = open_dir(path)?;
+    #[cfg(target_os = "linux")]
+    rustix::fs::syncfs(&fd)?;
+    #[cfg(not(target_os = "linux"))]
+    {
+        drop(fd);
+        rustix::fs::sync();
+    }
+    Ok(())
+}
+
+/// Makes a directory's entries (renames into it) durable.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
 /// Disk usage of a tree (allocated blocks), not following symlinks; hard-linked files count once.
 pub fn disk_usage(path: &Path) -> u64 {
     fn walk(p: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
@@ -152,10 +190,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     drop(f);
     std::fs::rename(&tmp, path)?;
     // The rename itself is durable only once the directory is.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    sync_dir(dir)
 }
 
 #[cfg(test)]
