@@ -85,7 +85,7 @@ pub trait Stage {
     }
 }
 
-/// A store that layers are unpacked into by workers (see [`layer`]).
+/// A store that layers are unpacked into by workers (see the `layer` module).
 pub trait Unpacker: Send + Sync {
     /// Where the raw bytes of entry `id` are staged.
     fn spool_path(&self, id: usize) -> PathBuf;
