@@ -678,6 +678,33 @@ fn services_network_container_shares_the_namespace_like_docker() {
         "true",
     ]));
     refused(theirs, conflict);
+    // A detached sidecar, restarted after the main container was: it joins the namespace the
+    // main container has now, not the one it had.
+    f(
+        home.path(),
+        &[
+            "run",
+            "-d",
+            "--name",
+            "side",
+            "--network",
+            "container:main",
+            &img,
+            "sleep",
+            "60",
+        ],
+    )
+    .ok();
+    f(home.path(), &["restart", "-t", "1", "main"]).ok();
+    assert_eq!(http_ready(port), "main-server\n");
+    f(home.path(), &["restart", "-t", "1", "side"]).ok();
+    let r = f(
+        home.path(),
+        &["exec", "side", "wget", "-qO-", "http://127.0.0.1:80/"],
+    )
+    .ok();
+    assert_eq!(r.stdout, "main-server\n");
+    f(home.path(), &["rm", "-f", "side"]).ok();
     // The main container must run.
     f(home.path(), &["stop", "-t", "1", "main"]).ok();
     let r = f(
