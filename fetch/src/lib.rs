@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod docker_config;
 mod download;
 pub mod error;
+mod frozen;
 pub mod http;
 mod partial;
 pub mod registry;
@@ -51,6 +52,9 @@ pub enum Destination {
         /// Directory for the part file.
         staging: PathBuf,
     },
+    /// The directory moby's `download-frozen-image-v2.sh` writes (see `frozen.rs`), for
+    /// `tar -cC DIR . | docker load`; assembled as `DIR.part` beside it first.
+    Directory(PathBuf),
 }
 
 /// How to fetch.
@@ -151,6 +155,7 @@ pub fn fetch(
     let plan = ArchivePlan::new(resolved.iter().map(|(i, _)| i.record.clone()).collect());
     let part_path = match destination {
         Destination::File(path) => with_suffix(path, ".part"),
+        Destination::Directory(dir) => frozen::part_path(dir),
         Destination::Stdout { staging } => staging.join(format!(
             "stdout-{}.tar.part",
             &plan.fingerprint().digest()[..16]
@@ -201,6 +206,15 @@ pub fn fetch(
         Destination::Stdout { .. } => {
             part.copy_to(&mut std::io::stdout().lock())?;
             part.discard();
+        }
+        Destination::Directory(dir) => {
+            let config = |img: &ferry_oci::archive::ImageRecord| {
+                small
+                    .get(&img.config.digest.to_string())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            frozen::write(part, &plan, &config, dir)?;
         }
     }
 

@@ -1,5 +1,6 @@
 //! Integration tests of the `ferry` binary against real services (see `harness`).
 
+mod cli;
 mod credentials;
 #[cfg(unix)]
 mod durability;

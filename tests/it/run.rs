@@ -65,7 +65,12 @@ fn run_exit_codes_follow_docker() {
     };
     assert_eq!(code(&["sh", "-c", "exit 3"]).code, Some(3));
     // Killed by a signal: 128+N. (PID 1 cannot SIGKILL itself; under --init the command is PID 2.)
-    assert_eq!(code(&["--init", "sh", "-c", "kill -9 $$"]).code, Some(137));
+    // (Options go before the image: after it, everything is the container's.)
+    let killed = ferry_run(
+        home.path(),
+        &["--rm", "--init", &img, "sh", "-c", "kill -9 $$"],
+    );
+    assert_eq!(killed.code, Some(137));
     let mut child = ferry(home.path())
         .args(["run", "--name", "victim", &img, "sleep", "30"])
         .spawn()

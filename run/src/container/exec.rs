@@ -173,7 +173,7 @@ pub fn exec(containers: &Containers, reference: &str, opts: &ExecOptions) -> Res
             &msg
         });
         // Docker reports every failure to start an exec'd process as 126, "not found" too.
-        return Err(RunError::Start {
+        return Err(RunError::Exec {
             id: c.short_id().to_string(),
             message: e.message,
             code: 126,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::logs::rfc3339;
 use super::{Container, Containers};
+use ferry_oci::time::rfc3339_nanos as rfc3339;
 
 /// Docker's `Healthcheck` (durations in nanoseconds, as in image configs).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -275,7 +275,10 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
 
 /// Writes a JSON file through a temporary file and a rename: readers never see half of it.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
-    let tmp = path.with_extension("json.tmp");
+    // One temporary file per writer: a detached container's monitor recording its end and a
+    // `ferry start` recording the new run may write the same state at once, and a shared
+    // name let one rename the other's file away ("cannot rename … No such file").
+    let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| RunError::Io {
         action: "serialise",
         path: path.to_path_buf(),

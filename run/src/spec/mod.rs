@@ -92,9 +92,9 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
         &String::from_utf8_lossy(&passwd),
         &String::from_utf8_lossy(&group),
     )
-    .map_err(|source| RunError::User {
+    .map_err(|missing| RunError::User {
         image: ctx.image_name.to_string(),
-        source,
+        missing,
     })?;
     if ctx.rootless.is_some() && exec_user.uid != 0 {
         return Err(RunError::Unsupported(format!(
@@ -113,10 +113,10 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
     }
     // --group-add: by name through the image's /etc/group, or by id.
     for g in &opts.group_add {
-        let gid = user::group_id(g, &String::from_utf8_lossy(&group)).map_err(|source| {
+        let gid = user::group_id(g, &String::from_utf8_lossy(&group)).map_err(|missing| {
             RunError::User {
                 image: ctx.image_name.to_string(),
-                source,
+                missing,
             }
         })?;
         if !additional_gids.contains(&gid) {
