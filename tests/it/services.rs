@@ -162,7 +162,7 @@ impl<'a> DockerNet<'a> {
 impl Drop for DockerNet<'_> {
     fn drop(&mut self) {
         for c in &self.containers {
-            let _ = self.s.docker().args(["rm", "-f", c]).output();
+            let _ = self.s.docker().args(["rm", "-f", "-v", c]).output();
         }
         let _ = self.s.docker().args(["network", "rm", &self.name]).output();
     }
