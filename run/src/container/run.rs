@@ -375,11 +375,21 @@ pub fn start(
     // Ports first: one that is taken fails the start before anything runs.
     let listeners = crate::net::bind(&p.container, &p.meta.name, &p.meta.host.publish)?;
     let pid = {
-        // `container:NAME` with ferry's runtime: born in NAME's namespace.
-        let _joined = match crate::net::join::joined_path(&p.spec) {
-            Some(path) if p.meta.runtime.is_none() => Some(crate::net::join::enter(&path)?),
-            _ => None,
-        };
+        // `container:NAME`: NAME as it runs now; ferry's runtime makes the container in it.
+        let containers = super::Containers::new(
+            p.container
+                .dir
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        );
+        let bundle = p.meta.runtime.is_some().then(|| p.container.dir.clone());
+        let _joined = crate::net::join::prepare_start(
+            &containers,
+            &p.meta.host.network,
+            &mut p.spec,
+            bundle.as_deref(),
+        )?;
         spawn_process(p, source, stdio, console)?
     };
     p.published = listeners.iter().map(|l| l.port).collect();
