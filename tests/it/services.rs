@@ -1568,3 +1568,65 @@ fn services_image_healthcheck_expose_volume_and_health_flags_like_docker() {
     )
     .ok();
 }
+
+/// `ferry ARGS…` as `nobody` (a rootless user) on a store that user owns.
+fn rootless(home: &Path, args: &[&str]) -> Ran {
+    run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_ferry"))
+        .env("FERRY_ROOT", home.join("store"))
+        .env("HOME", home)
+        .args(args))
+}
+
+#[test]
+fn services_rootless_publishes_ports_and_brings_loopback_up() {
+    let s = require_services!();
+    let dir = crate::harness::tempdir_for_any_user();
+    let home = dir.path();
+    let img = install(s, home, "ferry/busybox:oci");
+    let st = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(home.join("store"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The proxy joins the container's user namespace, then its network namespace.
+    let script = httpd_script("rootless-server");
+    rootless(
+        home,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "rl",
+            "-p",
+            "127.0.0.1::80",
+            &img,
+            "sh",
+            "-c",
+            &script,
+        ],
+    )
+    .ok();
+    let port = published_port(&rootless(home, &["port", "rl", "80"]).ok().stdout);
+    assert_eq!(http_ready(port), "rootless-server\n");
+    rootless(home, &["stop", "-t", "1", "rl"]).ok();
+    drop(std::net::TcpListener::bind(("127.0.0.1", port)).expect("port freed by stop"));
+    rootless(home, &["rm", "rl"]).ok();
+    let r = rootless(
+        home,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &img,
+            "sh",
+            "-c",
+            "ip -o link show lo | grep -q UP && ping -c1 -W2 127.0.0.1 >/dev/null && echo lo-up",
+        ],
+    )
+    .ok();
+    assert_eq!(r.stdout, "lo-up\n");
+}
