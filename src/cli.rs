@@ -44,6 +44,9 @@ pub enum Command {
     /// Run a command in a new container from a loaded image (docker run's flags).
     #[cfg(unix)]
     Run(commands::run::RunArgs),
+    /// Create a container from an image without starting it (`ferry start` starts it).
+    #[cfg(unix)]
+    Create(commands::run::RunArgs),
     /// Run a command in a running container.
     #[cfg(unix)]
     Exec(commands::exec::ExecArgs),

@@ -72,6 +72,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(unix)]
         Command::Run(args) => run::run(args, &cli.global),
         #[cfg(unix)]
+        Command::Create(args) => run::create(args, &cli.global),
+        #[cfg(unix)]
         Command::Exec(args) => exec::run(args, &cli.global),
         #[cfg(unix)]
         Command::Ps(args) => ps::run(args, &cli.global),

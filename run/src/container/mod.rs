@@ -6,6 +6,7 @@
 //! [`bundle`]; [`supervise`] and [`monitor`] watch a running container.
 
 pub mod bundle;
+pub mod create;
 pub mod exec;
 pub mod external;
 pub mod health;

@@ -344,7 +344,7 @@ pub(crate) fn write_etc_files(
 const LOOPBACK_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
 
 /// Switches to the copy fallback: materialises the layers into `rootfs/`.
-fn use_copy(p: &mut Prepared, source: Option<&dyn ImageSource>) -> Result<(), RunError> {
+pub(crate) fn use_copy(p: &mut Prepared, source: Option<&dyn ImageSource>) -> Result<(), RunError> {
     let rootfs = rootfs::rootfs_dir(&p.container.dir);
     let r = match source {
         Some(s) => s.materialise(&p.layers, &rootfs),
