@@ -281,6 +281,14 @@ impl PartFile {
         Ok(())
     }
 
+    /// Cuts the part file at `len` bytes (blobs already copied out of its end, by
+    /// `fetch --dir`).
+    pub fn truncate(&self, len: u64) -> Result<(), FetchError> {
+        self.file
+            .set_len(len)
+            .map_err(io_err("truncate", &self.part_path))
+    }
+
     /// Removes the part file and its journal (after the archive was streamed elsewhere).
     pub fn discard(self) {
         drop(self.file);

@@ -15,9 +15,12 @@ use std::io;
 
 use ferry_oci::{Hasher, ImageReference, Platform};
 
-/// Every target: its name (the directory under `testdata/fuzz/` and the `cargo fuzz` target)
+/// A fuzz target: its name (the directory under `testdata/fuzz/` and the `cargo fuzz` target)
 /// and what it runs.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
     ("tar", tar),
     ("archive", archive),
     ("archive_json", archive_json),

@@ -10,9 +10,12 @@
 //! - [`platform`]: `os/arch[/variant]`, matching and choosing from an index.
 //! - [`media_type`]: Docker schema2 and OCI media types and what kind of object each names.
 //! - [`archive`]: the hybrid OCI-layout + `docker load` tar that fetch writes and load reads.
+//! - [`time`]: RFC 3339 times, as configs and Docker write them.
 //!
 //! Image JSON types (manifests, indexes, configs, descriptors) come from the `oci-spec` crate and
 //! are re-exported as [`spec`].
+
+#![forbid(unsafe_code)]
 
 pub mod archive;
 pub mod config;
@@ -20,6 +23,7 @@ pub mod digest;
 pub mod media_type;
 pub mod platform;
 pub mod reference;
+pub mod time;
 
 pub use config::ImageConfig;
 pub use digest::{Digest, DigestError, Hasher, VerifyingReader};

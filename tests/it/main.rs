@@ -1,5 +1,6 @@
 //! Integration tests of the `ferry` binary against real services (see `harness`).
 
+mod cli;
 mod credentials;
 #[cfg(unix)]
 mod durability;
@@ -16,6 +17,8 @@ mod resume;
 mod run;
 #[cfg(unix)]
 mod run_interface;
+#[cfg(unix)]
+mod security;
 #[cfg(unix)]
 mod services;
 #[cfg(unix)]

@@ -25,7 +25,7 @@
 //! layer arrives, and blobs no chosen image needs (other platforms) are skipped unread. Blobs
 //! named `blobs/<alg>/<hex>` that the store already has are only hashed, not staged again.
 //!
-//! A load unpacks layers off the scanning thread (see [`layer`]): the scanner stages a layer's
+//! A load unpacks layers off the scanning thread (see its `layer` module): the scanner stages a layer's
 //! raw bytes and goes on reading the archive while workers decompress and apply layers, several
 //! at once, and skip those whose snapshot the store already has.
 
@@ -85,7 +85,7 @@ pub trait Stage {
     }
 }
 
-/// A store that layers are unpacked into by workers (see [`layer`]).
+/// A store that layers are unpacked into by workers (see the `layer` module).
 pub trait Unpacker: Send + Sync {
     /// Where the raw bytes of entry `id` are staged.
     fn spool_path(&self, id: usize) -> PathBuf;
