@@ -49,6 +49,17 @@ pub fn word(text: &str, escape: char, env: &dyn Env) -> Result<String, ExpandErr
     })
 }
 
+/// Expands variables only, keeping quotes as they are (a COPY heredoc's body).
+pub fn word_keeping_quotes(text: &str, escape: char, env: &dyn Env) -> Result<String, ExpandError> {
+    let mut s = Scanner::new(text, escape, env);
+    s.keep_quotes = true;
+    s.raw_escapes = true;
+    s.run(None).map(|(w, _)| w).map_err(|reason| ExpandError {
+        word: text.to_string(),
+        reason,
+    })
+}
+
 /// Expands and splits into words (EXPOSE, FROM's word list).
 pub fn words(text: &str, escape: char, env: &dyn Env) -> Result<Vec<String>, ExpandError> {
     let mut s = Scanner::new(text, escape, env);
@@ -65,6 +76,8 @@ struct Scanner<'a> {
     env: &'a dyn Env,
     /// Whether escape characters are kept (inside `${x#…}` patterns).
     raw_escapes: bool,
+    /// Quotes are ordinary characters.
+    keep_quotes: bool,
 }
 
 /// The words being split while a word is built.
@@ -119,6 +132,7 @@ impl<'a> Scanner<'a> {
             escape,
             env,
             raw_escapes: false,
+            keep_quotes: false,
         }
     }
 
@@ -147,12 +161,12 @@ impl<'a> Scanner<'a> {
                     result.push_str(&v);
                     words.add_str(&v);
                 }
-                '\'' => {
+                '\'' if !self.keep_quotes => {
                     let v = self.single_quote()?;
                     result.push_str(&v);
                     words.add_raw_str(&v);
                 }
-                '"' => {
+                '"' if !self.keep_quotes => {
                     let v = self.double_quote()?;
                     result.push_str(&v);
                     words.add_raw_str(&v);

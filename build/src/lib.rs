@@ -12,7 +12,20 @@
 //! The store and the runtime are reached through small traits ([`host`]); the binary implements
 //! them over `ferry-load` and `ferry-run`. Nothing here prints: progress goes to a [`Reporter`].
 
+pub mod config;
+pub mod copy;
 pub mod dockerfile;
+pub mod error;
+pub mod executor;
 pub mod expand;
+pub mod fs;
 pub mod glob;
+pub mod host;
 pub mod ignore;
+pub mod layer;
+pub mod report;
+pub mod source;
+
+pub use error::{BuildError, StepError};
+pub use executor::{BuildOptions, BuildResult, build};
+pub use report::{Reporter, Silent};

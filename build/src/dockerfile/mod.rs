@@ -8,10 +8,10 @@
 mod error;
 mod instruction;
 mod lines;
-mod words;
+pub(crate) mod words;
 
 pub use error::ParseError;
-pub(crate) use instruction::{parse_chmod, parse_duration};
+pub(crate) use instruction::parse_chmod;
 
 /// A parsed Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -118,12 +118,9 @@ pub(crate) fn parse_words(text: &str, escape: char) -> Vec<String> {
             continue;
         }
         if c == escape {
-            match chars.next() {
-                Some(n) => {
-                    word.push(c);
-                    word.push(n);
-                }
-                None => {}
+            if let Some(n) = chars.next() {
+                word.push(c);
+                word.push(n);
             }
             continue;
         }
@@ -219,10 +216,11 @@ pub(crate) fn shell_words(line: &str, escape: char) -> Vec<String> {
                 word.push(c);
                 if c == q {
                     quote = None;
-                } else if c == escape && q == '"' {
-                    if let Some(n) = chars.next() {
-                        word.push(n);
-                    }
+                } else if c == escape
+                    && q == '"'
+                    && let Some(n) = chars.next()
+                {
+                    word.push(n);
                 }
             }
             None if c.is_whitespace() => {
