@@ -69,12 +69,13 @@ pub trait ImageStore {
     /// first); returns its snapshot directory.
     fn commit_layer(&self, below: &[Digest], layer: NewLayer<'_>) -> Result<PathBuf, HostError>;
 
-    /// Stores an image's config and manifest; with a key, records it in the build cache.
+    /// Stores an image's config and manifest; with a key, records it in the build cache, with
+    /// the image it was built on (`None` for `FROM scratch`).
     fn commit_image(
         &self,
         config: &[u8],
         manifest: &[u8],
-        cache_key: Option<&Digest>,
+        cache: Option<(&Digest, Option<&Digest>)>,
     ) -> Result<(), HostError>;
 
     /// Gives a committed image (its manifest) names.

@@ -14,6 +14,8 @@ use crate::cli::GlobalArgs;
 pub enum ImageCommand {
     /// Show images' configs and layers as JSON (an array, like `docker image inspect`).
     Inspect(InspectArgs),
+    /// Build an image from a Dockerfile (as `ferry build`).
+    Build(super::build::BuildArgs),
 }
 
 /// Arguments of `ferry image inspect`.
@@ -26,8 +28,11 @@ pub struct InspectArgs {
 
 /// Runs `ferry image …`.
 pub fn run(cmd: ImageCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let args = match cmd {
+        ImageCommand::Inspect(args) => args,
+        ImageCommand::Build(args) => return super::build::run(args, global),
+    };
     let mut stdout = std::io::stdout().lock();
-    let ImageCommand::Inspect(args) = cmd;
     let store = crate::store::open(global)?;
     let mut out = Vec::new();
     for name in &args.images {

@@ -12,7 +12,8 @@ use crate::progress::human_bytes;
 /// `ferry system …`.
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
-    /// Remove unnamed images no container uses, and every blob and snapshot no image needs.
+    /// Remove unnamed images no container uses, build cache no named image was built
+    /// through, and every blob and snapshot nothing needs.
     Prune(PruneArgs),
     /// Show the store's disk usage.
     Df,
@@ -21,7 +22,7 @@ pub enum SystemCommand {
 /// Arguments of `ferry system prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Also remove named images that no container uses.
+    /// Also remove named images that no container uses, and all build cache.
     #[arg(short, long)]
     pub all: bool,
     /// Do not ask for confirmation.
@@ -37,9 +38,9 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         SystemCommand::Prune(args) => {
             if !args.force {
                 let what = if args.all {
-                    "all images without a container using them"
+                    "all images without a container using them, and all build cache"
                 } else {
-                    "all images without a name and a container using them"
+                    "all images without a name and a container using them, and unused build cache"
                 };
                 if !std::io::stdin().is_terminal() {
                     bail!("this removes {what}; pass -f to confirm without a prompt");
@@ -61,6 +62,13 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                     writeln!(stdout, "deleted: {id}")?;
                 }
                 writeln!(stdout)?;
+            }
+            if report.build_cache > 0 {
+                writeln!(
+                    stdout,
+                    "Deleted build cache objects: {}\n",
+                    report.build_cache
+                )?;
             }
             if report.deferred {
                 eprintln!(
@@ -89,6 +97,13 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                     du.containers.to_string(),
                     human_bytes(du.container_bytes),
                     human_bytes(0),
+                ),
+                (
+                    "Build Cache",
+                    du.build_cache.records.to_string(),
+                    du.build_cache.active.to_string(),
+                    human_bytes(du.build_cache.bytes),
+                    human_bytes(du.build_cache.reclaimable),
                 ),
                 (
                     "Unreferenced",

@@ -468,7 +468,7 @@ impl Executor<'_> {
         let m = manifest(state.flavour, &id, bytes.len() as u64, &layers);
         self.host
             .store
-            .commit_image(&bytes, &m, Some(key))
+            .commit_image(&bytes, &m, Some((key, state.id.as_ref())))
             .map_err(StepError::host("store the step's image"))?;
         state.id = Some(id);
         Ok(())

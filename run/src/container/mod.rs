@@ -3,7 +3,8 @@
 //! an OCI bundle), `rootfs/`, overlay `upper/` and `work/`, `/etc` files, `state.json` and logs.
 //!
 //! One file per verb: [`run`], [`exec`], [`kill`], [`stop`], [`remove`], [`list`], [`logs`],
-//! [`bundle`]; [`supervise`] and [`monitor`] watch a running container.
+//! [`bundle`]; [`supervise`] and [`monitor`] watch a running container; [`step`] runs one
+//! `ferry build` step.
 
 pub mod bundle;
 pub mod exec;
@@ -15,6 +16,7 @@ pub mod monitor;
 pub mod remove;
 pub mod run;
 pub mod state;
+pub mod step;
 pub mod stop;
 pub mod supervise;
 pub mod tty;

@@ -266,7 +266,7 @@ fn write_etc_files(dir: &Path, hostname: &str) -> Result<(), RunError> {
 }
 
 /// Switches to the copy fallback: materialises the layers into `rootfs/`.
-fn use_copy(p: &mut Prepared, source: Option<&dyn ImageSource>) -> Result<(), RunError> {
+pub(crate) fn use_copy(p: &mut Prepared, source: Option<&dyn ImageSource>) -> Result<(), RunError> {
     let rootfs = rootfs::rootfs_dir(&p.container.dir);
     let r = match source {
         Some(s) => s.materialise(&p.layers, &rootfs),
