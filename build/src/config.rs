@@ -365,16 +365,31 @@ fn trim_frac(v: u64, unit: u64) -> String {
     format!("{whole}.{}", f.trim_end_matches('0'))
 }
 
-/// Docker's `%+v` of a healthcheck, as the classic builder writes it into history.
+/// A healthcheck as Docker 20.10's classic builder writes it into history: Go's `%q` of the
+/// config struct (each field quoted, the retry count as a character literal).
 pub fn healthcheck_text(h: &HealthConfig) -> String {
     format!(
-        "&{{Test:{} Interval:{} Timeout:{} StartPeriod:{} Retries:{}}}",
-        go_list(&h.test),
-        go_duration(h.interval),
-        go_duration(h.timeout),
-        go_duration(h.start_period),
-        h.retries
+        "&{{{} {} {} {} {}}}",
+        go_quote_list(&h.test),
+        go_quote(&go_duration(h.interval)),
+        go_quote(&go_duration(h.timeout)),
+        go_quote(&go_duration(h.start_period)),
+        go_char(h.retries)
     )
+}
+
+/// Go's `%q` of an integer: a quoted character literal (`'\x02'`, `'A'`).
+fn go_char(n: i64) -> String {
+    match u32::try_from(n).ok().and_then(char::from_u32) {
+        Some('\'') => "'\\''".into(),
+        Some('\\') => "'\\\\'".into(),
+        Some(c) if c.is_ascii_graphic() || c == ' ' => format!("'{c}'"),
+        Some(c) if (c as u32) < 0x80 => format!("'\\x{:02x}'", c as u32),
+        Some(c) if !c.is_control() => format!("'{c}'"),
+        Some(c) if (c as u32) <= 0xffff => format!("'\\u{:04x}'", c as u32),
+        Some(c) => format!("'\\U{:08x}'", c as u32),
+        None => "'\\ufffd'".into(),
+    }
 }
 
 #[cfg(test)]
@@ -399,6 +414,16 @@ mod tests {
         assert_eq!(go_duration(500_000_000), "500ms");
         assert_eq!(go_duration(1_500_000_000), "1.5s");
         assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
+        let h = HealthConfig {
+            test: vec!["CMD-SHELL".into(), "true".into()],
+            interval: 5_000_000_000,
+            retries: 2,
+            ..HealthConfig::default()
+        };
+        assert_eq!(
+            healthcheck_text(&h),
+            r#"&{["CMD-SHELL" "true"] "5s" "0s" "0s" '\x02'}"#
+        );
     }
 
     #[test]

@@ -99,6 +99,10 @@ pub struct RunStep<'a> {
     pub env: Vec<String>,
     /// `--network none`.
     pub network_none: bool,
+    /// The image's VOLUMEs: (path in the container, a directory holding what the image has
+    /// there). Mounted over their paths as Docker's classic builder does, so what the step
+    /// writes into them is not part of the layer.
+    pub volumes: Vec<(String, PathBuf)>,
 }
 
 /// What a finished step's container left.

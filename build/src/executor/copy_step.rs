@@ -133,6 +133,8 @@ impl Executor<'_> {
                 "When using {keyword} with more than one source file, the destination must be a directory and end with a /"
             )));
         }
+        // History names the destination as written, as Docker's does.
+        let written_dest = dest.clone();
         if !dest.starts_with('/') {
             let slash = dest.ends_with('/');
             let wd = state.config.config.working_dir.clone().unwrap_or_default();
@@ -147,15 +149,18 @@ impl Executor<'_> {
             [Source::Tree { entry, .. }] if entry.meta.is_dir() => {
                 format!("dir:{}", digest.digest())
             }
+            // A download is named by its bare digest, as in Docker's history.
+            [Source::Downloaded { .. }] => digest.digest().to_string(),
             [_] => format!("file:{}", digest.digest()),
             _ => format!("multi:{}", digest.digest()),
         };
+        // Docker 20.10 writes no space after the --chown value; kept, so histories match.
         let chown_text = chown
             .as_ref()
-            .map(|c| format!("--chown={c} "))
+            .map(|c| format!("--chown={c}"))
             .unwrap_or_default();
         let created_by = format!(
-            "{} #(nop) {keyword} {chown_text}{desc} in {dest} ",
+            "{} #(nop) {keyword} {chown_text}{desc} in {written_dest} ",
             state.shell().join(" ")
         );
         let extra = format!("{chmod:?}");

@@ -482,7 +482,19 @@ impl Executor<'_> {
         comment: &str,
         change: impl FnOnce(&mut State),
     ) -> Result<(), StepError> {
-        let created_by = format!("{} #(nop)  {comment}", state.shell().join(" "));
+        let shell = state.shell();
+        self.meta_step_in(state, &shell, comment, change)
+    }
+
+    /// A metadata step whose history line starts with `shell` (SHELL names the new one).
+    fn meta_step_in(
+        &mut self,
+        state: &mut State,
+        shell: &[String],
+        comment: &str,
+        change: impl FnOnce(&mut State),
+    ) -> Result<(), StepError> {
+        let created_by = format!("{} #(nop)  {comment}", shell.join(" "));
         let key = self.key(state, "meta", &created_by, None);
         if self.probe(state, &key)? {
             return Ok(());

@@ -84,6 +84,13 @@ impl Executor<'_> {
         let lowers = state.snapshots();
         make_init_layer(&init, &Stack::new(lowers.clone()))
             .map_err(StepError::io("prepare the mount points in", &init))?;
+        let volumes = match self.volume_dirs(state, &init) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = remove_any(&init);
+                return Err(e);
+            }
+        };
         let mut layers = lowers;
         layers.push(init.clone());
         let step = RunStep {
@@ -94,6 +101,7 @@ impl Executor<'_> {
             command: command.clone(),
             env: build_env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             network_none,
+            volumes: volumes.clone(),
         };
         let mut events = Events {
             reporter: &mut *self.reporter,
@@ -125,9 +133,65 @@ impl Executor<'_> {
         let id = container.id().to_string();
         drop(container);
         let _ = remove_any(&init);
+        for (_, dir) in &volumes {
+            let _ = remove_any(dir);
+        }
         let layer = outcome?;
         self.reporter.removed(&id[..id.len().min(12)]);
         self.commit(state, created_by, layer, &key)
+    }
+
+    /// A directory per VOLUME of the config, holding a copy of what the image has at that
+    /// path (as a new Docker volume starts with it).
+    fn volume_dirs(
+        &mut self,
+        state: &State,
+        init: &Path,
+    ) -> Result<Vec<(String, PathBuf)>, StepError> {
+        let Some(vols) = &state.config.config.volumes else {
+            return Ok(Vec::new());
+        };
+        let stack = Stack::new(state.snapshots());
+        let mut out = Vec::new();
+        for path in vols.keys() {
+            let dir = init.with_file_name(format!(
+                "{}-volume-{}",
+                init.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default(),
+                out.len()
+            ));
+            std::fs::create_dir(&dir).map_err(StepError::io("create", &dir))?;
+            out.push((path.clone(), dir.clone()));
+            let rel = stack
+                .resolve(Path::new(path.trim_start_matches('/')))
+                .map_err(|e| StepError::Invalid(e.to_string()))?;
+            let Some(node) = stack.lookup(&rel).filter(|n| n.meta.is_dir()) else {
+                continue;
+            };
+            let now = self.now();
+            let mut writer = Writer::new(dir.clone(), &[], (now.0, i64::from(now.1)));
+            let source = crate::copy::Source::Tree {
+                tree: crate::source::Tree::Image(&stack),
+                rel: rel.clone(),
+                name: Default::default(),
+                entry: crate::source::Entry {
+                    path: node.path,
+                    meta: node.meta,
+                    implicit: false,
+                },
+            };
+            let mode = crate::copy::CopyMode {
+                owner: None,
+                chmod: None,
+                unpack: false,
+                now: (now.0, i64::from(now.1)),
+            };
+            crate::copy::copy(&mut writer, &[source], "/", mode)
+                .and_then(|()| writer.finish().map(|_| ()))
+                .map_err(StepError::Copy)?;
+        }
+        Ok(out)
     }
 
     /// WORKDIR: the directory is made (as root, mode 755) when the image lacks it, in a layer

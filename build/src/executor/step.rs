@@ -144,9 +144,12 @@ impl Executor<'_> {
                     },
                 )
             }
-            Kind::Shell(sh) => self.meta_step(state, &format!("SHELL {}", go_list(sh)), |s| {
-                s.config.config.shell = Some(sh.clone());
-            }),
+            // Docker writes SHELL's history line with the new shell already in place.
+            Kind::Shell(sh) => {
+                self.meta_step_in(state, sh, &format!("SHELL {}", go_list(sh)), |s| {
+                    s.config.config.shell = Some(sh.clone());
+                })
+            }
             Kind::Cmd(cl) => {
                 let cmd = command_of(state, cl);
                 let set = !cl.args.is_empty();

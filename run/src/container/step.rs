@@ -15,7 +15,7 @@ use super::run::{Prepared, prepare, record_running, start, use_copy};
 use super::{Containers, Status, now, supervise};
 use crate::error::RunError;
 use crate::image::{Image, ImageSource};
-use crate::options::{Network, RootfsMode, RunOptions};
+use crate::options::{Network, RootfsMode, RunOptions, Volume};
 use crate::process::spawn::Stdio;
 use crate::rootfs::{self, RootSource};
 
@@ -33,6 +33,8 @@ pub struct StepSpec {
     pub network: Network,
     /// overlayfs, or the copy fallback.
     pub rootfs: RootfsMode,
+    /// Bind mounts (the image's VOLUMEs, whose writes must not reach the layer).
+    pub volumes: Vec<Volume>,
 }
 
 /// How the step's command ended.
@@ -85,12 +87,20 @@ pub fn run_step(
     started: &mut dyn FnMut(&str),
     output: &mut dyn FnMut(&[u8]),
 ) -> Result<(StepContainer, StepExit), RunError> {
+    // The copy is made here, by the image source (which keeps file times: the caller
+    // compares the tree with the layers afterwards), not by `prepare`.
+    let copy = spec.rootfs == RootfsMode::Copy || !spec.image.overlay_ready;
     let opts = RunOptions {
         command: spec.command,
         entrypoint: Some(String::new()),
         env: spec.env,
         network: spec.network,
-        rootfs: spec.rootfs,
+        rootfs: if spec.rootfs == RootfsMode::Copy {
+            RootfsMode::Auto
+        } else {
+            spec.rootfs
+        },
+        volumes: spec.volumes,
         ..RunOptions::default()
     };
     let lock = source.lock().map_err(|e| RunError::Image {
@@ -100,7 +110,7 @@ pub fn run_step(
     let mut step = StepContainer {
         prepared: prepare(containers, &spec.image, spec.image.id.digest(), opts)?,
     };
-    if !spec.image.overlay_ready && step.prepared.source != RootSource::Directory {
+    if copy && step.prepared.source != RootSource::Directory {
         use_copy(&mut step.prepared, Some(source))?;
     }
     drop(lock);
@@ -145,7 +155,18 @@ fn watch(
     let mut open = true;
     let mut buf = vec![0u8; 64 * 1024];
     let mut drain_deadline: Option<std::time::Instant> = None;
+    // A shell as PID 1 of its namespace ignores SIGINT; an interrupted build must not wait
+    // for the command, so it is killed after a short grace period, as Docker cancels a build.
+    let mut kill_at: Option<std::time::Instant> = None;
     loop {
+        if code.is_none()
+            && let Some(k) = kill_at
+            && std::time::Instant::now() >= k
+        {
+            // SAFETY: signals our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            kill_at = None;
+        }
         if code.is_some() && !open {
             break;
         }
@@ -167,7 +188,11 @@ fn watch(
                 revents: 0,
             },
         ];
-        let timeout = if code.is_some() { 100 } else { -1 };
+        let timeout = if code.is_some() || kill_at.is_some() {
+            100
+        } else {
+            -1
+        };
         // SAFETY: polls descriptors we own.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if n < 0 {
@@ -183,6 +208,9 @@ fn watch(
                         libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
                     ) {
                         interrupted = Some(sig);
+                        kill_at.get_or_insert(
+                            std::time::Instant::now() + std::time::Duration::from_secs(2),
+                        );
                     }
                     // SAFETY: signals our own child.
                     unsafe { libc::kill(pid, sig) };

@@ -14,7 +14,7 @@ use ferry_load::Store;
 use ferry_load::store::{BuildImage, BuildSession, NewBuildLayer, SnapshotFormat};
 use ferry_oci::{Digest, ImageReference};
 use ferry_run::container::step::{self, StepSpec};
-use ferry_run::{Containers, Image, ImageSource, Network, RootfsMode};
+use ferry_run::{Containers, Image, ImageSource, Network, RootfsMode, Volume};
 
 use crate::commands::store::StoreSource;
 
@@ -152,6 +152,15 @@ impl StepRunner for Runner {
                 Network::Host
             },
             rootfs: self.rootfs,
+            volumes: s
+                .volumes
+                .iter()
+                .map(|(path, dir)| Volume {
+                    host: Some(dir.clone()),
+                    container: path.clone(),
+                    read_only: false,
+                })
+                .collect(),
         };
         let events = std::cell::RefCell::new(events);
         let (container, exit) = step::run_step(
