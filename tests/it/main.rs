@@ -8,6 +8,7 @@ mod credentials;
 mod fake_registry;
 mod faults;
 mod fetch;
+mod fuzz;
 mod harness;
 mod load;
 mod load_support;
@@ -15,4 +16,6 @@ mod network;
 mod resume;
 #[cfg(unix)]
 mod run;
+#[cfg(unix)]
+mod services;
 mod windows;

@@ -158,7 +158,7 @@ impl StepRunner for Runner {
                 .map(|(path, dir)| Volume {
                     host: Some(dir.clone()),
                     container: path.clone(),
-                    read_only: false,
+                    ..Volume::default()
                 })
                 .collect(),
         };
