@@ -11,8 +11,16 @@ use crate::build_support::{
     BASE, comparable_config, corpus_context, docker_build, docker_tag, ferry_home, read_saved,
     tree_diff,
 };
-use crate::harness::{Ran, ferry, run, tempdir};
+use crate::harness::{Ran, Services, ferry, run, tempdir};
 use crate::require_services;
+
+/// A store with the base image, and a context holding `dockerfile`.
+fn setup(s: &Services, dockerfile: &str) -> (tempfile::TempDir, tempfile::TempDir) {
+    let home = ferry_home(s);
+    let ctx = tempdir();
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    (home, ctx)
+}
 
 fn build(home: &Path, ctx: &Path, extra: &[&str]) -> Ran {
     run(ferry(home).arg("build").args(extra).arg(ctx))
@@ -308,16 +316,13 @@ fn target_label_quiet_and_dockerfile_from_stdin() {
 #[test]
 fn heredocs_and_chmod() {
     let s = require_services!();
-    let home = ferry_home(s);
-    let ctx = tempdir();
-    std::fs::write(ctx.path().join("f"), "f\n").unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        format!(
+    let (home, ctx) = setup(
+        s,
+        &format!(
             "FROM {BASE}\nENV WHO=heredoc\nRUN <<EOF\nset -e\necho \"$WHO\" > /ran\necho two >> /ran\nEOF\nRUN cat > /fed <<'END'\nno $WHO here\nEND\nCOPY <<EOF /copied\nhello $WHO\nEOF\nCOPY --chmod=640 f /modes/\n"
         ),
-    )
-    .unwrap();
+    );
+    std::fs::write(ctx.path().join("f"), "f\n").unwrap();
     build(home.path(), ctx.path(), &["-t", "here:1"]).ok();
     let cat = |p: &str| {
         run(ferry(home.path()).args(["run", "--rm", "here:1", "cat", p]))
@@ -336,15 +341,14 @@ fn heredocs_and_chmod() {
 #[test]
 fn cache_skips_unchanged_steps_and_reruns_from_a_changed_source() {
     let s = require_services!();
-    let home = ferry_home(s);
-    let ctx = tempdir();
+    let (home, ctx) = setup(
+        s,
+        &format!(
+            "FROM {BASE}\nCOPY a /a\nRUN cat /a > /a2\nCOPY b /b\nRUN cat /b > /b2\nCMD [\"cat\", \"/b2\"]\n"
+        ),
+    );
     std::fs::write(ctx.path().join("a"), "a\n").unwrap();
     std::fs::write(ctx.path().join("b"), "b\n").unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        format!("FROM {BASE}\nCOPY a /a\nRUN cat /a > /a2\nCOPY b /b\nRUN cat /b > /b2\nCMD [\"cat\", \"/b2\"]\n"),
-    )
-    .unwrap();
     let first = build(home.path(), ctx.path(), &["-t", "c:1"]).ok();
     assert_eq!(first.stdout.matches("Running in").count(), 2);
     let id = |out: &str| {
@@ -405,14 +409,11 @@ fn cache_skips_unchanged_steps_and_reruns_from_a_changed_source() {
 #[test]
 fn source_date_epoch_makes_builds_byte_identical() {
     let s = require_services!();
-    let home = ferry_home(s);
-    let ctx = tempdir();
+    let (home, ctx) = setup(
+        s,
+        &format!("FROM {BASE}\nCOPY f /f\nRUN echo made > /made && mkdir -p /d/e\nENV X=1\n"),
+    );
     std::fs::write(ctx.path().join("f"), "f\n").unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        format!("FROM {BASE}\nCOPY f /f\nRUN echo made > /made && mkdir -p /d/e\nENV X=1\n"),
-    )
-    .unwrap();
     let id = |r: &Ran| {
         r.stdout
             .lines()
@@ -611,13 +612,7 @@ fn bad_dockerfiles_fail_with_one_line_naming_the_place() {
 #[test]
 fn ctrl_c_during_run_stops_the_build_and_leaves_nothing() {
     let s = require_services!();
-    let home = ferry_home(s);
-    let ctx = tempdir();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        format!("FROM {BASE}\nRUN echo started && sleep 60\n"),
-    )
-    .unwrap();
+    let (home, ctx) = setup(s, &format!("FROM {BASE}\nRUN echo started && sleep 60\n"));
     let mut child = ferry(home.path())
         .args(["build", "-t", "interrupted:1"])
         .arg(ctx.path())
@@ -656,13 +651,10 @@ fn ctrl_c_during_run_stops_the_build_and_leaves_nothing() {
 #[test]
 fn system_df_shows_the_build_cache_and_prune_removes_what_is_unused() {
     let s = require_services!();
-    let home = ferry_home(s);
-    let ctx = tempdir();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        format!("FROM {BASE}\nRUN head -c 100000 /dev/urandom > /noise\nENV A=1\n"),
-    )
-    .unwrap();
+    let (home, ctx) = setup(
+        s,
+        &format!("FROM {BASE}\nRUN head -c 100000 /dev/urandom > /noise\nENV A=1\n"),
+    );
     build(home.path(), ctx.path(), &["-t", "cached:1"]).ok();
     let df = |h: &Path| {
         let out = run(ferry(h).args(["system", "df"])).ok().stdout;

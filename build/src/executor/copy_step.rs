@@ -138,7 +138,7 @@ impl Executor<'_> {
         if !dest.starts_with('/') {
             let slash = dest.ends_with('/');
             let wd = state.config.config.working_dir.clone().unwrap_or_default();
-            let mut joined = join_abs(&wd, dest);
+            let mut joined = super::clean_abs(&format!("/{wd}/{dest}"));
             if slash && !joined.ends_with('/') {
                 joined.push('/');
             }
@@ -347,19 +347,4 @@ fn chown_ids(view: &Stack, spec: &str) -> Result<(u32, u32), StepError> {
             "unable to convert uid/gid chown string to host mapping: {e}"
         ))
     })
-}
-
-/// `path.Join("/", wd, rel)`.
-fn join_abs(wd: &str, rel: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for c in wd.split('/').chain(rel.split('/')) {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    format!("/{}", out.join("/"))
 }

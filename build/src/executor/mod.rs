@@ -503,3 +503,29 @@ impl Executor<'_> {
         self.commit(state, created_by, None, &key)
     }
 }
+
+/// A container path cleaned as Go's `path.Clean` does for absolute paths: `/a/./b/../c` →
+/// `/a/c` (no `..` climbs above `/`).
+fn clean_abs(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clean_absolute_paths() {
+        assert_eq!(super::clean_abs("/app/./b/../c/"), "/app/c");
+        assert_eq!(super::clean_abs("//"), "/");
+        assert_eq!(super::clean_abs("/../x"), "/x");
+    }
+}

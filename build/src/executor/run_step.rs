@@ -208,7 +208,7 @@ impl Executor<'_> {
             p
         } else {
             let cur = state.config.config.working_dir.clone().unwrap_or_default();
-            clean_abs(&format!("/{cur}/{p}"))
+            super::clean_abs(&format!("/{cur}/{p}"))
         };
         let created_by = format!("{} #(nop) WORKDIR {dir}", state.shell().join(" "));
         let key = self.key(state, "workdir", &created_by, None);
@@ -379,21 +379,6 @@ fn shell_script(line: &str, heredocs: &[crate::dockerfile::Heredoc], escape: cha
     s
 }
 
-/// `/a/./b/../c` → `/a/c`.
-fn clean_abs(p: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    format!("/{}", out.join("/"))
-}
-
 /// Makes the init layer in `dir` (see the module comment).
 fn make_init_layer(dir: &Path, stack: &Stack) -> io::Result<()> {
     std::fs::create_dir(dir)?;
@@ -475,11 +460,5 @@ mod tests {
             "cat <<EOF > /x\nhi\nEOF\n"
         );
         assert_eq!(shell_script("echo hi", &[], '\\'), "echo hi");
-    }
-
-    #[test]
-    fn workdir_paths() {
-        assert_eq!(clean_abs("/app/./b/../c/"), "/app/c");
-        assert_eq!(clean_abs("//"), "/");
     }
 }

@@ -89,7 +89,17 @@ struct Emitter<'a, W: Write> {
     stats: DiffStats,
 }
 
-impl<W: Write> Emitter<'_, W> {
+impl<'a, W: Write> Emitter<'a, W> {
+    fn new(tar: &'a mut TarWriter<W>, opts: DiffOptions) -> Self {
+        Emitter {
+            tar,
+            opts,
+            links: HashMap::new(),
+            pending: Vec::new(),
+            stats: DiffStats::default(),
+        }
+    }
+
     fn flush_pending(&mut self) -> Result<(), DiffError> {
         for (path, name, meta) in std::mem::take(&mut self.pending) {
             self.entry(&path, name, &meta, false)?;
@@ -257,13 +267,7 @@ pub fn from_upper<W: Write>(
     tar: &mut TarWriter<W>,
     opts: DiffOptions,
 ) -> Result<DiffStats, DiffError> {
-    let mut e = Emitter {
-        tar,
-        opts,
-        links: HashMap::new(),
-        pending: Vec::new(),
-        stats: DiffStats::default(),
-    };
+    let mut e = Emitter::new(tar, opts);
     if opts.strip_overlay_xattrs {
         strip_overlay_xattrs(dir)?;
     }
@@ -335,13 +339,7 @@ pub fn from_trees<W: Write>(
     tar: &mut TarWriter<W>,
     opts: DiffOptions,
 ) -> Result<DiffStats, DiffError> {
-    let mut e = Emitter {
-        tar,
-        opts,
-        links: HashMap::new(),
-        pending: Vec::new(),
-        stats: DiffStats::default(),
-    };
+    let mut e = Emitter::new(tar, opts);
     compare(&mut e, after, &[], Some(&before.root()), before)?;
     Ok(e.stats)
 }
