@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::build_support::{
-    BASE, comparable_config, corpus_context, docker_build, docker_tag, ferry_home, read_saved,
+    BASE, DockerTag, comparable_config, corpus_context, docker_build, ferry_home, read_saved,
     tree_diff,
 };
 use crate::harness::{Ran, Services, ferry, run, tempdir};
@@ -39,7 +39,7 @@ fn compare_skipping(case: &str, extra: &[&str], skipped: &[&str]) {
     let ctx = tempdir();
     corpus_context(case, ctx.path());
     let dockerfile = ctx.path().join("Dockerfile");
-    let tag = docker_tag(case);
+    let tag = DockerTag::new(case);
     let d = docker_build(s, ctx.path(), &dockerfile, &tag, extra).ok();
     let mut args = vec!["-t", &tag];
     args.extend_from_slice(extra);
@@ -144,7 +144,7 @@ fn seed_chapter_builds_runs_and_loads_into_docker() {
         .args(["save", "my-hello:0.0", "-o"])
         .arg(&tar))
     .ok();
-    let unique = docker_tag("my-hello");
+    let unique = DockerTag::new("my-hello");
     run(s.docker().arg("load").arg("-i").arg(&tar)).ok();
     run(s.docker().args(["tag", "my-hello:0.0", &unique])).ok();
     run(s.docker().args(["rmi", "my-hello:0.0"])).ok();
@@ -200,7 +200,7 @@ fn onbuild_triggers_match_docker() {
     let home = ferry_home(s);
     let ctx = tempdir();
     corpus_context("onbuild", ctx.path());
-    let parent = docker_tag("onbuild-parent");
+    let parent = DockerTag::new("onbuild-parent");
     let parent_file = ctx.path().join("Dockerfile.parent");
     docker_build(s, ctx.path(), &parent_file, &parent, &[]).ok();
     let p = run(ferry(home.path())
@@ -209,7 +209,7 @@ fn onbuild_triggers_match_docker() {
         .arg(ctx.path()))
     .ok();
     assert!(!p.stdout.contains("Executing"), "{}", p.stdout);
-    let child = docker_tag("onbuild-child");
+    let child = DockerTag::new("onbuild-child");
     let arg = format!("PARENT={parent}");
     let d = docker_build(
         s,

@@ -99,9 +99,42 @@ pub fn ferry_home(s: &Services) -> tempfile::TempDir {
     home
 }
 
-/// A tag of Docker's engine that only this test process uses.
-pub fn docker_tag(case: &str) -> String {
-    format!("ferry-build-it/{case}:{}", std::process::id())
+/// A tag of Docker's engine that only this test process uses, removed from the engine when
+/// dropped (also when the test fails).
+pub struct DockerTag(pub String);
+
+impl DockerTag {
+    /// `ferry-build-it/CASE:PID`.
+    pub fn new(case: &str) -> DockerTag {
+        DockerTag(format!("ferry-build-it/{case}:{}", std::process::id()))
+    }
+}
+
+impl std::ops::Deref for DockerTag {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for DockerTag {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_ref()
+    }
+}
+
+impl std::fmt::Display for DockerTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Drop for DockerTag {
+    fn drop(&mut self) {
+        if let Some(s) = crate::harness::services() {
+            let _ = s.docker().args(["rmi", "-f", &self.0]).output();
+        }
+    }
 }
 
 /// Copies a corpus case into `dest` and runs its `prepare.sh`.
