@@ -700,3 +700,63 @@ fn system_df_shows_the_build_cache_and_prune_removes_what_is_unused() {
     run(ferry(home.path()).args(["system", "prune", "-a", "-f"])).ok();
     assert_eq!(&df(home.path())[2..4], ["0", "0"]);
 }
+
+#[test]
+fn add_url_uses_the_proxy_and_trusts_only_the_cas_it_is_given() {
+    let s = require_services!();
+    let (home, ctx) = setup(
+        s,
+        &format!("FROM {BASE}\nADD https://localhost:5004/v2/ /from-tls.json\n"),
+    );
+    let proxy = crate::network::Tinyproxy::start(home.path(), None);
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    let with_proxy = |extra: &[&str]| {
+        run(ferry(home.path())
+            .env("HTTPS_PROXY", &url)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .args(["build", "-t", "tls:1"])
+            .args(extra)
+            .arg(ctx.path()))
+    };
+    // TLS is verified: the test registry's CA is not trusted unless given.
+    let refused = with_proxy(&[]).failed();
+    let first = refused.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: Dockerfile:2: ADD https://localhost:5004/v2/ /from-tls.json: failed to download the file"),
+        "{}",
+        refused.stderr
+    );
+    with_proxy(&["--ca-cert", s.var("CA")]).ok();
+    assert!(
+        proxy.connects_to("localhost:5004") >= 2,
+        "the proxy was not used"
+    );
+    let r = run(ferry(home.path()).args(["run", "--rm", "tls:1", "cat", "/from-tls.json"])).ok();
+    assert_eq!(r.stdout, "{}");
+}
+
+#[test]
+fn network_none_leaves_run_steps_only_loopback() {
+    let s = require_services!();
+    let (home, ctx) = setup(
+        s,
+        &format!(
+            "FROM {BASE}\nRUN cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /ifaces\n"
+        ),
+    );
+    build(
+        home.path(),
+        ctx.path(),
+        &["--network", "none", "-t", "none:1"],
+    )
+    .ok();
+    let cat = |tag: &str| {
+        run(ferry(home.path()).args(["run", "--rm", "--network", "none", tag, "cat", "/ifaces"]))
+            .ok()
+            .stdout
+    };
+    assert_eq!(cat("none:1"), "lo\n");
+    build(home.path(), ctx.path(), &["-t", "host:1"]).ok();
+    assert_ne!(cat("host:1"), "lo\n", "the default is the host's network");
+}

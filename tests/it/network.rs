@@ -76,15 +76,15 @@ fn insecure_registry_skips_verification_for_that_host_only() {
     ran.assert_stderr("TLS handshake with localhost:5004 failed");
 }
 
-/// A tinyproxy on a free port, killed when dropped.
-struct Tinyproxy {
+/// A tinyproxy on a free port, killed when dropped (also used by the build tests).
+pub(crate) struct Tinyproxy {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: PathBuf,
 }
 
 impl Tinyproxy {
-    fn start(dir: &Path, basic_auth: Option<(&str, &str)>) -> Tinyproxy {
+    pub(crate) fn start(dir: &Path, basic_auth: Option<(&str, &str)>) -> Tinyproxy {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -118,7 +118,7 @@ impl Tinyproxy {
         Tinyproxy { child, port, log }
     }
 
-    fn connects_to(&self, target: &str) -> usize {
+    pub(crate) fn connects_to(&self, target: &str) -> usize {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()

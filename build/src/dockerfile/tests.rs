@@ -246,3 +246,73 @@ fn odd_input_does_not_panic() {
         let _ = parse(text);
     }
 }
+
+/// Pseudo-random text made of what Dockerfiles are made of: no input may panic the parser (a
+/// fuzzer will go further; this runs with every test).
+#[test]
+fn random_text_never_panics() {
+    const PIECES: [&str; 40] = [
+        "FROM ",
+        "RUN ",
+        "COPY ",
+        "ADD ",
+        "ENV ",
+        "ARG ",
+        "LABEL ",
+        "ONBUILD ",
+        "HEALTHCHECK ",
+        "CMD ",
+        "SHELL ",
+        "EXPOSE ",
+        "WORKDIR ",
+        "USER ",
+        "VOLUME ",
+        "STOPSIGNAL ",
+        "--from=",
+        "--chmod=",
+        "AS ",
+        "<<",
+        "<<-",
+        "EOF",
+        "\n",
+        "\\\n",
+        "`\n",
+        "# escape=`\n",
+        "#",
+        "\"",
+        "'",
+        "[",
+        "]",
+        ",",
+        "=",
+        "$",
+        "${",
+        "}",
+        ":-",
+        "é",
+        "\t",
+        "\u{feff}",
+    ];
+    let mut seed: u64 = 0x5eed;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..4_000 {
+        let len = (next() % 24) as usize;
+        let text: String = (0..len)
+            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+            .collect();
+        if let Ok(d) = parse(&text) {
+            // Whatever parses can also be expanded without panicking.
+            for s in &d.stages {
+                let _ = crate::expand::word(&s.from_args.image, d.escape, &Vec::new());
+            }
+        }
+        let _ = crate::expand::words(&text, '\\', &Vec::new());
+        let _ = crate::ignore::Ignore::parse(&text, &["Dockerfile"]);
+        let _ = crate::glob::matches_path(&text, "a/b.txt");
+    }
+}
