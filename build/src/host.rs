@@ -61,6 +61,10 @@ pub trait ImageStore {
     /// by renaming); the store keeps what is in it from being collected while the build runs.
     fn workspace(&self) -> &Path;
 
+    /// A directory where builds may keep what they learn about their sources between runs
+    /// (content digests by file metadata); `None`: nothing is kept.
+    fn memory_dir(&self) -> Option<PathBuf>;
+
     /// Whether snapshots may hold overlayfs whiteouts (root); else a changes directory with
     /// deletions in it cannot be taken as a snapshot.
     fn overlay_snapshots(&self) -> bool;

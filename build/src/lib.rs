@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod copy;
+pub mod digests;
 pub mod dockerfile;
 pub mod error;
 pub mod executor;

@@ -5,13 +5,14 @@
 //! large context only reads the files it copies.
 
 use std::ffi::OsString;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use ferry_oci::Hasher;
 
+use crate::digests::Digests;
 use crate::fs::stack::Stack;
 use crate::ignore::Ignore;
 
@@ -281,29 +282,46 @@ impl<'a> Tree<'a> {
 
     /// A digest of everything a copy of `rel` would take: names, types, modes, owners,
     /// sizes, contents and link targets (times are left out, as Docker's cache does).
-    pub fn hash(&self, rel: &Path, hasher: &mut Hasher) -> Result<(), SourceError> {
+    pub fn hash(
+        &self,
+        rel: &Path,
+        hasher: &mut Hasher,
+        digests: &mut Digests,
+    ) -> Result<(), SourceError> {
         let Some(e) = self.lookup(rel) else {
             return Err(SourceError::NotFound(rel.display().to_string()));
         };
-        self.hash_entry(Path::new(""), &e, hasher)?;
+        self.hash_entry(Path::new(""), &e, hasher, digests)?;
         if e.meta.is_dir() {
-            self.hash_dir(rel, Path::new(""), hasher)?;
+            self.hash_dir(rel, Path::new(""), hasher, digests)?;
         }
         Ok(())
     }
 
-    fn hash_dir(&self, rel: &Path, inner: &Path, hasher: &mut Hasher) -> Result<(), SourceError> {
+    fn hash_dir(
+        &self,
+        rel: &Path,
+        inner: &Path,
+        hasher: &mut Hasher,
+        digests: &mut Digests,
+    ) -> Result<(), SourceError> {
         for (name, e) in self.children(rel)? {
             let i = inner.join(&name);
-            self.hash_entry(&i, &e, hasher)?;
+            self.hash_entry(&i, &e, hasher, digests)?;
             if e.meta.is_dir() {
-                self.hash_dir(&rel.join(&name), &i, hasher)?;
+                self.hash_dir(&rel.join(&name), &i, hasher, digests)?;
             }
         }
         Ok(())
     }
 
-    fn hash_entry(&self, inner: &Path, e: &Entry, hasher: &mut Hasher) -> Result<(), SourceError> {
+    fn hash_entry(
+        &self,
+        inner: &Path,
+        e: &Entry,
+        hasher: &mut Hasher,
+        digests: &mut Digests,
+    ) -> Result<(), SourceError> {
         let m = &e.meta;
         let head = format!(
             "{}\0{:o}\0{}\0{}\0{}\0{}\0{}\n",
@@ -323,21 +341,17 @@ impl<'a> Tree<'a> {
             })?;
             hasher.update(t.as_os_str().as_bytes());
         } else if m.is_file() {
-            let mut f = std::fs::File::open(&e.path).map_err(|source| SourceError::Io {
+            // Only context files are remembered (an image's files never change).
+            let mut once = Digests::default();
+            let memory = match self {
+                Tree::Context(_) => digests,
+                Tree::Image(_) => &mut once,
+            };
+            let sha256 = memory.file(&e.path, m).map_err(|source| SourceError::Io {
                 path: e.path.clone(),
                 source,
             })?;
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = f.read(&mut buf).map_err(|source| SourceError::Io {
-                    path: e.path.clone(),
-                    source,
-                })?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
+            hasher.update(sha256.as_bytes());
         }
         hasher.update(b"\n");
         Ok(())

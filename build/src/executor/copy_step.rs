@@ -116,7 +116,7 @@ impl Executor<'_> {
                 hasher.update(b"tree\0");
                 hasher.update(name.as_encoded_bytes());
                 hasher.update(b"\0");
-                tree.hash(&rel, &mut hasher)?;
+                tree.hash(&rel, &mut hasher, &mut self.digests)?;
                 sources.push(Source::Tree {
                     tree,
                     rel,

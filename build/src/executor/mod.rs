@@ -86,6 +86,12 @@ pub fn build(
         ));
     }
     let context = open_context(opts)?;
+    // Digests of context files are remembered per context directory.
+    let memory = host.store.memory_dir().map(|d| {
+        let ctx = std::fs::canonicalize(&opts.context).unwrap_or_else(|_| opts.context.clone());
+        let key = ferry_oci::digest::sha256(ctx.as_os_str().as_encoded_bytes());
+        d.join(format!("{}.json", &key.digest()[..16]))
+    });
     let mut ex = Executor {
         opts,
         host,
@@ -103,8 +109,11 @@ pub fn build(
         step: 0,
         total: 0,
         seq: 0,
+        digests: crate::digests::Digests::load(memory),
     };
-    let state = ex.dockerfile(&parsed)?;
+    let state = ex.dockerfile(&parsed);
+    std::mem::take(&mut ex.digests).save();
+    let state = state?;
     let Some(id) = state.id.clone() else {
         return Err(BuildError::Invalid(
             "No image was generated. Is your Dockerfile empty?".into(),
@@ -188,6 +197,8 @@ pub(crate) struct Executor<'a> {
     total: usize,
     /// Names in the workspace.
     seq: usize,
+    /// Source file digests, remembered between builds.
+    digests: crate::digests::Digests,
 }
 
 impl Executor<'_> {

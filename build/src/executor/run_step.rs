@@ -106,7 +106,9 @@ impl Executor<'_> {
         let mut events = Events {
             reporter: &mut *self.reporter,
         };
+        let started = std::time::Instant::now();
         let result = self.host.runner.run(&step, &mut events);
+        tracing::debug!(elapsed = ?started.elapsed(), "RUN step's command finished");
         let (container, exit) = match result {
             Ok(x) => x,
             Err(e) => {
@@ -290,6 +292,18 @@ impl Executor<'_> {
         changes: ContainerChanges,
         before: &Stack,
     ) -> Result<Option<Layer>, StepError> {
+        let started = std::time::Instant::now();
+        let layer = self.take_layer_timed(state, changes, before);
+        tracing::debug!(elapsed = ?started.elapsed(), "RUN step's layer taken and stored");
+        layer
+    }
+
+    fn take_layer_timed(
+        &mut self,
+        state: &State,
+        changes: ContainerChanges,
+        before: &Stack,
+    ) -> Result<Option<Layer>, StepError> {
         let dest = self.scratch_path("layer");
         let opts = self.diff_options();
         match changes {
@@ -330,6 +344,11 @@ impl Executor<'_> {
             let _ = std::fs::remove_file(&file.path);
             return Ok(None);
         }
+        tracing::debug!(
+            entries = file.stats.entries,
+            bytes = file.size,
+            "layer written"
+        );
         // A directory with overlayfs whiteouts cannot be a snapshot of a store that keeps
         // the portable form; the store unpacks the blob instead.
         let tree = tree.filter(|_| self.host.store.overlay_snapshots() || !file.stats.whiteouts);

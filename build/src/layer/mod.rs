@@ -99,7 +99,7 @@ fn write_inner(
         hasher: Hasher::sha256(),
         bytes: 0,
     };
-    let gz = GzEncoder::new(blob, Compression::default());
+    let gz = GzEncoder::new(blob, Compression::new(4));
     let raw = Hashing {
         inner: gz,
         hasher: Hasher::sha256(),

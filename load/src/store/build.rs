@@ -189,6 +189,12 @@ impl Store {
         self.root.join(CACHE_DIR)
     }
 
+    /// Where builds keep what they learn about their sources between runs (small files;
+    /// `system prune -a` removes them).
+    pub fn build_memory_dir(&self) -> PathBuf {
+        self.cache_dir().join("sources")
+    }
+
     fn cache_record(&self, key: &Digest) -> Option<CacheRecord> {
         let p = self.cache_dir().join(format!("{}.json", key.digest()));
         serde_json::from_slice(&std::fs::read(p).ok()?).ok()
@@ -291,6 +297,10 @@ impl Store {
         } else {
             self.active_records(catalog)?
         };
+        if all {
+            let memory = self.build_memory_dir();
+            fsutil::remove_tree(&memory).map_err(StoreError::io("remove", &memory))?;
+        }
         let mut removed = 0;
         for (path, _) in self.cache_records() {
             if !active.contains(&path) {

@@ -54,6 +54,10 @@ impl ImageStore for StoreHost<'_> {
         self.session.dir()
     }
 
+    fn memory_dir(&self) -> Option<PathBuf> {
+        Some(self.store.build_memory_dir())
+    }
+
     fn overlay_snapshots(&self) -> bool {
         self.store.snapshot_format() == SnapshotFormat::Overlay
     }
