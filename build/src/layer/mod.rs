@@ -1,7 +1,9 @@
 //! Turning a step's changes into a layer blob: a tar written once, hashed as it goes (the
-//! diff_id), gzip-compressed and hashed again (the blob digest), straight into a file.
+//! diff_id), gzip-compressed on every core ([`gzip`]) and hashed again (the blob digest),
+//! straight into a file.
 
 pub mod diff;
+pub mod gzip;
 pub mod tar;
 
 use std::fs::File;
@@ -9,8 +11,6 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use ferry_oci::{Digest, Hasher};
-use flate2::Compression;
-use flate2::write::GzEncoder;
 
 pub use diff::{DiffError, DiffOptions, DiffStats};
 
@@ -99,7 +99,7 @@ fn write_inner(
         hasher: Hasher::sha256(),
         bytes: 0,
     };
-    let gz = GzEncoder::new(blob, Compression::new(4));
+    let gz = gzip::ParallelGzip::new(blob);
     let raw = Hashing {
         inner: gz,
         hasher: Hasher::sha256(),
