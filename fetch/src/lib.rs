@@ -9,10 +9,13 @@
 //! The crate is portable (it is what `ferry.exe` runs on Windows) and never draws progress
 //! itself: callers pass a [`Reporter`].
 
+#![forbid(unsafe_code)]
+
 pub mod credentials;
 pub mod docker_config;
 mod download;
 pub mod error;
+mod frozen;
 pub mod http;
 mod partial;
 pub mod registry;
@@ -49,6 +52,9 @@ pub enum Destination {
         /// Directory for the part file.
         staging: PathBuf,
     },
+    /// The directory moby's `download-frozen-image-v2.sh` writes (see `frozen.rs`), for
+    /// `tar -cC DIR . | docker load`; assembled as `DIR.part` beside it first.
+    Directory(PathBuf),
 }
 
 /// How to fetch.
@@ -149,6 +155,7 @@ pub fn fetch(
     let plan = ArchivePlan::new(resolved.iter().map(|(i, _)| i.record.clone()).collect());
     let part_path = match destination {
         Destination::File(path) => with_suffix(path, ".part"),
+        Destination::Directory(dir) => frozen::part_path(dir),
         Destination::Stdout { staging } => staging.join(format!(
             "stdout-{}.tar.part",
             &plan.fingerprint().digest()[..16]
@@ -199,6 +206,15 @@ pub fn fetch(
         Destination::Stdout { .. } => {
             part.copy_to(&mut std::io::stdout().lock())?;
             part.discard();
+        }
+        Destination::Directory(dir) => {
+            let config = |img: &ferry_oci::archive::ImageRecord| {
+                small
+                    .get(&img.config.digest.to_string())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            frozen::write(part, &plan, &config, dir)?;
         }
     }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ferry_oci::archive::{ArchivePlan, BlobRef, Content};
+use ferry_oci::archive::{ArchivePlan, BlobRef, Content, publish};
 use ferry_oci::digest::{Digest, Hasher};
 use serde::{Deserialize, Serialize};
 
@@ -260,9 +260,10 @@ impl PartFile {
         })
     }
 
-    /// Publishes the finished archive: writes `FINAL.sha256` (sha256sum format) beside it,
-    /// renames the part file to `final_path`, and removes the journal. The archive appears
-    /// under its final name complete or not at all.
+    /// Publishes the finished archive: the archive's data reaches the disk and it is renamed
+    /// to `final_path` (see [`publish`]), then `FINAL.sha256` (sha256sum format) is written
+    /// beside it the same way, and the journal removed. The archive appears under its final
+    /// name complete or not at all, and its checksum only once the archive is there.
     pub fn commit(self, final_path: &Path, checksum: &Digest) -> Result<(), FetchError> {
         let sidecar = with_suffix(final_path, ".sha256");
         let tmp = with_suffix(&sidecar, ".part");
@@ -270,13 +271,22 @@ impl PartFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        std::fs::write(&tmp, format!("{}  {name}\n", checksum.digest()))
+        publish(self.file, &self.part_path, final_path)
+            .map_err(io_err("publish", &self.part_path))?;
+        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all(format!("{}  {name}\n", checksum.digest()).as_bytes())
             .map_err(io_err("write", &tmp))?;
-        drop(self.file);
-        std::fs::rename(&self.part_path, final_path).map_err(io_err("rename", &self.part_path))?;
-        std::fs::rename(&tmp, &sidecar).map_err(io_err("rename", &tmp))?;
+        publish(f, &tmp, &sidecar).map_err(io_err("publish", &tmp))?;
         let _ = std::fs::remove_file(&self.journal_path);
         Ok(())
+    }
+
+    /// Cuts the part file at `len` bytes (blobs already copied out of its end, by
+    /// `fetch --dir`).
+    pub fn truncate(&self, len: u64) -> Result<(), FetchError> {
+        self.file
+            .set_len(len)
+            .map_err(io_err("truncate", &self.part_path))
     }
 
     /// Removes the part file and its journal (after the archive was streamed elsewhere).

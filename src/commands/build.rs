@@ -131,7 +131,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         runner: &runner,
         downloader: &http,
     };
-    host::catch_signals();
+    ferry_run::container::step::catch_interrupts();
     let mut out = Output {
         quiet: args.quiet,
         stdout: std::io::stdout(),

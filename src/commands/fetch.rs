@@ -18,6 +18,7 @@ use crate::progress::{CliReporter, ProgressMode, human_bytes};
 
 /// Arguments of `ferry fetch`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["output", "dir"])))]
 pub struct FetchArgs {
     /// Images to fetch.
     #[arg(
@@ -28,7 +29,18 @@ pub struct FetchArgs {
     pub images: Vec<ImageReference>,
     /// The archive to write (`-` for standard output).
     #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
+    /// Write the directory moby's download-frozen-image-v2.sh writes instead of an archive
+    /// (for `tar -cC DIR . | docker load`).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub opts: FetchOpts,
+}
+
+/// How to reach registries and show progress (shared with `download-frozen-image-v2`).
+#[derive(Debug, Args)]
+pub struct FetchOpts {
     /// Platform to pick from multi-platform images.
     #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Platform,
@@ -62,22 +74,43 @@ pub struct FetchArgs {
 
 /// Runs `ferry fetch`.
 pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let credentials = credentials(&args)?;
-    let to_stdout = args.output.as_os_str() == "-";
     let cache_dir =
         ferry_fetch::cache_dir(std::env::var_os(env::FERRY_CACHE_DIR).map(PathBuf::from));
-    if to_stdout && std::io::stdout().is_terminal() {
-        bail!(
-            "refusing to write an archive to a terminal; redirect standard output or use -o FILE"
-        );
-    }
-    let destination = if to_stdout {
-        Destination::Stdout {
-            staging: cache_dir.join("partial"),
+    let destination = match (&args.output, &args.dir) {
+        (_, Some(dir)) => Destination::Directory(crate::paths::native(dir)),
+        (Some(o), None) if o.as_os_str() == "-" => {
+            if std::io::stdout().is_terminal() {
+                bail!(
+                    "refusing to write an archive to a terminal; redirect standard output or use -o FILE"
+                );
+            }
+            Destination::Stdout {
+                staging: cache_dir.join("partial"),
+            }
         }
-    } else {
-        Destination::File(crate::paths::native(&args.output))
+        (Some(o), None) => Destination::File(crate::paths::native(o)),
+        (None, None) => unreachable!("clap requires -o or --dir"),
     };
+    let target = match (&args.output, &args.dir) {
+        (_, Some(d)) => d.display().to_string(),
+        (Some(o), _) if o.as_os_str() == "-" => "stdout".to_string(),
+        (Some(o), _) => o.display().to_string(),
+        (None, None) => String::new(),
+    };
+    fetch(&args.images, &destination, &args.opts, &target)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fetches `images` into `destination` and reports it (`target` names it for people).
+pub fn fetch(
+    images: &[ImageReference],
+    destination: &Destination,
+    args: &FetchOpts,
+    target: &str,
+) -> anyhow::Result<ferry_fetch::Summary> {
+    let credentials = credentials(args)?;
+    let cache_dir =
+        ferry_fetch::cache_dir(std::env::var_os(env::FERRY_CACHE_DIR).map(PathBuf::from));
     let mode = if args.quiet {
         ProgressMode::None
     } else {
@@ -104,25 +137,26 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             ..RetryPolicy::default()
         },
     };
-    let result = ferry_fetch::fetch(&args.images, &destination, &opts, reporter.clone());
+    let result = ferry_fetch::fetch(images, destination, &opts, reporter.clone());
     reporter.clear();
-    let summary = result.with_context(|| match args.images.as_slice() {
+    let summary = result.with_context(|| match images {
         [one] => format!("failed to fetch {one}"),
         many => format!("failed to fetch {} images", many.len()),
     })?;
     if !args.quiet {
         let secs = summary.elapsed.as_secs_f64();
-        let target = if to_stdout {
-            "stdout".to_string()
-        } else {
-            args.output.display().to_string()
+        let what = match destination {
+            Destination::Directory(_) => format!(
+                "{} of blobs",
+                human_bytes(summary.downloaded_bytes + summary.reused_bytes)
+            ),
+            _ => human_bytes(summary.archive_bytes),
         };
         eprintln!(
-            "fetched {} image{} for {} into {target}: {} ({} downloaded{}) in {secs:.1}s, sha256 {}",
+            "fetched {} image{} for {} into {target}: {what} ({} downloaded{}) in {secs:.1}s{}",
             summary.images.len(),
             if summary.images.len() == 1 { "" } else { "s" },
             args.platform,
-            human_bytes(summary.archive_bytes),
             human_bytes(summary.downloaded_bytes),
             if summary.reused_bytes > 0 {
                 format!(
@@ -132,14 +166,17 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             } else {
                 String::new()
             },
-            &summary.checksum.digest()[..12],
+            match destination {
+                Destination::Directory(_) => String::new(),
+                _ => format!(", sha256 {}", &summary.checksum.digest()[..12]),
+            },
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(summary)
 }
 
 /// Credentials from `--username` + `--password-stdin`, or the FERRY_USERNAME/FERRY_PASSWORD pair.
-fn credentials(args: &FetchArgs) -> anyhow::Result<Option<Credentials>> {
+fn credentials(args: &FetchOpts) -> anyhow::Result<Option<Credentials>> {
     let password = if args.password_stdin {
         if args.username.is_none() {
             bail!("--password-stdin needs --username");

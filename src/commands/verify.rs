@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use ferry_load::Reporter;
-use ferry_oci::{Hasher, Platform};
+use ferry_oci::{Hasher, Platform, VerifyingReader};
 
 use crate::cli::GlobalArgs;
 use crate::load_progress::LoadReporter;
@@ -41,23 +41,6 @@ pub fn default_platform() -> Platform {
     }
 }
 
-/// Reads an archive while hashing it, so the `FILE.sha256` of `ferry fetch` can be checked in
-/// the same pass.
-pub struct HashingReader<R> {
-    /// The file.
-    pub inner: R,
-    /// sha256 of what was read.
-    pub hasher: Hasher,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// Opens FILE (or stdin for `-`), with its size when known.
 pub fn open_input(file: &PathBuf) -> anyhow::Result<(Box<dyn Read>, Option<u64>)> {
     if file.as_os_str() == "-" {
@@ -79,10 +62,9 @@ pub fn open_input(file: &PathBuf) -> anyhow::Result<(Box<dyn Read>, Option<u64>)
 pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     let (input, total) = open_input(&args.file)?;
-    let mut input = HashingReader {
-        inner: input,
-        hasher: Hasher::sha256(),
-    };
+    // Hashed while it is verified, so the `FILE.sha256` of `ferry fetch` is checked in the
+    // same pass.
+    let mut input = VerifyingReader::hashing(input, Hasher::sha256());
     let mode = if args.quiet {
         ProgressMode::None
     } else {
@@ -97,7 +79,7 @@ pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     // The end of the tar may leave padding unread; the checksum covers the whole file.
     std::io::copy(&mut input, &mut std::io::sink())
         .context("cannot read the archive to its end")?;
-    let checksum = input.hasher.finish();
+    let (checksum, _) = input.into_digest();
     let mut sidecar = args.file.clone().into_os_string();
     sidecar.push(".sha256");
     let sidecar = PathBuf::from(sidecar);

@@ -4,7 +4,10 @@
 mod build;
 #[cfg(unix)]
 mod build_support;
+mod cli;
 mod credentials;
+#[cfg(unix)]
+mod durability;
 mod fake_registry;
 mod faults;
 mod fetch;
@@ -17,5 +20,11 @@ mod resume;
 #[cfg(unix)]
 mod run;
 #[cfg(unix)]
+mod run_interface;
+#[cfg(unix)]
+mod security;
+#[cfg(unix)]
 mod services;
+#[cfg(unix)]
+mod store_location;
 mod windows;

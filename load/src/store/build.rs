@@ -371,7 +371,7 @@ impl Store {
         let _lock = self.lock_exclusive()?;
         let mut catalog = Catalog::read(&self.root)?;
         let facts = catalog.manifest(&digest)?;
-        let (_, platform): (_, Platform) = catalog.config_facts(&facts.config.digest)?;
+        let platform: Platform = catalog.config(&facts.config.digest)?.platform;
         let entry = Entry::for_manifest(
             &BlobRef {
                 digest: digest.clone(),
@@ -423,10 +423,11 @@ impl BuildSession<'_> {
                 .create(&dir)
                 .map_err(StoreError::io("create", &dir))?;
             let fs = dir.join(FS_DIR);
-            let (size, entries) = match layer.tree {
+            let (size, entries, head) = match layer.tree {
                 Some(tree) => {
                     std::fs::rename(tree, &fs).map_err(StoreError::io("move", tree))?;
-                    tree_stats(&fs)
+                    let (size, entries) = tree_stats(&fs);
+                    (size, entries, layer_head(layer.blob))
                 }
                 None => {
                     std::fs::DirBuilder::new()
@@ -441,7 +442,7 @@ impl BuildSession<'_> {
                     let layer_err = |e: crate::error::LayerError| StoreError::Damaged {
                         what: format!("layer {} made by the build: {e}", layer.digest),
                     };
-                    let (diff_id, stats, pending) =
+                    let (diff_id, head, stats, pending) =
                         snapshot::apply_blob(layer.blob, &fs, opts).map_err(layer_err)?;
                     if &diff_id != layer.diff_id {
                         return Err(StoreError::Damaged {
@@ -459,7 +460,7 @@ impl BuildSession<'_> {
                         snapshot::resolve_pending(&fs, &pending, &lowers, store.privileged)
                             .map_err(layer_err)?;
                     }
-                    (stats.bytes, stats.entries)
+                    (stats.bytes, stats.entries, Some(head.to_string()))
                 }
             };
             let info = SnapshotInfo {
@@ -470,6 +471,7 @@ impl BuildSession<'_> {
                 size,
                 entries,
                 devices_skipped: 0,
+                head,
             };
             let info_path = dir.join(INFO_JSON);
             std::fs::write(
@@ -542,6 +544,20 @@ impl BuildSession<'_> {
         }
         Ok(())
     }
+}
+
+/// The digest of the first bytes of a layer's tar (what a load matches known layers by,
+/// see `scan::layer`); `None` when the blob cannot be read back.
+fn layer_head(blob: &Path) -> Option<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(blob).ok()?;
+    let (_, decoded) = crate::compression::open_stream(std::io::BufReader::new(f)).ok()?;
+    let mut head = Vec::new();
+    decoded
+        .take(crate::scan::layer::HEAD_LEN)
+        .read_to_end(&mut head)
+        .ok()?;
+    Some(digest::sha256(&head).to_string())
 }
 
 /// Bytes of file content and entries of a snapshot made from a directory.

@@ -78,6 +78,34 @@ impl Drop for StepContainer {
     }
 }
 
+/// The last of SIGINT, SIGTERM and SIGHUP the process received since [`catch_interrupts`]
+/// (0: none).
+static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn note_interrupt(sig: libc::c_int) {
+    INTERRUPTED.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// From now on Ctrl-C, SIGTERM and SIGHUP do not end the process but are noted, for
+/// [`interrupted`]: a build stops at its next step and cleans up instead of dying halfway.
+/// (While a step runs, [`run_step`] passes them on to its command.)
+pub fn catch_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, note_interrupt as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// The interrupting signal noted since [`catch_interrupts`] (or passed on by [`run_step`]).
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
 /// Runs one step to its end; `started` hears the container ID before the command runs,
 /// `output` gets everything it writes.
 pub fn run_step(
@@ -178,7 +206,7 @@ fn watch(
         }
         let mut fds = [
             libc::pollfd {
-                fd: signals.fd(),
+                fd: signals.fd().as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -208,6 +236,7 @@ fn watch(
                         libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT
                     ) {
                         interrupted = Some(sig);
+                        INTERRUPTED.store(sig, std::sync::atomic::Ordering::SeqCst);
                         kill_at.get_or_insert(
                             std::time::Instant::now() + std::time::Duration::from_secs(2),
                         );

@@ -3,7 +3,6 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use ferry_build::host::{
     ContainerChanges, Downloaded, Downloader, HostError, ImageStore, Layer, NewLayer, RunStep,
@@ -92,25 +91,6 @@ impl ImageStore for StoreHost<'_> {
     }
 }
 
-/// The last signal the build received (0: none), set by the handler [`catch_signals`]
-/// installs.
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn record_signal(sig: libc::c_int) {
-    SIGNAL.store(sig, Ordering::SeqCst);
-}
-
-/// Ctrl-C and SIGTERM stop the build between steps (and during a RUN, the runtime passes
-/// them on), so it cleans up instead of dying halfway.
-pub fn catch_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(sig, record_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
-
 /// The runtime.
 pub struct Runner {
     pub source: StoreSource,
@@ -174,9 +154,6 @@ impl StepRunner for Runner {
             &mut |id| events.borrow_mut().started(id),
             &mut |bytes| events.borrow_mut().output(bytes),
         )?;
-        if exit.interrupted.is_some() {
-            SIGNAL.store(exit.interrupted.unwrap_or(0), Ordering::SeqCst);
-        }
         Ok((
             Box::new(Finished(container)),
             StepExit {
@@ -187,10 +164,7 @@ impl StepRunner for Runner {
     }
 
     fn interrupted(&self) -> Option<i32> {
-        match SIGNAL.load(Ordering::SeqCst) {
-            0 => None,
-            s => Some(s),
-        }
+        step::interrupted()
     }
 }
 
