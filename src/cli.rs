@@ -94,6 +94,9 @@ pub enum Command {
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     #[cfg(unix)]
     Bundle(commands::bundle::BundleArgs),
+    /// Build an image from a Dockerfile, without a daemon (docker build's flags).
+    #[cfg(unix)]
+    Build(commands::build::BuildArgs),
     /// Load images from an archive (file, directory or stdin) into the store, like `docker load`.
     #[cfg(unix)]
     Load(commands::load::LoadArgs),

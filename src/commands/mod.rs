@@ -1,6 +1,8 @@
 //! One module per subcommand; each turns parsed arguments into one library call.
 
 #[cfg(unix)]
+pub mod build;
+#[cfg(unix)]
 pub mod bundle;
 pub mod completion;
 #[cfg(unix)]
@@ -103,6 +105,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Volume(cmd) => volume::run(cmd, &cli.global),
         #[cfg(unix)]
         Command::Bundle(args) => bundle::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Build(args) => build::run(args, &cli.global),
         #[cfg(unix)]
         Command::Load(args) => load::run(args, &cli.global),
         #[cfg(unix)]

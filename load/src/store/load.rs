@@ -68,7 +68,7 @@ pub(crate) struct Staging {
 }
 
 impl Staging {
-    fn create(store: &Store) -> Result<Staging, StoreError> {
+    pub(crate) fn create(store: &Store) -> Result<Staging, StoreError> {
         // Created under the shared lock: cleanup runs under the exclusive one, so it never
         // sees a staging directory whose lock is not taken yet.
         let _shared = store.lock_shared()?;

@@ -27,6 +27,7 @@
 //! and snapshots it saw at its start.
 
 pub mod apply;
+pub mod build;
 mod fsutil;
 mod gc;
 mod index;
@@ -44,6 +45,7 @@ use ferry_oci::{Digest, ImageConfig, ImageReference, Platform};
 use rustix::fs::FlockOperation;
 
 pub use apply::SnapshotFormat;
+pub use build::{BuildImage, BuildLayer, BuildSession, CacheUsage, NewBuildLayer};
 pub use gc::{DiskUsage, PruneReport, Removal};
 pub use load::{LoadOptions, LoadedImage};
 pub use materialize::materialize;
