@@ -136,7 +136,7 @@ fn seed_chapter_builds_runs_and_loads_into_docker() {
     assert_eq!(lines[11], "Successfully tagged my-hello:0.0");
     let images = run(ferry(home.path()).arg("images")).ok();
     assert!(images.stdout.contains("my-hello"), "{}", images.stdout);
-    let r = run(ferry(home.path()).args(["run", "--rm", "my-hello:0.0"])).ok();
+    let r = run(ferry(home.path()).args(["container", "run", "--rm", "my-hello:0.0"])).ok();
     assert_eq!(r.stdout, "Hello World!\n");
     // ferry save → docker load → docker run prints the same.
     let tar = home.path().join("hello.tar");
