@@ -279,16 +279,8 @@ impl Applier {
         let entry = h.display_path();
         let path = e.components();
         self.tree.open(&e.parent, &mut self.lanes, &entry)?;
-        let owner = self.owner(h)?;
-        self.tree.make_dir(
-            &path,
-            h.mode,
-            times(h),
-            owner,
-            &allowed_xattrs(h),
-            &mut self.lanes,
-            &entry,
-        )
+        let meta = self.meta(h)?;
+        self.tree.make_dir(&path, meta, &mut self.lanes, &entry)
     }
 
     fn file(&mut self, e: &LayerEntry, h: &Header, data: &mut dyn Read) -> Result<(), LayerError> {

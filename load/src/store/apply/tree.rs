@@ -23,6 +23,7 @@ use std::sync::Arc;
 use rustix::fs::{AtFlags, FileType, Mode, Timestamps};
 use rustix::io::Errno;
 
+use super::node::Meta;
 use super::writers::Lanes;
 use super::{failed, set_opaque};
 use crate::error::LayerError;
@@ -253,17 +254,19 @@ impl Tree {
 
     /// Makes the directory entry `path` (its parent is the top of the stack, see
     /// [`Tree::open`]): a new directory, or new metadata for one this layer already has.
-    #[allow(clippy::too_many_arguments)]
     pub fn make_dir(
         &mut self,
         path: &[Vec<u8>],
-        mode: u32,
-        times: Timestamps,
-        owner: Option<(rustix::fs::Uid, rustix::fs::Gid)>,
-        xattrs: &[(Vec<u8>, Vec<u8>)],
+        meta: Meta,
         lanes: &mut Lanes,
         entry: &str,
     ) -> Result<(), LayerError> {
+        let Meta {
+            owner,
+            mode,
+            times,
+            xattrs,
+        } = meta;
         let parent = self.top();
         let name = path[path.len() - 1].as_slice();
         let existed = self.dirs.contains(path);
@@ -312,7 +315,7 @@ impl Tree {
         if !xattrs.is_empty() || opaque {
             let fd =
                 open_child_dir(parent.as_fd(), name).map_err(failed("open directory", entry))?;
-            super::node::set_xattrs(fd.as_fd(), entry, xattrs);
+            super::node::set_xattrs(fd.as_fd(), entry, &xattrs);
             if opaque {
                 set_opaque(fd.as_fd()).map_err(failed("mark opaque", entry))?;
             }
