@@ -108,6 +108,8 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         }
         SystemCommand::Df(args) => {
             let du = store.disk_usage()?;
+            let containers = super::store::containers(global);
+            let volumes = ferry_run::volume::Volumes::of(&containers).usage(&containers);
             let percent = |part: u64, whole: u64| {
                 (part * 100)
                     .checked_div(whole)
@@ -138,7 +140,17 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                     du.container_bytes,
                     size(0),
                 ),
-                row("Local Volumes", "0".into(), "0".into(), 0, size(0)),
+                row(
+                    "Local Volumes",
+                    volumes.count.to_string(),
+                    volumes.active.to_string(),
+                    volumes.bytes,
+                    format!(
+                        "{}{}",
+                        size(volumes.reclaimable),
+                        percent(volumes.reclaimable, volumes.bytes)
+                    ),
+                ),
                 row(
                     "Build Cache",
                     du.build_cache.records.to_string(),

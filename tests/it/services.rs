@@ -1361,6 +1361,24 @@ fn services_named_volume_is_filled_kept_shared_and_guarded_like_docker() {
         ],
     )
     .ok();
+    // system df counts them: both volumes, one in use.
+    let df = |h: &Path| {
+        let out = f(
+            h,
+            &[
+                "system",
+                "df",
+                "--format",
+                "{{.Type}}|{{.TotalCount}}|{{.Active}}",
+            ],
+        );
+        out.ok()
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("Local Volumes|"))
+            .map(str::to_string)
+    };
+    assert_eq!(df(home.path()).as_deref(), Some("Local Volumes|2|1"));
     let pruned = f(home.path(), &["volume", "prune", "-f"]).ok();
     assert!(
         pruned.stdout.starts_with("Deleted Volumes:\ndata\n"),
@@ -1368,6 +1386,7 @@ fn services_named_volume_is_filled_kept_shared_and_guarded_like_docker() {
         pruned.stdout
     );
     assert_eq!(f(home.path(), &["volume", "ls", "-q"]).ok().stdout, "app\n");
+    assert_eq!(df(home.path()).as_deref(), Some("Local Volumes|1|1"));
     f(home.path(), &["rm", "-f", "keeper"]).ok();
 }
 

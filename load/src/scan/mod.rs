@@ -98,6 +98,8 @@ pub trait Unpacker: Send + Sync {
     fn has_layer(&self, diff_id: &Digest) -> bool;
     /// Where the entries of layer `id` go.
     fn sink(&self, id: usize) -> Result<Box<dyn LayerSink + Send>, LayerError>;
+    /// The whole archive was read and staged; workers may still be unpacking.
+    fn archive_read(&self) {}
 }
 
 /// What happened to a layer-looking entry.
@@ -200,6 +202,11 @@ pub fn scan(
         workers: Workers::default(),
     };
     let read = scanner.read_all(&mut tar);
+    if read.is_ok()
+        && let Some(u) = &scanner.unpacker
+    {
+        u.archive_read();
+    }
     // Workers read what the scanner staged: they end (with an error) once it gave up.
     let outcomes = std::mem::take(&mut scanner.workers).join();
     read?;

@@ -37,6 +37,19 @@ pub struct Volumes {
     dir: PathBuf,
 }
 
+/// What the volumes hold on disk.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeUsage {
+    /// Volumes.
+    pub count: usize,
+    /// Volumes a container (running or not) names.
+    pub active: usize,
+    /// Bytes of all volumes' files.
+    pub bytes: u64,
+    /// Bytes of the volumes no container names.
+    pub reclaimable: u64,
+}
+
 /// Docker's rule for local volume names.
 fn check_name(name: &str) -> Result<(), RunError> {
     let mut chars = name.chars();
@@ -195,6 +208,28 @@ impl Volumes {
             }
         }
         (removed, bytes)
+    }
+
+    /// The volumes' disk usage, as `system df` shows it: those a container names are active,
+    /// the others' bytes reclaimable (`volume prune`).
+    pub fn usage(&self, containers: &Containers) -> VolumeUsage {
+        let used: std::collections::HashSet<String> = containers
+            .all()
+            .into_iter()
+            .flat_map(|(_, m)| m.host.volumes().map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        let mut u = VolumeUsage::default();
+        for v in self.list() {
+            let size = du(&self.dir.join(&v.name));
+            u.count += 1;
+            u.bytes += size;
+            if used.contains(&v.name) {
+                u.active += 1;
+            } else {
+                u.reclaimable += size;
+            }
+        }
+        u
     }
 
     /// Removes the anonymous volumes among `names` (a container's, on `--rm` or `rm -v`)
