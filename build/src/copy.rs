@@ -216,7 +216,27 @@ fn copy_children(
     Ok(())
 }
 
+/// Writes one entry of a tree, with the extended attributes a layer carries (`user.*`, file
+/// capabilities), as BuildKit's copy keeps them.
 fn put_entry(
+    writer: &mut Writer,
+    target: &Path,
+    entry: &Entry,
+    meta: Meta,
+    parent_owner: (u32, u32),
+    links: Option<&mut std::collections::HashMap<(u64, u64), PathBuf>>,
+) -> io::Result<PathBuf> {
+    let written = put_node(writer, target, entry, meta, parent_owner, links)?;
+    if !entry.implicit && !entry.meta.file_type().is_symlink() {
+        let xattrs = crate::fs::layer_xattrs(&entry.path);
+        if !xattrs.is_empty() {
+            writer.set_xattrs(&written, &xattrs)?;
+        }
+    }
+    Ok(written)
+}
+
+fn put_node(
     writer: &mut Writer,
     target: &Path,
     entry: &Entry,

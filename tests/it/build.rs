@@ -604,6 +604,12 @@ fn bad_dockerfiles_fail_with_one_line_naming_the_place() {
     assert_clean_failure(
         h,
         c,
+        &format!("FROM --platform=linux/arm64 {BASE}\nRUN true\n"),
+        &["Dockerfile:1:", "is for linux/amd64, not linux/arm64"],
+    );
+    assert_clean_failure(
+        h,
+        c,
         &format!("FROM {BASE}\nCOPY --chown=ghost in /in\n"),
         &["Dockerfile:2:", "no such user: ghost"],
     );
@@ -763,4 +769,79 @@ fn network_none_leaves_run_steps_only_loopback() {
     assert_eq!(cat("none:1"), "lo\n");
     build(home.path(), ctx.path(), &["-t", "host:1"]).ok();
     assert_ne!(cat("host:1"), "lo\n", "the default is the host's network");
+}
+
+#[test]
+fn layers_keep_xattrs_and_hard_links() {
+    let s = require_services!();
+    let (home, ctx) = setup(
+        s,
+        &format!("FROM {BASE}\nCOPY x /x\nRUN ln /x /y && echo more >> /y\n"),
+    );
+    let x = ctx.path().join("x");
+    std::fs::write(&x, "x\n").unwrap();
+    let name = std::ffi::CString::new("user.ferry").unwrap();
+    let path = std::ffi::CString::new(x.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: NUL-terminated strings and a value of the length given.
+    let r = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), b"kept".as_ptr().cast(), 4, 0) };
+    assert_eq!(r, 0, "the test directory takes user xattrs");
+    build(home.path(), ctx.path(), &["-t", "xattr:1"]).ok();
+    let tar = home.path().join("x.tar");
+    run(ferry(home.path()).args(["save", "xattr:1", "-o"]).arg(&tar)).ok();
+    let dir = tempdir();
+    tar::Archive::new(std::fs::File::open(&tar).unwrap())
+        .unpack(dir.path())
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let layers: Vec<String> = manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    let entries = |layer: &str| {
+        let f = std::fs::File::open(dir.path().join(layer)).unwrap();
+        let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(f));
+        let mut out = Vec::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let link = e
+                .link_name()
+                .unwrap()
+                .map(|l| l.to_string_lossy().into_owned());
+            let kind = e.header().entry_type();
+            let mut xattr = None;
+            if let Some(exts) = e.pax_extensions().unwrap() {
+                for ext in exts {
+                    let ext = ext.unwrap();
+                    if ext.key().unwrap() == "SCHILY.xattr.user.ferry" {
+                        xattr = Some(ext.value_bytes().to_vec());
+                    }
+                }
+            }
+            out.push((path, kind, link, xattr));
+        }
+        out
+    };
+    let copy = entries(&layers[1]);
+    let x_entry = copy.iter().find(|e| e.0 == "x").unwrap();
+    assert_eq!(x_entry.3.as_deref(), Some(&b"kept"[..]), "{copy:?}");
+    let run_layer = entries(&layers[2]);
+    let y = run_layer
+        .iter()
+        .find(|e| e.0 == "y")
+        .expect("y in the RUN layer");
+    let x_again = run_layer.iter().find(|e| e.0 == "x").expect("x copied up");
+    // One of the two names is the file, the other a hard link to it.
+    let (file, link) = if y.1.is_hard_link() {
+        (x_again, y)
+    } else {
+        (y, x_again)
+    };
+    assert!(link.1.is_hard_link(), "{run_layer:?}");
+    assert_eq!(link.2.as_deref(), Some(file.0.as_str()), "{run_layer:?}");
+    let r = run(ferry(home.path()).args(["run", "--rm", "xattr:1", "cat", "/x"])).ok();
+    assert_eq!(r.stdout, "x\nmore\n", "/x and /y are one file in the image");
 }

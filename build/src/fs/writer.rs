@@ -240,6 +240,21 @@ impl Writer {
         Ok(rel)
     }
 
+    /// Sets extended attributes on an entry written by this step (the path [`Writer::put`]
+    /// returned); after its owner, since a chown clears file capabilities.
+    pub fn set_xattrs(&self, rel: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
+        let p = self.changes.join(rel);
+        for (name, value) in xattrs {
+            match rustix::fs::lsetxattr(&p, name.as_slice(), value, rustix::fs::XattrFlags::empty())
+            {
+                // Without root, security.capability cannot be set: the file stays without.
+                Err(rustix::io::Errno::PERM) if !self.privileged => {}
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
     /// The resolved form of a directory path, remembered per directory (a copy of a tree
     /// resolves each directory once).
     fn resolve_dir(&mut self, dir: &Path) -> io::Result<PathBuf> {
