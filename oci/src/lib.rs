@@ -8,18 +8,21 @@
 //! - [`mod@reference`]: `[host[:port]/]name[:tag][@digest]`, normalised the way Docker does.
 //! - [`platform`]: `os/arch[/variant]`, matching and choosing from an index.
 //! - [`media_type`]: Docker schema2 and OCI media types and what kind of object each names.
-//! - [`archive`]: the hybrid OCI-layout + `docker load` tar that fetch writes and load reads.
+//! - [`archive`]: the hybrid OCI-layout + `docker load` tar that fetch writes and load reads,
+//!   whole, split into parts, or as a delta.
+//! - [`inventory`]: what the far side holds (`have.json`), from which deltas are made.
 //!
 //! Image JSON types (manifests, indexes, configs, descriptors) come from the `oci-spec` crate and
 //! are re-exported as [`spec`].
 
 pub mod archive;
 pub mod digest;
+pub mod inventory;
 pub mod media_type;
 pub mod platform;
 pub mod reference;
 
 pub use digest::{Digest, DigestError, Hasher};
 pub use oci_spec::image as spec;
-pub use platform::Platform;
+pub use platform::{Platform, PlatformChoice};
 pub use reference::{ImageReference, ReferenceError};

@@ -1,19 +1,20 @@
-//! `ferry fetch IMAGE… -o FILE`: download images into one archive.
+//! `ferry fetch IMAGE… -o FILE`: download images into one archive (whole, split into parts,
+//! or a delta leaving out what the far side holds).
 
-use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ferry_fetch::{
-    AgentOptions, Credentials, Destination, DockerConfig, FetchOptions, RetryPolicy,
-};
-use ferry_oci::{ImageReference, Platform};
+use ferry_fetch::{Destination, FetchOptions, Have, Wanted};
+use ferry_oci::inventory::Inventory;
+use ferry_oci::{ImageReference, PlatformChoice};
 
 use crate::cli::GlobalArgs;
-use crate::env;
+use crate::commands::registry::{RegistryArgs, cache_dir, docker_config};
 use crate::progress::{CliReporter, ProgressMode, human_bytes};
 
 /// Arguments of `ferry fetch`.
@@ -21,37 +22,42 @@ use crate::progress::{CliReporter, ProgressMode, human_bytes};
 pub struct FetchArgs {
     /// Images to fetch.
     #[arg(
-        required = true,
+        required_unless_present = "file",
         value_name = "IMAGE",
         help = "Images to fetch: [HOST[:PORT]/]NAME[:TAG][@DIGEST]. Docker Hub is the default registry."
     )]
     pub images: Vec<ImageReference>,
+    /// Also fetch the images listed in FILE: one per line, `#` comments, optionally
+    /// `--platform P` after an image.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// The archive to write (`-` for standard output).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-    /// Platform to pick from multi-platform images.
-    #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH[/VARIANT]")]
-    pub platform: Platform,
+    /// Platform(s) to take from multi-platform images: one (`linux/arm64`), several
+    /// (`linux/amd64,linux/arm64`) or `all`; with more than one the image index is kept.
+    #[arg(
+        long,
+        default_value = "linux/amd64",
+        value_name = "OS/ARCH[/VARIANT][,…]|all"
+    )]
+    pub platform: PlatformChoice,
+    /// Write the archive as FILE.000, FILE.001, … of at most SIZE bytes each (K, M, G in
+    /// powers of 1024; `fat32` is 4 GiB − 1 byte), with one FILE.sha256 for all parts.
+    #[arg(long, value_name = "SIZE", value_parser = ferry_fetch::parse_split_size)]
+    pub split: Option<u64>,
+    /// Leave out the layers the far side holds, as listed by `ferry inventory` there (a
+    /// delta archive: `ferry load` and `ferry push` complete it from what they have).
+    #[arg(long, value_name = "have.json", conflicts_with = "since")]
+    pub have: Option<PathBuf>,
+    /// Leave out the layers of an earlier archive the far side loaded (a delta archive).
+    #[arg(long, value_name = "ARCHIVE")]
+    pub since: Option<PathBuf>,
     /// Number of blobs downloaded at once.
     #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
-    /// Allow plain HTTP and unverified TLS for this registry (repeatable). Never implied.
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    pub insecure_registries: Vec<String>,
-    /// Also trust the certificate authorities in this PEM file (repeatable), on top of the
-    /// system's trust store.
-    #[arg(long = "ca-cert", value_name = "FILE")]
-    pub ca_certs: Vec<PathBuf>,
-    /// Registry user name (the password is read with --password-stdin, or FERRY_PASSWORD).
-    /// Without it, credentials come from Docker's config.json (DOCKER_CONFIG, ~/.docker).
-    #[arg(short, long, env = env::FERRY_USERNAME, value_name = "NAME")]
-    pub username: Option<String>,
-    /// Read the registry password (or token) from standard input.
-    #[arg(long)]
-    pub password_stdin: bool,
-    /// How many times a failed request or dropped download is tried in all.
-    #[arg(long, default_value_t = 6, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub retries: u32,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// How progress is shown.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
@@ -62,15 +68,39 @@ pub struct FetchArgs {
 
 /// Runs `ferry fetch`.
 pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let credentials = credentials(&args)?;
+    let credentials = args.registry.credentials()?;
     let to_stdout = args.output.as_os_str() == "-";
-    let cache_dir =
-        ferry_fetch::cache_dir(std::env::var_os(env::FERRY_CACHE_DIR).map(PathBuf::from));
+    let cache_dir = cache_dir();
     if to_stdout && std::io::stdout().is_terminal() {
         bail!(
             "refusing to write an archive to a terminal; redirect standard output or use -o FILE"
         );
     }
+    if to_stdout && args.split.is_some() {
+        bail!("--split writes files: use -o FILE");
+    }
+    let mut wanted: Vec<Wanted> = args
+        .images
+        .iter()
+        .map(|r| Wanted {
+            reference: r.clone(),
+            platform: None,
+        })
+        .collect();
+    if let Some(list) = &args.file {
+        wanted.extend(read_list(list)?);
+    }
+    if wanted.is_empty() {
+        bail!(
+            "no image to fetch: {} lists none",
+            args.file.as_deref().unwrap_or(Path::new("-")).display()
+        );
+    }
+    let have = match (&args.have, &args.since) {
+        (Some(inv), _) => Some(have_from_inventory(inv)?),
+        (None, Some(old)) => Some(have_from_archive(old)?),
+        (None, None) => None,
+    };
     let destination = if to_stdout {
         Destination::Stdout {
             staging: cache_dir.join("partial"),
@@ -87,27 +117,19 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let opts = FetchOptions {
         platform: args.platform.clone(),
         concurrency: args.concurrency.into(),
-        insecure_registries: args.insecure_registries.clone(),
+        insecure_registries: args.registry.insecure_registries.clone(),
         credentials,
-        docker_config: Some(Arc::new(docker_config()?)),
+        docker_config: Some(docker_config()?),
         cache_dir: Some(cache_dir),
-        agent: AgentOptions {
-            ca_certs: args
-                .ca_certs
-                .iter()
-                .map(|p| crate::paths::native(p))
-                .collect(),
-            ..AgentOptions::default()
-        },
-        retry: RetryPolicy {
-            attempts: args.retries,
-            ..RetryPolicy::default()
-        },
+        agent: args.registry.agent(),
+        retry: args.registry.retry(),
+        split: args.split,
+        have,
     };
-    let result = ferry_fetch::fetch(&args.images, &destination, &opts, reporter.clone());
+    let result = ferry_fetch::fetch_list(&wanted, &destination, &opts, reporter.clone());
     reporter.clear();
-    let summary = result.with_context(|| match args.images.as_slice() {
-        [one] => format!("failed to fetch {one}"),
+    let summary = result.with_context(|| match wanted.as_slice() {
+        [one] => format!("failed to fetch {}", one.reference),
         many => format!("failed to fetch {} images", many.len()),
     })?;
     if !args.quiet {
@@ -117,10 +139,22 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         } else {
             args.output.display().to_string()
         };
+        let parts = match summary.checksums.len() {
+            n if args.split.is_some() => format!(
+                " ({n} part{} of at most {})",
+                if n == 1 { "" } else { "s" },
+                human_bytes(args.split.unwrap_or_default())
+            ),
+            _ => String::new(),
+        };
+        let checksum = match summary.checksums.as_slice() {
+            [one] if args.split.is_none() => format!(", sha256 {}", &one.digest()[..12]),
+            _ => String::new(),
+        };
+        let images = summary.images.len();
         eprintln!(
-            "fetched {} image{} for {} into {target}: {} ({} downloaded{}) in {secs:.1}s, sha256 {}",
-            summary.images.len(),
-            if summary.images.len() == 1 { "" } else { "s" },
+            "fetched {images} image{} for {} into {target}{parts}: {} ({} downloaded{}) in {secs:.1}s{checksum}",
+            if images == 1 { "" } else { "s" },
             args.platform,
             human_bytes(summary.archive_bytes),
             human_bytes(summary.downloaded_bytes),
@@ -132,39 +166,67 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             } else {
                 String::new()
             },
-            &summary.checksum.digest()[..12],
         );
+        if let Some(delta) = &summary.delta {
+            eprintln!(
+                "delta archive: {} layer{} ({}) left out, which the far side must hold ({}); {} travels",
+                delta.needs.len(),
+                if delta.needs.len() == 1 { "" } else { "s" },
+                human_bytes(delta.needed_bytes()),
+                delta.based_on,
+                human_bytes(summary.archive_bytes),
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Credentials from `--username` + `--password-stdin`, or the FERRY_USERNAME/FERRY_PASSWORD pair.
-fn credentials(args: &FetchArgs) -> anyhow::Result<Option<Credentials>> {
-    let password = if args.password_stdin {
-        if args.username.is_none() {
-            bail!("--password-stdin needs --username");
-        }
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read the password from standard input")?;
-        Some(s.trim_end_matches(['\n', '\r']).to_string())
-    } else {
-        std::env::var(env::FERRY_PASSWORD).ok()
-    };
-    match (&args.username, password) {
-        (Some(u), Some(p)) => Ok(Some(Credentials::new(u.clone(), p))),
-        (Some(_), None) => {
-            bail!("--username needs a password: use --password-stdin or set FERRY_PASSWORD")
-        }
-        (None, _) => Ok(None),
-    }
+/// The images of an image list file.
+pub fn read_list(path: &Path) -> anyhow::Result<Vec<Wanted>> {
+    let text = std::fs::read_to_string(crate::paths::native(path))
+        .with_context(|| format!("cannot read the image list {}", path.display()))?;
+    ferry_fetch::image_list::parse(&text)
+        .with_context(|| format!("cannot read the image list {}", path.display()))
 }
 
-/// Docker's client configuration, as the Docker client would find it.
-fn docker_config() -> anyhow::Result<DockerConfig> {
-    match DockerConfig::path(std::env::var_os(env::DOCKER_CONFIG).map(PathBuf::from)) {
-        Some(path) => Ok(DockerConfig::load(&path)?),
-        None => Ok(DockerConfig::default()),
-    }
+/// What an inventory (`ferry inventory` on the far side) says is there.
+fn have_from_inventory(path: &Path) -> anyhow::Result<Have> {
+    let bytes = std::fs::read(crate::paths::native(path))
+        .with_context(|| format!("cannot read the inventory {}", path.display()))?;
+    let inv = Inventory::parse(&bytes).with_context(|| {
+        format!(
+            "{} is not an inventory written by ferry inventory",
+            path.display()
+        )
+    })?;
+    let repositories: HashMap<String, Vec<String>> = inv
+        .blobs
+        .iter()
+        .filter(|b| !b.repositories.is_empty())
+        .map(|b| (b.digest.clone(), b.repositories.clone()))
+        .collect();
+    Ok(Have {
+        digests: inv.digests(),
+        based_on: inv.source.clone(),
+        repositories,
+    })
+}
+
+/// What the far side holds after loading an earlier archive: its blobs, and what it needed
+/// if it was a delta itself.
+fn have_from_archive(path: &Path) -> anyhow::Result<Have> {
+    let native = crate::paths::native(path);
+    let digests = ferry_load::delta::archive_blobs(&native)
+        .with_context(|| format!("cannot read the earlier archive {}", path.display()))?;
+    Ok(Have {
+        digests,
+        based_on: format!(
+            "archive {}",
+            native
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ),
+        repositories: HashMap::new(),
+    })
 }

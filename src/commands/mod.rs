@@ -10,6 +10,7 @@ pub mod image;
 #[cfg(unix)]
 pub mod images;
 pub mod inspect;
+pub mod inventory;
 #[cfg(unix)]
 pub mod kill;
 #[cfg(unix)]
@@ -18,6 +19,8 @@ pub mod load;
 pub mod logs;
 #[cfg(unix)]
 pub mod ps;
+pub mod push;
+pub mod registry;
 #[cfg(unix)]
 pub mod rm;
 #[cfg(unix)]
@@ -44,6 +47,8 @@ use crate::cli::{Cli, Command};
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Fetch(args) => fetch::run(args, &cli.global),
+        Command::Push(args) => push::run(args, &cli.global),
+        Command::Inventory(args) => inventory::run(args, &cli.global),
         #[cfg(unix)]
         Command::Run(args) => run::run(args, &cli.global),
         #[cfg(unix)]

@@ -51,8 +51,8 @@ pub struct Layer {
 
 /// What [`transfer`] did.
 pub struct Transferred {
-    /// sha256 of the whole archive.
-    pub checksum: Digest,
+    /// sha256 of the whole archive, or of each of its parts.
+    pub checksums: Vec<Digest>,
     /// Layer bytes received over the network in this run.
     pub downloaded: u64,
     /// Layer bytes copied from earlier archives instead.
@@ -138,7 +138,7 @@ pub fn transfer(
         return Err(e);
     }
     Ok(Transferred {
-        checksum: checksum.expect("no error means a checksum"),
+        checksums: checksum.expect("no error means a checksum"),
         downloaded: t.downloaded.into_inner(),
         reused,
     })

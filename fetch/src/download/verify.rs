@@ -8,6 +8,8 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use ferry_oci::digest::{Digest, Hasher};
 
+use crate::partial::PartHasher;
+
 use super::Transfer;
 use crate::error::FetchError;
 
@@ -119,8 +121,9 @@ impl Transfer<'_> {
         Ok(())
     }
 
-    /// Hashes the archive front to back: layer bytes as the verifier hands them over, the
-    /// rest (headers, metadata, padding) read from the file. Bytes of a layer that fails
+    /// Hashes the archive front to back (one digest per part of a split archive): layer bytes
+    /// as the verifier hands them over, the rest (headers, metadata, padding) read from the
+    /// file. Bytes of a layer that fails
     /// verification and is fetched again were hashed in vain: the archive is then hashed anew
     /// from the file at the end (a rare path: only resumed or reused blobs are refetched).
     pub(super) fn checksummer(
@@ -128,8 +131,10 @@ impl Transfer<'_> {
         pieces: Receiver<Piece>,
         spare: SyncSender<Vec<u8>>,
         total_len: u64,
-    ) -> Result<Digest, FetchError> {
-        let mut hasher = Hasher::sha256();
+    ) -> Result<Vec<Digest>, FetchError> {
+        let ends = self.part.part_ends();
+        debug_assert_eq!(ends.last(), Some(&total_len));
+        let mut hasher = PartHasher::new(ends.clone());
         let mut buf = vec![0u8; PIECE as usize];
         let mut pos = 0;
         let mut invalid = false;
@@ -151,7 +156,7 @@ impl Transfer<'_> {
             return Err(FetchError::Interrupted);
         }
         if invalid {
-            hasher = Hasher::sha256();
+            hasher = PartHasher::new(ends);
             pos = 0;
         }
         self.part

@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 
+use crate::archive::delta::{DELTA_JSON, DeltaInfo};
 use crate::archive::layout::{
     self, BlobRef, INDEX_JSON, ImageRecord, MANIFEST_JSON, OCI_LAYOUT, OCI_LAYOUT_CONTENT,
     REPOSITORIES,
@@ -74,18 +75,34 @@ impl Entry {
     }
 }
 
+/// What an archive holds besides its images' manifests, configs and layers.
+#[derive(Debug, Clone, Default)]
+pub struct PlanExtras {
+    /// Other blobs: the kept indexes of multi-platform images, nested indexes, attestation
+    /// manifests and their blobs. They go after the manifests and configs, before the layers.
+    pub blobs: Vec<BlobRef>,
+    /// A delta archive: the blobs it leaves out, listed in `ferry-delta.json`.
+    pub delta: Option<DeltaInfo>,
+}
+
 /// The complete layout of an archive.
 #[derive(Debug, Clone)]
 pub struct ArchivePlan {
     images: Vec<ImageRecord>,
     entries: Vec<Entry>,
     total_len: u64,
+    delta: Option<DeltaInfo>,
 }
 
 impl ArchivePlan {
     /// Lays out an archive holding `images`: metadata first, then each distinct blob once,
     /// manifests and configs before layers.
     pub fn new(images: Vec<ImageRecord>) -> Self {
+        Self::with_extras(images, PlanExtras::default())
+    }
+
+    /// Lays out an archive holding `images` and `extras`.
+    pub fn with_extras(images: Vec<ImageRecord>, extras: PlanExtras) -> Self {
         let mut contents: Vec<(String, Content)> = vec![
             (OCI_LAYOUT.into(), Content::Bytes(OCI_LAYOUT_CONTENT.into())),
             (
@@ -101,12 +118,20 @@ impl ArchivePlan {
                 Content::Bytes(layout::repositories(&images)),
             ),
         ];
+        if let Some(delta) = &extras.delta {
+            contents.push((DELTA_JSON.into(), Content::Bytes(layout::to_bytes(delta))));
+        }
         let mut seen_dirs = HashSet::new();
         let mut seen = HashSet::new();
         let small = images.iter().flat_map(|i| [&i.manifest, &i.config]);
         let layers = images.iter().flat_map(|i| i.layers.iter());
-        for blob in small.chain(layers) {
-            if !seen.insert(blob.digest.clone()) {
+        for blob in small.chain(&extras.blobs).chain(layers) {
+            if !seen.insert(blob.digest.clone())
+                || extras
+                    .delta
+                    .as_ref()
+                    .is_some_and(|d| d.leaves_out(&blob.digest))
+            {
                 continue;
             }
             let algo = blob.digest.algorithm().to_string();
@@ -136,7 +161,13 @@ impl ArchivePlan {
             entries,
             // Two zero blocks end a tar.
             total_len: offset + 2 * BLOCK,
+            delta: extras.delta,
         }
+    }
+
+    /// What a delta archive leaves out.
+    pub fn delta(&self) -> Option<&DeltaInfo> {
+        self.delta.as_ref()
     }
 
     /// The images, as given.

@@ -92,6 +92,7 @@ mod tests {
                 platform: Some(Default::default()),
                 config,
                 layers,
+                index: None,
             });
         }
         (ArchivePlan::new(images), mem)
