@@ -26,6 +26,7 @@ pub mod registry;
 pub mod reporter;
 mod resolve;
 mod reuse;
+pub mod split;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -408,6 +408,8 @@ fn remove_parts_from(part_or_final: &Path, from: usize, suffix: &str) {
 /// bytes pass its end.
 pub struct PartHasher {
     ends: Vec<u64>,
+    /// Parts of this many bytes each, when the archive's size is not known yet.
+    every: Option<u64>,
     pos: u64,
     current: Hasher,
     done: Vec<Digest>,
@@ -418,16 +420,29 @@ impl PartHasher {
     pub fn new(ends: Vec<u64>) -> Self {
         PartHasher {
             ends,
+            every: None,
             pos: 0,
             current: Hasher::sha256(),
             done: Vec::new(),
         }
     }
 
+    /// A hasher for parts of `size` bytes each, the last one shorter.
+    pub fn every(size: u64) -> Self {
+        PartHasher {
+            every: Some(size),
+            ..PartHasher::new(Vec::new())
+        }
+    }
+
     /// Hashes the next bytes of the archive.
     pub fn update(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            let end = self.ends.get(self.done.len()).copied().unwrap_or(u64::MAX);
+            let next = self.done.len();
+            let end = match self.every {
+                Some(size) => (next as u64 + 1).saturating_mul(size),
+                None => self.ends.get(next).copied().unwrap_or(u64::MAX),
+            };
             let n = ((end - self.pos) as usize).min(bytes.len());
             self.current.update(&bytes[..n]);
             self.pos += n as u64;
@@ -441,7 +456,11 @@ impl PartHasher {
 
     /// The digest of each part.
     pub fn finish(mut self) -> Vec<Digest> {
-        if self.done.len() < self.ends.len() {
+        let open = match self.every {
+            Some(size) => self.pos > self.done.len() as u64 * size || self.done.is_empty(),
+            None => self.done.len() < self.ends.len(),
+        };
+        if open {
             self.done.push(self.current.finish());
         }
         self.done

@@ -44,7 +44,7 @@ pub struct InspectArgs {
 /// Runs `ferry inspect`.
 pub fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    let (mut input, total) = open_input(&args.file)?;
+    let (mut input, total, _) = open_input(&args.file)?;
     let reporter = LoadReporter::new(args.progress.resolve(), "inspect", false);
     reporter.on_start(total);
     let platform = args.platform.clone().unwrap_or_else(default_platform);
@@ -81,7 +81,7 @@ pub fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             stdout,
             "{}",
             serde_json::to_string_pretty(
-                &json!({"Compression": report.outer.name(), "Images": images})
+                &json!({"Compression": report.outer.name(), "Images": images, "Delta": report.delta})
             )?
         )?;
         return Ok(ExitCode::SUCCESS);
@@ -92,6 +92,19 @@ pub fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         args.file.display(),
         report.outer.name()
     )?;
+    if let Some(delta) = &report.delta {
+        writeln!(
+            stdout,
+            "delta:   leaves out {} layer{} ({}) the far side must hold ({}):",
+            delta.needs.len(),
+            if delta.needs.len() == 1 { "" } else { "s" },
+            human_bytes(delta.needed_bytes()),
+            delta.based_on
+        )?;
+        for n in &delta.needs {
+            writeln!(stdout, "  {}  {:>10}", n.digest, human_bytes(n.size))?;
+        }
+    }
     for img in &report.images {
         let size: u64 = img.layers.iter().map(|l| l.blob.size).sum();
         writeln!(stdout)?;
@@ -120,12 +133,21 @@ pub fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             human_bytes(size)
         )?;
         for l in &img.layers {
+            let left_out = report
+                .delta
+                .as_ref()
+                .is_some_and(|d| d.leaves_out(&l.blob.digest));
             writeln!(
                 stdout,
-                "  {}  {:>10}  {}",
+                "  {}  {:>10}  {}{}",
                 l.blob.digest,
                 human_bytes(l.blob.size),
-                l.blob.media_type
+                l.blob.media_type,
+                if left_out {
+                    "  (left out: the far side holds it)"
+                } else {
+                    ""
+                }
             )?;
         }
     }

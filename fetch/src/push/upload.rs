@@ -6,8 +6,8 @@
 //! a fresh one.
 
 use std::io::Read;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ferry_oci::archive::BlobRef;
 
@@ -28,18 +28,27 @@ pub(super) struct Uploader<'a> {
     pub sent: Arc<AtomicU64>,
 }
 
-/// Counts bytes as the HTTP client reads them from the source, for progress and the summary.
+/// Counts bytes as the HTTP client reads them from the source, for progress and the summary,
+/// and keeps an error of the source itself (the HTTP client reports it as one of the request).
 struct Counting {
     inner: Box<dyn Read + Send>,
     reporter: Arc<dyn Reporter>,
     id: usize,
     sent: Arc<AtomicU64>,
     in_request: Arc<AtomicU64>,
+    failed: Arc<Mutex<Option<std::io::Error>>>,
 }
 
 impl Read for Counting {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let copy = std::io::Error::new(e.kind(), e.to_string());
+                *self.failed.lock().expect("source error") = Some(e);
+                return Err(copy);
+            }
+        };
         let n64 = n as u64;
         self.sent.fetch_add(n64, Ordering::Relaxed);
         self.in_request.fetch_add(n64, Ordering::Relaxed);
@@ -57,6 +66,7 @@ impl Uploader<'_> {
         let mut upload = upload;
         let mut failures = 0;
         let in_request = Arc::new(AtomicU64::new(0));
+        let failed: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
         loop {
             let offset = upload.offset;
             let remaining = blob.size - offset;
@@ -66,8 +76,16 @@ impl Uploader<'_> {
                 let reporter = self.reporter.clone();
                 let sent = self.sent.clone();
                 let in_request = in_request.clone();
+                let failed = failed.clone();
                 move || -> std::io::Result<(Box<dyn Read + Send>, u64)> {
-                    let inner = source.open(blob, offset)?.take(len);
+                    let inner = match source.open(blob, offset) {
+                        Ok(r) => r.take(len),
+                        Err(e) => {
+                            let copy = std::io::Error::new(e.kind(), e.to_string());
+                            *failed.lock().expect("source error") = Some(e);
+                            return Err(copy);
+                        }
+                    };
                     Ok((
                         Box::new(Counting {
                             inner: Box::new(inner),
@@ -75,6 +93,7 @@ impl Uploader<'_> {
                             id,
                             sent: sent.clone(),
                             in_request: in_request.clone(),
+                            failed: failed.clone(),
                         }),
                         len,
                     ))
@@ -105,8 +124,12 @@ impl Uploader<'_> {
                 }
                 Err(f) => f,
             };
-            if let Some(source) = self.read_error(&failure, blob) {
-                return Err(source);
+            if let Some(source) = failed.lock().expect("source error").take() {
+                return Err(PushError::Read {
+                    digest: blob.digest.clone(),
+                    source_name: self.source.name(),
+                    source,
+                });
             }
             if !recoverable(&failure) {
                 return Err(self.registry_failure(&what, failures + 1, failure));
@@ -156,27 +179,6 @@ impl Uploader<'_> {
         }
         self.reporter.on_blob_done(id);
         Ok(())
-    }
-
-    /// The source failed, not the registry: that is the error to report.
-    fn read_error(&self, failure: &Failure, blob: &BlobRef) -> Option<PushError> {
-        let Failure::Transport(ureq::Error::Io(io)) = failure else {
-            return None;
-        };
-        // Errors of the body reader come back as I/O errors of the request; a dropped
-        // connection is an I/O error too, but never one of these kinds.
-        matches!(
-            io.kind(),
-            std::io::ErrorKind::NotFound
-                | std::io::ErrorKind::PermissionDenied
-                | std::io::ErrorKind::InvalidData
-                | std::io::ErrorKind::UnexpectedEof
-        )
-        .then(|| PushError::Read {
-            digest: blob.digest.clone(),
-            source_name: self.source.name(),
-            source: std::io::Error::new(io.kind(), io.to_string()),
-        })
     }
 
     fn registry_failure(&self, what: &str, attempts: u32, failure: Failure) -> PushError {
