@@ -44,7 +44,8 @@ pub struct InspectArgs {
 /// Runs `ferry inspect`.
 pub fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    let (mut input, total, _) = open_input(&args.file)?;
+    let input = open_input(&args.file)?;
+    let (mut input, total) = (input.reader, input.len);
     let reporter = LoadReporter::new(args.progress.resolve(), "inspect", false);
     reporter.on_start(total);
     let platform = args.platform.clone().unwrap_or_else(default_platform);

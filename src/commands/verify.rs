@@ -2,7 +2,7 @@
 //! it can be checked before the trip and again after it.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -83,7 +83,11 @@ pub fn open_input(file: &PathBuf) -> anyhow::Result<(Box<dyn Read>, Option<u64>,
 /// Runs `ferry verify`.
 pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    let (input, total, parts) = open_input(&args.file)?;
+    let Input {
+        reader: input,
+        len: total,
+        parts,
+    } = open_input(&args.file)?;
     let split = parts.as_ref().filter(|p| p.is_split());
     let mut input = HashingReader {
         inner: input,
