@@ -59,25 +59,39 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// An archive opened for reading.
+pub struct Input {
+    /// Its bytes.
+    pub reader: Box<dyn Read>,
+    /// Its size, when known.
+    pub len: Option<u64>,
+    /// The file or parts it is in (none for standard input).
+    pub parts: Option<Parts>,
+}
+
 /// Opens FILE (or stdin for `-`; the first part, or the name without suffix, of a split
-/// archive), with its size when known and its parts.
-pub fn open_input(file: &PathBuf) -> anyhow::Result<(Box<dyn Read>, Option<u64>, Option<Parts>)> {
+/// archive).
+pub fn open_input(file: &Path) -> anyhow::Result<Input> {
     if file.as_os_str() == "-" {
         if std::io::stdin().is_terminal() {
             bail!("no archive on standard input");
         }
-        return Ok((Box::new(std::io::stdin().lock()), None, None));
+        return Ok(Input {
+            reader: Box::new(std::io::stdin().lock()),
+            len: None,
+            parts: None,
+        });
     }
     let parts =
         Parts::find(file).with_context(|| format!("cannot open archive {}", file.display()))?;
-    Ok((
-        Box::new(std::io::BufReader::with_capacity(
+    Ok(Input {
+        reader: Box::new(std::io::BufReader::with_capacity(
             1024 * 1024,
             parts.reader(),
         )),
-        Some(parts.len()),
-        Some(parts),
-    ))
+        len: Some(parts.len()),
+        parts: Some(parts),
+    })
 }
 
 /// Runs `ferry verify`.
