@@ -81,6 +81,8 @@ struct Shared {
     /// Where the proxy listens.
     addr: String,
     upstream: Mutex<String>,
+    /// Repositories are looked up below this prefix upstream (`/v2/NAME` → `/v2/PREFIX/NAME`).
+    prefix: Mutex<Option<String>>,
     plan: Mutex<Plan>,
     seen: Mutex<Vec<Seen>>,
     blob_bytes: AtomicU64,
@@ -109,6 +111,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             addr: addr.clone(),
             upstream: Mutex::new(upstream.to_string()),
+            prefix: Mutex::default(),
             plan: Mutex::new(plan),
             seen: Mutex::default(),
             blob_bytes: AtomicU64::new(0),
@@ -131,6 +134,13 @@ impl FaultProxy {
     /// one registry, then another.
     pub fn set_upstream(&self, upstream: &str) {
         *self.shared.upstream.lock().expect("upstream") = upstream.to_string();
+    }
+
+    /// Serves the upstream's repositories below `prefix` as if they were at the top
+    /// (`/v2/a/b/…` is asked upstream as `/v2/PREFIX/a/b/…`), so one name can stand for a
+    /// fresh place in a shared registry.
+    pub fn set_upstream_prefix(&self, prefix: Option<&str>) {
+        *self.shared.prefix.lock().expect("prefix") = prefix.map(str::to_string);
     }
 
     /// Replaces the plan.
@@ -378,15 +388,27 @@ fn handle(req: &Request, w: &mut TcpStream, shared: &Shared) -> io::Result<bool>
     forward(req, w, shared, &plan_now)
 }
 
+/// The request target upstream: repositories below the prefix, if one is set.
+fn upstream_target(target: &str, prefix: Option<&str>) -> String {
+    match (prefix, target.strip_prefix("/v2/")) {
+        (Some(p), Some(rest)) if !rest.is_empty() && !rest.starts_with('_') => {
+            format!("/v2/{p}/{rest}")
+        }
+        _ => target.to_string(),
+    }
+}
+
 /// Sends `req` upstream announcing `length` body bytes, sends what was read, and hangs up.
 fn forward_partial(req: &Request, length: u64, shared: &Shared) {
     let upstream = shared.upstream.lock().expect("upstream").clone();
+    let prefix = shared.prefix.lock().expect("prefix").clone();
     let Ok(mut up) = TcpStream::connect(&upstream) else {
         return;
     };
     let mut head = format!(
         "{} {} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n",
-        req.method, req.target
+        req.method,
+        upstream_target(&req.target, prefix.as_deref())
     );
     for (k, v) in &req.headers {
         if !matches!(
@@ -423,10 +445,12 @@ fn upstream_challenge(shared: &Shared) -> Option<String> {
 
 fn forward(req: &Request, w: &mut TcpStream, shared: &Shared, plan: &Plan) -> io::Result<bool> {
     let upstream = shared.upstream.lock().expect("upstream").clone();
+    let prefix = shared.prefix.lock().expect("prefix").clone();
+    let target = upstream_target(&req.target, prefix.as_deref());
     let mut up = TcpStream::connect(&upstream)?;
     let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n",
-        req.method, req.target
+        "{} {target} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n",
+        req.method
     );
     for (k, v) in &req.headers {
         let lower = k.to_ascii_lowercase();
@@ -462,7 +486,13 @@ fn forward(req: &Request, w: &mut TcpStream, shared: &Shared, plan: &Plan) -> io
         // Upload locations name the registry's own address: point them back at the proxy, as
         // a reverse proxy does (nginx's proxy_redirect).
         let v = match k.eq_ignore_ascii_case("location") {
-            true => v.replace(&format!("//{upstream}/"), &format!("//{}/", shared.addr)),
+            true => {
+                let v = v.replace(&format!("//{upstream}/"), &format!("//{}/", shared.addr));
+                match &prefix {
+                    Some(p) => v.replace(&format!("/v2/{p}/"), "/v2/"),
+                    None => v,
+                }
+            }
             false => v.clone(),
         };
         out.push_str(&format!("{k}: {v}\r\n"));

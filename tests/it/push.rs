@@ -210,10 +210,17 @@ fn fetching_back_from_the_target_gives_the_same_archive_byte_for_byte() {
     ];
     let original = home.path().join("original.tar");
     fetch_from(home.path(), &proxy.addr, &original, &images, &[]).ok();
+    // The target: a fresh place in the push registry, under the same names.
     proxy.set_upstream(s.push_registry());
+    proxy.set_upstream_prefix(Some(&unique("back")));
     let pushing = home.path().join("pushing");
     std::fs::create_dir_all(&pushing).unwrap();
-    push(&pushing, &proxy.addr, &[&original], &[]).ok();
+    let pushed = push(&pushing, &proxy.addr, &[&original], &[]).ok();
+    assert!(
+        counted(&pushed.stderr, "blobs uploaded") > 40,
+        "{}",
+        pushed.stderr
+    );
     // A fresh cache: every blob comes from the target, none from the first archive.
     let again = home.path().join("again");
     std::fs::create_dir_all(&again).unwrap();

@@ -222,12 +222,17 @@ fn run(ctx: &Context<'_>, task: &Task, sent: &Arc<AtomicU64>) -> Result<Vec<Acti
                 });
             }
             Started::Upload(upload) => {
+                // A blob sent a second time (the registry would not mount it) is not progress.
+                let reporter: Arc<dyn Reporter> = match reported {
+                    false => ctx.reporter.clone(),
+                    true => Arc::new(crate::reporter::Silent),
+                };
                 let uploader = Uploader {
                     registry: ctx.registry,
                     source: ctx.source,
                     chunk: ctx.opts.chunk_size.max(1 << 20),
                     retry: &ctx.opts.client.retry,
-                    reporter: ctx.reporter.clone(),
+                    reporter,
                     sent: sent.clone(),
                 };
                 uploader.upload(repo, blob, upload)?;
