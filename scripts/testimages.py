@@ -27,6 +27,7 @@ The images (repository: tags):
   ferry/zstd        oci           busybox layer compressed with zstd
   ferry/update      1, 2 (oci)    busybox + a 4 MiB base layer + an app layer; 2 changes only
                                   the app layer (what a weekly update looks like: deltas)
+  ferry/service     docker, oci   busybox httpd on 8080: EXPOSE, VOLUME, STOPSIGNAL, HEALTHCHECK
 
 The output (images.json) maps "repo:tag" to the facts tests need; see facts_*().
 """
@@ -318,6 +319,13 @@ def multilayer2_entries():
     ]
 
 
+def service_entries():
+    return [
+        D("srv"), D("srv/www", mode=0o750, uid=1000, gid=1000),
+        F("srv/www/index.html", "served from the image\n", uid=1000, gid=1000),
+    ]
+
+
 def multilayer3_entries():
     return [
         D("app", uid=1000, gid=1000),
@@ -379,7 +387,7 @@ def dumps(obj, flavour):
 
 
 def make_config(layers, arch="amd64", variant=None, os_="linux", cmd=None, env=None,
-                user=None, workdir=None, history_names=None, labels=None):
+                user=None, workdir=None, history_names=None, labels=None, extra=None):
     cfg = {}
     if user:
         cfg["User"] = user
@@ -390,6 +398,7 @@ def make_config(layers, arch="amd64", variant=None, os_="linux", cmd=None, env=N
         cfg["WorkingDir"] = workdir
     if labels:
         cfg["Labels"] = labels
+    cfg.update(extra or {})
     history = []
     for i, l in enumerate(layers):
         name = (history_names or {}).get(i) or l.name
@@ -564,6 +573,20 @@ def build_all(no_cache=False):
     # ferry/duplayer
     both("ferry/duplayer", [busybox, dup, dup],
          sh('echo "duplayer $(cat /dup/file)"'), "duplayer duplicate")
+
+    # ferry/service: what a service image declares, for ferry run's services tests
+    svc = build_layer("service", recipe_key("service"), service_entries, no_cache=no_cache)
+    second = 1000 * 1000 * 1000
+    both("ferry/service", [busybox, svc], ["httpd", "-f", "-p", "8080", "-h", "/srv/www"],
+         None, extra={
+             "ExposedPorts": {"8080/tcp": {}},
+             "Volumes": {"/srv/www": {}},
+             "StopSignal": "SIGINT",
+             "Healthcheck": {
+                 "Test": ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:8080/ || exit 1"],
+                 "Interval": 1 * second, "Timeout": 5 * second, "Retries": 2,
+             },
+         })
 
     # ferry/zstd (oci only)
     zcfg = make_config([busybox_zstd], cmd=sh("echo hello from ferry zstd"))

@@ -62,6 +62,30 @@ pub enum Command {
     /// Remove containers.
     #[cfg(unix)]
     Rm(commands::rm::RmArgs),
+    /// Start stopped containers.
+    #[cfg(unix)]
+    Start(commands::start::StartArgs),
+    /// Restart containers.
+    #[cfg(unix)]
+    Restart(commands::restart::RestartArgs),
+    /// Block until containers stop, then print their exit statuses.
+    #[cfg(unix)]
+    Wait(commands::wait::WaitArgs),
+    /// List a container's published ports.
+    #[cfg(unix)]
+    Port(commands::port::PortArgs),
+    /// Manage containers.
+    #[cfg(unix)]
+    #[command(subcommand)]
+    Container(commands::container::ContainerCommand),
+    /// Manage named volumes.
+    #[cfg(unix)]
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCommand),
+    /// Write service-manager files for containers (`generate systemd`).
+    #[cfg(unix)]
+    #[command(subcommand)]
+    Generate(commands::generate::GenerateCommand),
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     #[cfg(unix)]
     Bundle(commands::bundle::BundleArgs),

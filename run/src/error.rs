@@ -113,6 +113,28 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// A port to publish is taken (the cause is Docker's message).
+    #[error("cannot publish the ports of container {name} ({id})")]
+    Publish {
+        /// The container's name.
+        name: String,
+        /// Its short ID.
+        id: String,
+        /// Which port, and why.
+        #[source]
+        source: Box<crate::net::listen::BindError>,
+    },
+    /// No volume has this name.
+    #[error("No such volume: {0}")]
+    NoSuchVolume(String),
+    /// `volume rm` of a volume a container names.
+    #[error("remove {name}: volume is in use - [{}]", containers.join(", "))]
+    VolumeInUse {
+        /// The volume.
+        name: String,
+        /// The full IDs of the containers that name it.
+        containers: Vec<String>,
+    },
     /// A valid request ferry does not implement.
     #[error("{0} is not supported")]
     Unsupported(String),
@@ -143,6 +165,9 @@ impl RunError {
                 "choose another --name, or remove the old container with `ferry rm`".into()
             }
             RunError::Running(_) => "`ferry stop` it, or `ferry rm -f` to kill and remove".into(),
+            RunError::VolumeInUse { .. } => {
+                "remove the containers that use it first (`ferry rm`)".into()
+            }
             RunError::Start { code: 127, .. } => {
                 "check the command's spelling and that the image contains it (PATH inside the container is used)".into()
             }

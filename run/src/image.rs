@@ -38,6 +38,12 @@ pub trait ImageSource {
         crate::rootfs::copy::materialise(layers, dest).map_err(Into::into)
     }
 
+    /// The image's HEALTHCHECK, which the OCI image config has no field for (Docker's
+    /// `config.Healthcheck`). `None` when the source cannot tell.
+    fn healthcheck(&self, _image: &Image) -> Option<crate::container::health::HealthConfig> {
+        None
+    }
+
     /// Keeps the images from being removed while a container is being made (released once
     /// the container's `ferry.json` names its image). `None` when the source needs no lock.
     fn lock(&self) -> Result<Option<Box<dyn std::any::Any>>, SourceError> {

@@ -15,12 +15,14 @@ pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod image;
+pub mod net;
 pub mod options;
 pub mod process;
 pub mod rootfs;
 pub mod spec;
 pub mod syscall;
 pub mod userns;
+pub mod volume;
 
 pub use container::Containers;
 pub use container::exec::ExecOptions;

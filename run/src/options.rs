@@ -4,6 +4,13 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
+use crate::container::health::HealthOptions;
+use crate::container::policy::RestartPolicy;
+use crate::net::etc::{Dns, HostEntry};
+use crate::net::ports::{ContainerPort, PortSpec};
+
 /// Everything `ferry run` (and `ferry bundle`) takes besides the image.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -55,33 +62,64 @@ pub struct RunOptions {
     pub runtime: Runtime,
     /// How the root file system is made.
     pub rootfs: RootfsMode,
+    /// `-p`, one entry per port (ranges expanded).
+    pub publish: Vec<PortSpec>,
+    /// `-P`: publish every exposed port on a free host port.
+    pub publish_all: bool,
+    /// `--expose`.
+    pub expose: Vec<ContainerPort>,
+    /// `--restart`.
+    pub restart: RestartPolicy,
+    /// `--add-host`.
+    pub add_hosts: Vec<HostEntry>,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    pub dns: Dns,
+    /// `--stop-signal` (replaces the image's StopSignal).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`, in seconds (what `ferry stop` waits without `-t`).
+    pub stop_timeout: Option<u64>,
+    /// `--health-*`, `--no-healthcheck`, and the image's HEALTHCHECK.
+    pub health: HealthOptions,
 }
 
 /// `--network`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Network {
-    /// Share the host's network stack (ferry has no bridge; this is the default).
+    /// Not given: the host's network, or [`Network::Private`] when ports are published
+    /// (see `net::resolve`).
     #[default]
+    Default,
+    /// Share the host's network stack (ferry has no bridge).
     Host,
     /// A private network namespace with only `lo`.
     None,
+    /// A private network namespace with only `lo`, its published ports forwarded by ferry's
+    /// proxy (what the default becomes with `-p` or `-P`).
+    Private,
+    /// `container:NAME`: share that container's network namespace.
+    Container(String),
 }
 
 impl FromStr for Network {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "host" | "default" => Ok(Network::Host),
+            "default" => Ok(Network::Default),
+            "host" => Ok(Network::Host),
             "none" => Ok(Network::None),
-            other => Err(format!(
-                "network `{other}` is not available: ferry supports `host` and `none` (it has no bridge)"
-            )),
+            other => match other.strip_prefix("container:") {
+                Some(name) if !name.is_empty() => Ok(Network::Container(name.to_string())),
+                _ => Err(format!(
+                    "network `{other}` is not available: ferry supports `host`, `none` and `container:NAME` (it has no bridge; -p publishes ports from a private network namespace)"
+                )),
+            },
         }
     }
 }
 
 /// `--runtime`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Runtime {
     /// ferry's own runtime.
     #[default]
@@ -101,7 +139,8 @@ impl FromStr for Runtime {
 }
 
 /// How the container's root file system is made.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RootfsMode {
     /// overlayfs, falling back to a copy where the kernel refuses it.
     #[default]
@@ -126,15 +165,22 @@ impl FromStr for RootfsMode {
     }
 }
 
-/// `-v HOST:CTR[:ro]` (or `-v CTR` for an anonymous volume in the container's directory).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `-v HOST:CTR[:ro]`, `-v NAME:CTR` (a named volume), `-v CTR` (an anonymous volume), or
+/// `--mount type=bind|volume`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Volume {
-    /// The host path; `None` for an anonymous volume.
+    /// The host path; `None` for a volume (named or anonymous) until it is resolved.
     pub host: Option<PathBuf>,
     /// Where it appears in the container.
     pub container: String,
     /// `:ro`.
     pub read_only: bool,
+    /// The named volume (`-v NAME:/path`), made on first use.
+    pub name: Option<String>,
+    /// `:nocopy`, `volume-nocopy`: the volume is not filled from the image.
+    pub no_copy: bool,
+    /// `--mount type=bind`: the host path must exist (`-v` creates a missing one).
+    pub must_exist: bool,
 }
 
 impl FromStr for Volume {
@@ -152,10 +198,12 @@ impl FromStr for Volume {
             }
         };
         let mut read_only = false;
+        let mut no_copy = false;
         for m in mode.split(',').filter(|m| !m.is_empty()) {
             match m {
                 "ro" => read_only = true,
                 "rw" => read_only = false,
+                "nocopy" => no_copy = true,
                 // Propagation and SELinux labels are accepted and ignored, as on a host
                 // without SELinux.
                 "z" | "Z" | "private" | "rprivate" | "slave" | "rslave" => {}
@@ -167,17 +215,19 @@ impl FromStr for Volume {
                 "invalid volume `{s}`: the container path `{ctr}` must be absolute"
             ));
         }
-        if let Some(h) = host
-            && !h.starts_with('/')
-        {
-            return Err(format!(
-                "invalid volume `{s}`: named volumes are not supported; give an absolute host path"
-            ));
-        }
+        // Anything but an absolute path names a volume (its name is checked when it is made).
+        let (host, name) = match host {
+            Some(h) if h.starts_with('/') => (Some(PathBuf::from(h)), None),
+            Some(n) => (None, Some(n.to_string())),
+            None => (None, None),
+        };
         Ok(Volume {
-            host: host.map(PathBuf::from),
+            host,
             container: ctr.to_string(),
             read_only,
+            name,
+            no_copy,
+            must_exist: false,
         })
     }
 }
@@ -257,13 +307,10 @@ mod tests {
         assert_eq!(v.container, "/data");
         assert!(v.read_only);
         let v: Volume = "/data".parse().unwrap();
-        assert!(v.host.is_none());
-        assert!(
-            "name:/data"
-                .parse::<Volume>()
-                .unwrap_err()
-                .contains("named volumes")
-        );
+        assert!(v.host.is_none() && v.name.is_none());
+        let v: Volume = "data:/data:ro,nocopy".parse().unwrap();
+        assert_eq!(v.name.as_deref(), Some("data"));
+        assert!(v.host.is_none() && v.read_only && v.no_copy);
         assert!("/a:rel".parse::<Volume>().is_err());
     }
 

@@ -3,8 +3,12 @@
 #[cfg(unix)]
 pub mod bundle;
 #[cfg(unix)]
+pub mod container;
+#[cfg(unix)]
 pub mod exec;
 pub mod fetch;
+#[cfg(unix)]
+pub mod generate;
 #[cfg(unix)]
 pub mod image;
 #[cfg(unix)]
@@ -18,9 +22,13 @@ pub mod load;
 #[cfg(unix)]
 pub mod logs;
 #[cfg(unix)]
+pub mod port;
+#[cfg(unix)]
 pub mod ps;
 pub mod push;
 pub mod registry;
+#[cfg(unix)]
+pub mod restart;
 #[cfg(unix)]
 pub mod rm;
 #[cfg(unix)]
@@ -30,6 +38,8 @@ pub mod run;
 #[cfg(unix)]
 pub mod save;
 #[cfg(unix)]
+pub mod start;
+#[cfg(unix)]
 pub mod stop;
 #[cfg(unix)]
 mod store;
@@ -38,6 +48,10 @@ pub mod system;
 #[cfg(unix)]
 pub mod tag;
 pub mod verify;
+#[cfg(unix)]
+pub mod volume;
+#[cfg(unix)]
+pub mod wait;
 
 use std::process::ExitCode;
 
@@ -63,6 +77,20 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kill(args) => kill::run(args, &cli.global),
         #[cfg(unix)]
         Command::Rm(args) => rm::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Start(args) => start::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Restart(args) => restart::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Wait(args) => wait::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Port(args) => port::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Container(cmd) => container::run(cmd, &cli.global),
+        #[cfg(unix)]
+        Command::Generate(cmd) => generate::run(cmd, &cli.global),
+        #[cfg(unix)]
+        Command::Volume(cmd) => volume::run(cmd, &cli.global),
         #[cfg(unix)]
         Command::Bundle(args) => bundle::run(args, &cli.global),
         #[cfg(unix)]

@@ -5,8 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use ferry_run::container::health::{HealthOptions, parse_duration};
+use ferry_run::container::policy::RestartPolicy;
+use ferry_run::net::etc::{Dns, HostEntry, parse_dns_server};
+use ferry_run::net::ports::{ContainerPort, parse_publish};
 use ferry_run::options::{normalize_capability, parse_bytes};
 use ferry_run::spec::env::parse_env_file;
+use ferry_run::volume::mounts::MountArg;
 use ferry_run::{Network, Outcome, RootfsMode, RunOptions, Runtime, Tmpfs, Volume};
 
 use super::store;
@@ -43,13 +48,20 @@ pub struct ContainerArgs {
     /// Read environment variables from a file (KEY=VALUE lines).
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
-    /// Bind mount a host directory or file (`:ro` for read-only); a container path alone
-    /// makes an anonymous volume.
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    /// Bind mount a host directory or file, or mount the named volume NAME (made and filled
+    /// from the image on first use); `:ro` for read-only; a container path alone makes an
+    /// anonymous volume.
+    #[arg(short = 'v', long = "volume", value_name = "HOST|NAME:CONTAINER[:ro]")]
     pub volume: Vec<Volume>,
     /// Mount a tmpfs at PATH, with mount OPTIONS.
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<Tmpfs>,
+    /// Mount a bind, volume or tmpfs (Docker's --mount syntax).
+    #[arg(
+        long,
+        value_name = "type=bind|volume|tmpfs,source=…,target=…[,readonly]"
+    )]
+    pub mount: Vec<MountArg>,
     /// Working directory inside the container.
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<String>,
@@ -68,9 +80,72 @@ pub struct ContainerArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short, long)]
     pub tty: bool,
-    /// Network: `host` (default; ferry has no bridge) or `none` (only `lo`).
-    #[arg(long, alias = "net", default_value = "host", value_name = "host|none")]
+    /// Network: the host's (the default), or with -p/-P a namespace of its own whose ports
+    /// ferry forwards; `none` (only `lo`); `container:NAME` (share NAME's).
+    #[arg(
+        long,
+        alias = "net",
+        default_value = "default",
+        value_name = "host|none|container:NAME"
+    )]
     pub network: Network,
+    /// Publish a container port on the host (a private network namespace, reached through
+    /// ferry's port proxy).
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[IP:][HOST:]CONTAINER[/tcp|udp]"
+    )]
+    pub publish: Vec<String>,
+    /// Publish every exposed port (the image's EXPOSE, --expose) on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or range without publishing it.
+    #[arg(long, value_name = "PORT[/PROTO]")]
+    pub expose: Vec<String>,
+    /// Restart policy of a detached container.
+    #[arg(
+        long,
+        default_value = "no",
+        value_name = "no|on-failure[:N]|always|unless-stopped"
+    )]
+    pub restart: RestartPolicy,
+    /// Add a line to /etc/hosts.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<HostEntry>,
+    /// DNS server for /etc/resolv.conf (replaces the host's).
+    #[arg(long, value_parser = parse_dns_server, value_name = "IP")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// DNS search domain for /etc/resolv.conf (`.` for none).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// DNS resolver option for /etc/resolv.conf.
+    #[arg(long = "dns-option", alias = "dns-opt", value_name = "OPTION")]
+    pub dns_option: Vec<String>,
+    /// Signal that stops the container (default: the image's StopSignal, else SIGTERM).
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `ferry stop` waits before killing (default 10).
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Command that checks the container's health (run with /bin/sh -c; exit 0 = healthy).
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between health checks (30s, 1m; default 30s).
+    #[arg(long = "health-interval", value_parser = parse_duration, value_name = "DURATION")]
+    pub health_interval: Option<std::time::Duration>,
+    /// Longest a health check may run (default 30s).
+    #[arg(long = "health-timeout", value_parser = parse_duration, value_name = "DURATION")]
+    pub health_timeout: Option<std::time::Duration>,
+    /// Failures in a row that make the container unhealthy (default 3).
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Time after the start when failed checks do not count.
+    #[arg(long = "health-start-period", value_parser = parse_duration, value_name = "DURATION")]
+    pub health_start_period: Option<std::time::Duration>,
+    /// Disable the image's HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Mount the root file system read-only.
     #[arg(long)]
     pub read_only: bool,
@@ -124,15 +199,52 @@ impl ContainerArgs {
                 }
             })
             .collect();
+        let mut publish = Vec::new();
+        for p in &self.publish {
+            publish.extend(parse_publish(p).map_err(ferry_run::RunError::Invalid)?);
+        }
+        let mut expose = Vec::new();
+        for e in &self.expose {
+            expose.extend(ContainerPort::parse_range(e).map_err(ferry_run::RunError::Invalid)?);
+        }
+        let mut volumes = self.volume.clone();
+        let mut tmpfs = self.tmpfs.clone();
+        for m in &self.mount {
+            match m.clone() {
+                MountArg::Volume(v) => volumes.push(v),
+                MountArg::Tmpfs(t) => tmpfs.push(t),
+            }
+        }
         Ok(RunOptions {
             env,
             entrypoint: self.entrypoint.clone(),
             workdir: self.workdir.clone(),
             user: self.user.clone(),
             hostname: self.hostname.clone(),
-            volumes: self.volume.clone(),
-            tmpfs: self.tmpfs.clone(),
-            network: self.network,
+            volumes,
+            tmpfs,
+            network: self.network.clone(),
+            publish,
+            publish_all: self.publish_all,
+            expose,
+            restart: self.restart,
+            add_hosts: self.add_host.clone(),
+            dns: Dns {
+                servers: self.dns.clone(),
+                search: self.dns_search.clone(),
+                options: self.dns_option.clone(),
+            },
+            stop_signal: self.stop_signal.clone(),
+            stop_timeout: self.stop_timeout,
+            health: HealthOptions {
+                cmd: self.health_cmd.clone(),
+                interval: self.health_interval,
+                timeout: self.health_timeout,
+                start_period: self.health_start_period,
+                retries: self.health_retries,
+                disabled: self.no_healthcheck,
+                image: None,
+            },
             read_only: self.read_only,
             memory: self.memory,
             cpus: self.cpus,
@@ -163,6 +275,9 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!(ferry_run::RunError::Invalid(
             "minimum memory limit allowed is 6MB".into()
         ));
+    }
+    if opts.network == Network::Host && (!opts.publish.is_empty() || opts.publish_all) {
+        eprintln!("WARNING: Published ports are discarded when using host network mode");
     }
     let source = store::open(global)?;
     let containers = store::containers(global);

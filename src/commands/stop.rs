@@ -11,9 +11,9 @@ use crate::cli::GlobalArgs;
 /// Arguments of `ferry stop`.
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    /// Seconds to wait before killing.
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait before killing (default: the container's --stop-timeout, else 10).
+    #[arg(short = 't', long = "time")]
+    pub time: Option<u64>,
     /// Container names or IDs.
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -23,7 +23,7 @@ pub struct StopArgs {
 pub fn run(args: StopArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let cs = store::containers(global);
     for c in &args.containers {
-        ferry_run::container::stop::stop(&cs, c, Duration::from_secs(args.time))?;
+        ferry_run::container::stop::stop(&cs, c, args.time.map(Duration::from_secs))?;
         println!("{c}");
     }
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ferry_load::Store;
 use ferry_load::store::apply::SnapshotFormat;
+use ferry_run::container::health::HealthConfig;
 use ferry_run::{Containers, Image, ImageSource, SourceError};
 
 use crate::cli::GlobalArgs;
@@ -29,6 +30,15 @@ impl ImageSource for StoreSource {
         ferry_load::store::materialize::materialize(layers, dest).map_err(Into::into)
     }
 
+    fn healthcheck(&self, image: &Image) -> Option<HealthConfig> {
+        // The OCI config model has no HEALTHCHECK: read Docker's key from the config blob.
+        let id = image.id.to_string();
+        let (_, hex) = id.split_once(':')?;
+        let blob = self.0.root().join("blobs/sha256").join(hex);
+        let config: serde_json::Value = serde_json::from_slice(&std::fs::read(blob).ok()?).ok()?;
+        serde_json::from_value(config["config"]["Healthcheck"].clone()).ok()
+    }
+
     fn lock(&self) -> Result<Option<Box<dyn std::any::Any>>, SourceError> {
         Ok(Some(Box::new(self.0.lock_shared()?)))
     }
@@ -42,6 +52,10 @@ pub fn open(global: &GlobalArgs) -> anyhow::Result<StoreSource> {
 /// The containers directory of the store at `global`'s root (without opening the store: `ps`,
 /// `stop` and the like need nothing else).
 pub fn containers(global: &GlobalArgs) -> Containers {
-    let root = global.root.clone().unwrap_or_else(Store::default_root);
-    Containers::new(root.join("containers"))
+    Containers::new(root(global).join("containers"))
+}
+
+/// The store's root directory (`--root`, `FERRY_ROOT`, else the default), without opening it.
+pub fn root(global: &GlobalArgs) -> PathBuf {
+    global.root.clone().unwrap_or_else(Store::default_root)
 }

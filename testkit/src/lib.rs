@@ -32,8 +32,13 @@ pub type StatusFault = (u16, u32, Headers);
 /// What to do to the traffic. Counters (`times`) decrease as faults fire.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
-    /// Close the connection after this many body bytes of a blob response, `.1` times.
+    /// Close the connection after this many body bytes of a blob response longer than that,
+    /// `.1` times (shorter responses pass and do not count).
     pub cut_blob_after: Option<(u64, u32)>,
+    /// Cut (see `cut_blob_after`) only responses that start at a blob's first byte: requests
+    /// without `Range` or with `bytes=0-…`. The cut then falls inside a blob's first chunk,
+    /// where only a resume from the last byte received asks for `bytes=N-…` with `N > 0`.
+    pub cut_only_from_start: bool,
     /// Answer blob requests with this status (and headers) instead of forwarding, `.1` times.
     pub blob_status: Option<StatusFault>,
     /// Answer manifest requests with this status instead of forwarding, `.1` times.
@@ -88,6 +93,7 @@ struct Shared {
     blob_bytes: AtomicU64,
     upload_bytes: AtomicU64,
     revoked: Mutex<HashSet<String>>,
+    presigned: AtomicU64,
 }
 
 /// A running proxy. It runs until the process ends.
@@ -117,6 +123,7 @@ impl FaultProxy {
             blob_bytes: AtomicU64::new(0),
             upload_bytes: AtomicU64::new(0),
             revoked: Mutex::default(),
+            presigned: AtomicU64::new(0),
         });
         let s = shared.clone();
         std::thread::spawn(move || {
@@ -381,7 +388,10 @@ fn handle(req: &Request, w: &mut TcpStream, shared: &Shared) -> io::Result<bool>
         && let Some(base) = &plan_now.redirect_blobs_to
     {
         record(shared, req, 307);
-        let location = format!("{base}{}?X-Signature=presigned", req.target);
+        // A fresh signature each time, as a registry presigning URLs would hand out: a
+        // client that retries an expired URL instead of asking again is seen at the CDN.
+        let n = shared.presigned.fetch_add(1, Ordering::SeqCst);
+        let location = format!("{base}{}?X-Signature=presigned-{n}", req.target);
         respond(w, 307, &[("Location".into(), location)], b"")?;
         return Ok(true);
     }
@@ -507,8 +517,15 @@ fn forward(req: &Request, w: &mut TcpStream, shared: &Shared, plan: &Plan) -> io
     }
 
     let counted = req.is_blob() && (200..300).contains(&status);
-    let cut = if counted {
-        take(&mut shared.plan.lock().expect("plan").cut_blob_after)
+    let from_start = req
+        .header("range")
+        .is_none_or(|r| r.trim().starts_with("bytes=0-"));
+    let cut = if counted && (from_start || !plan.cut_only_from_start) {
+        let mut plan = shared.plan.lock().expect("plan");
+        match (&plan.cut_blob_after, length) {
+            (Some((limit, _)), Some(len)) if len > *limit => take(&mut plan.cut_blob_after),
+            _ => None,
+        }
     } else {
         None
     };

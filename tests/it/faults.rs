@@ -45,6 +45,12 @@ pub(crate) fn baseline(proxy: &FaultProxy, home: &Path, repo_tag: &str) -> Strin
     sha256_file(&out)
 }
 
+/// `bytes=START-END` of a `Range` header.
+fn range_of(header: Option<&str>) -> Option<(u64, u64)> {
+    let (a, b) = header?.trim().strip_prefix("bytes=")?.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
 #[test]
 fn connections_cut_mid_blob_are_resumed_with_range() {
     let s = require_services!();
@@ -52,8 +58,11 @@ fn connections_cut_mid_blob_are_resumed_with_range() {
     let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
     let want = baseline(&proxy, home.path(), "ferry/large:oci");
     proxy.reset_counters();
+    // Each of the four 128 MiB layers is cut 5 MiB into its first 16 MiB chunk.
+    let cut_at = 5u64 << 20;
     proxy.set_plan(Plan {
-        cut_blob_after: Some((5 << 20, 4)),
+        cut_blob_after: Some((cut_at, 4)),
+        cut_only_from_start: true,
         ..Plan::default()
     });
     let (ran, out) = fetch_via(&proxy, home.path(), "cut.tar", "ferry/large:oci", &[]);
@@ -68,22 +77,39 @@ fn connections_cut_mid_blob_are_resumed_with_range() {
         "no retry was reported: {}",
         ran.stderr
     );
-    let resumed = proxy
+    let chunk_end = (16u64 << 20) - 1;
+    let seen: Vec<_> = proxy
         .seen()
+        .into_iter()
+        .filter(|r| r.path.contains("/blobs/"))
+        .collect();
+    let first_chunks: Vec<_> = seen
+        .iter()
+        .filter(|r| range_of(r.range.as_deref()) == Some((0, chunk_end)))
+        .map(|r| r.path.clone())
+        .collect();
+    // A resume continues inside the first chunk, from what was received (at most the 5 MiB
+    // the proxy let through), up to the chunk's end.
+    let resumes: Vec<_> = seen
         .iter()
         .filter(|r| {
-            r.path.contains("/blobs/")
-                && r.range
-                    .as_deref()
-                    .is_some_and(|v| !v.starts_with("bytes=0-"))
+            range_of(r.range.as_deref())
+                .is_some_and(|(start, end)| start > 0 && start <= cut_at && end == chunk_end)
         })
-        .filter(|r| {
-            r.range
-                .as_deref()
-                .is_some_and(|v| !v.ends_with(&format!("-{}", (16u64 << 20) - 1)))
-        })
-        .count();
-    assert!(resumed > 0, "no request resumed inside a chunk");
+        .collect();
+    assert!(
+        resumes.len() >= 4,
+        "the 4 cut chunks were not resumed from their last byte: {resumes:?}\n{seen:?}"
+    );
+    // Restarting a dropped chunk from its start would ask for `bytes=0-…` of a blob again.
+    let mut unique = first_chunks.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        first_chunks.len(),
+        "a cut chunk was downloaded again from its start"
+    );
 }
 
 #[test]
@@ -236,9 +262,30 @@ fn blob_redirects_to_another_host_never_carry_the_registry_token() {
         "the registry never saw a token: the test proves nothing"
     );
     let at_cdn = cdn.seen();
+    // The refused URL's blob was fetched again with a URL the registry handed out anew (each
+    // redirect carries a fresh signature): retrying the expired URL itself would not do.
+    let refused = at_cdn
+        .iter()
+        .find(|r| r.status == 403)
+        .expect("the CDN refused nothing: the test proves nothing");
+    let blob = refused.path.split('?').next().unwrap();
+    let fresh = at_cdn
+        .iter()
+        .filter(|r| r.status == 200 && r.path.split('?').next() == Some(blob))
+        .collect::<Vec<_>>();
     assert!(
-        at_cdn.iter().filter(|r| r.path.contains("/blobs/")).count() >= 2,
-        "expired URL not re-requested"
+        !fresh.is_empty() && fresh.iter().all(|r| r.path != refused.path),
+        "the expired URL {} was retried instead of asking the registry for a fresh one: {at_cdn:?}",
+        refused.path
+    );
+    // The CDN serves the registry's own paths, so the blob's path is the same at both.
+    assert!(
+        at_registry
+            .iter()
+            .filter(|r| r.path == blob && r.status == 307)
+            .count()
+            >= 2,
+        "the registry was not asked again for {blob}: {at_registry:?}"
     );
     for r in &at_cdn {
         assert!(

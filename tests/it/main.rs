@@ -6,6 +6,7 @@ mod delta;
 mod fake_registry;
 mod faults;
 mod fetch;
+mod fuzz;
 mod harness;
 mod load;
 mod load_support;
@@ -14,5 +15,7 @@ mod push;
 mod resume;
 #[cfg(unix)]
 mod run;
+#[cfg(unix)]
+mod services;
 mod split;
 mod windows;

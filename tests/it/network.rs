@@ -70,7 +70,10 @@ fn insecure_registry_skips_verification_for_that_host_only() {
         &["--insecure-registry", "other.example:5004"],
         &[],
     );
-    ran.failed();
+    // Refused because the certificate is not trusted: the other host's exemption does not
+    // reach this one.
+    let ran = ran.failed();
+    ran.assert_stderr("TLS handshake with localhost:5004 failed");
 }
 
 /// A tinyproxy on a free port, killed when dropped.
@@ -168,7 +171,9 @@ fn proxy_credentials_in_the_url_are_used() {
     let ca = ["--ca-cert", s.var("CA")];
     let without = format!("http://127.0.0.1:{}", proxy.port);
     let (ran, _) = fetch_tls(s, home.path(), &ca, &[("HTTPS_PROXY", &without)]);
+    // Refused by the proxy, which wants its credentials (407), not for any other reason.
     let ran = ran.failed();
+    ran.assert_stderr("407");
     assert!(!ran.stderr.contains("proxy-pass-123"));
     let with = format!("http://corp:proxy-pass-123@127.0.0.1:{}", proxy.port);
     let (ran, out) = fetch_tls(

@@ -23,6 +23,13 @@ fn spawn_fetch(proxy: &FaultProxy, home: &Path, out: &Path) -> Child {
 
 /// Kills the fetch with SIGKILL once the proxy has sent `bytes` blob bytes.
 fn kill_after(proxy: &FaultProxy, child: &mut Child, bytes: u64) {
+    wait_for_bytes(proxy, child, bytes);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Waits until the proxy has sent `bytes` blob bytes, while the fetch runs.
+fn wait_for_bytes(proxy: &FaultProxy, child: &mut Child, bytes: u64) {
     let started = Instant::now();
     while proxy.blob_bytes() < bytes {
         assert!(
@@ -35,8 +42,6 @@ fn kill_after(proxy: &FaultProxy, child: &mut Child, bytes: u64) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
@@ -90,6 +95,76 @@ fn a_fetch_killed_at_half_resumes_and_downloads_only_the_rest() {
     assert!(
         !home.path().join("half.tar.part.json").exists(),
         "the journal was not cleaned up"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_fetch_and_the_rerun_continues_it() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let s = require_services!();
+    let home = tempdir();
+    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
+    let want = baseline(&proxy, home.path(), IMAGE);
+    let total = proxy.blob_bytes();
+    proxy.reset_counters();
+    proxy.set_plan(Plan {
+        bytes_per_sec: Some(48 << 20),
+        ..Plan::default()
+    });
+    let out = home.path().join("ctrl-c.tar");
+    // In a process group of its own, which gets SIGINT as a terminal's Ctrl-C sends it.
+    let mut child = fetch_cmd(
+        home.path(),
+        &proxy.addr,
+        &format!("{}/{IMAGE}", proxy.addr),
+        &out,
+    )
+    .stderr(Stdio::null())
+    .process_group(0)
+    .spawn()
+    .expect("spawn ferry");
+    wait_for_bytes(&proxy, &mut child, total / 2);
+    let group = child.id() as libc::pid_t;
+    // SAFETY: signals the process group of our own child, which is still running.
+    assert_eq!(unsafe { libc::killpg(group, libc::SIGINT) }, 0);
+    let interrupted = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            interrupted.elapsed() < Duration::from_secs(10),
+            "the fetch went on after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        status.signal() == Some(libc::SIGINT) || status.code() == Some(130),
+        "Ctrl-C ended the fetch with {status:?}"
+    );
+    assert!(
+        !out.exists(),
+        "an interrupted fetch left a file under the final name"
+    );
+    assert!(
+        home.path().join("ctrl-c.tar.part").exists(),
+        "no resumable state was left"
+    );
+
+    proxy.set_plan(Plan::default());
+    proxy.reset_counters();
+    let (ran, _) = fetch_via(&proxy, home.path(), "ctrl-c.tar", IMAGE, &[]);
+    let ran = ran.ok();
+    ran.assert_stderr("resuming:");
+    assert_eq!(
+        sha256_file(&out),
+        want,
+        "the resumed archive differs from an undisturbed fetch"
+    );
+    let rerun = proxy.blob_bytes();
+    assert!(
+        rerun < total * 7 / 10,
+        "after Ctrl-C at half, the rerun downloaded {rerun} of {total} bytes"
     );
 }
 
@@ -216,14 +291,13 @@ fn a_changed_earlier_archive_costs_a_download_not_a_wrong_byte() {
 fn a_second_fetch_into_the_same_file_is_refused_while_the_first_runs() {
     let s = require_services!();
     let home = tempdir();
-    let proxy = FaultProxy::start(
-        s.registry(),
-        Plan {
-            bytes_per_sec: Some(32 << 20),
-            ..Plan::default()
-        },
-    )
-    .unwrap();
+    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
+    let want = baseline(&proxy, home.path(), IMAGE);
+    proxy.reset_counters();
+    proxy.set_plan(Plan {
+        bytes_per_sec: Some(32 << 20),
+        ..Plan::default()
+    });
     let out = home.path().join("same.tar");
     let mut first = spawn_fetch(&proxy, home.path(), &out);
     let started = Instant::now();
@@ -243,4 +317,9 @@ fn a_second_fetch_into_the_same_file_is_refused_while_the_first_runs() {
     let (ran, _) = fetch_via(&proxy, home.path(), "same.tar", IMAGE, &[]);
     let ran = ran.ok();
     ran.assert_stderr("resuming:");
+    assert_eq!(
+        sha256_file(&out),
+        want,
+        "the completed archive differs from an undisturbed fetch"
+    );
 }

@@ -40,7 +40,8 @@ fn wine_ferry(dir: &Path, args: &[&str]) -> Ran {
         .current_dir(dir)
         .env("WINEPREFIX", prefix)
         .env("WINEDEBUG", "-all")
-        .env("FERRY_CACHE_DIR", r"Z:\tmp")
+        // The blob index of this test's own directory: not shared with other tests.
+        .env("FERRY_CACHE_DIR", z_path(&dir.join("cache")))
         .env_remove("DOCKER_CONFIG"))
 }
 

@@ -37,7 +37,9 @@ fn parse_one(header: &str) -> Vec<Challenge> {
             .find(|c: char| c.is_whitespace() || c == ',')
             .unwrap_or(rest.len());
         let scheme = rest[..end].to_ascii_lowercase();
-        rest = rest[end..].trim_start_matches([' ', '\t', ',']);
+        // Trim what ended the scheme, whatever whitespace it was: trimming less (only space
+        // and tab) left a form feed in place and the loop never advanced.
+        rest = rest[end..].trim_start_matches(|c: char| c.is_whitespace() || c == ',');
         let (params, after) = parse_params(rest);
         rest = after;
         match scheme.as_str() {
@@ -148,6 +150,26 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c[0], Challenge::Basic);
         assert!(matches!(&c[1], Challenge::Bearer { realm, .. } if realm == "https://t.lan/token"));
+    }
+
+    /// Found by fuzzing (`scripts/fuzz`, target `challenge`): whitespace other than space
+    /// and tab after a scheme made the parser loop forever.
+    #[test]
+    fn any_whitespace_after_a_scheme_ends_in_a_result() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let c = parse(&[
+                "Bearer\u{c}realm=\"https://t.lan/token\"",
+                "Basic \u{a0}x\u{b}",
+            ]);
+            let _ = tx.send(c);
+        });
+        let c = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("parsing a header with a form feed never finished");
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(matches!(&c[0], Challenge::Bearer { realm, .. } if realm == "https://t.lan/token"));
+        assert_eq!(c[1], Challenge::Basic);
     }
 
     #[test]

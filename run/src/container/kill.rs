@@ -14,9 +14,24 @@ pub fn kill(containers: &Containers, reference: &str, signal: i32) -> Result<(),
 /// Sends `signal` to `c` if it runs.
 pub fn signal_container(c: &Container, meta: &Meta, signal: i32) -> Result<(), RunError> {
     let state = c.current_state();
+    if state.status == Status::Restarting {
+        // Between two runs: the monitor gives up on restarting (see `request_stop`).
+        c.request_stop()?;
+        // SAFETY: signals the monitor, whose identity was checked through its start time.
+        unsafe { libc::kill(state.monitor_pid, libc::SIGTERM) };
+        return Ok(());
+    }
     if state.status != Status::Running {
         return Err(RunError::NotRunning(c.short_id().to_string()));
     }
+    // Docker's "manually stopped": whatever the signal, the restart policy no longer applies.
+    c.request_stop()?;
+    signal_process(c, meta, state.pid, signal)
+}
+
+/// Sends `signal` to the container whose supervised process is `pid` (ferry's runtime: its
+/// first process; an external runtime: the runtime, which is asked to do it).
+pub fn signal_process(c: &Container, meta: &Meta, pid: i32, signal: i32) -> Result<(), RunError> {
     if let Some(runtime) = &meta.runtime {
         // The runtime's own process is not the container: SIGKILL to it would orphan the
         // container. Its `kill` reaches the container itself.
@@ -38,7 +53,7 @@ pub fn signal_container(c: &Container, meta: &Meta, signal: i32) -> Result<(), R
     // From outside its PID namespace the container's PID 1 receives SIGKILL always, other
     // signals only if it handles them, exactly as under Docker.
     // SAFETY: signals a pid whose identity was checked through its start time.
-    if unsafe { libc::kill(state.pid, signal) } != 0 {
+    if unsafe { libc::kill(pid, signal) } != 0 {
         return Err(RunError::Sys {
             action: format!("signal container {}", c.short_id()),
             source: std::io::Error::last_os_error(),

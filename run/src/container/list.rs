@@ -19,6 +19,10 @@ pub struct Row {
     pub status: String,
     /// The name.
     pub name: String,
+    /// Published and exposed ports, as Docker's PORTS column shows them.
+    pub ports: String,
+    /// Restarts made by its restart policy (Docker's `RestartCount`).
+    pub restart_count: u32,
 }
 
 /// Running containers (all of them with `all`), newest first.
@@ -33,7 +37,16 @@ pub fn rows(containers: &Containers, all: bool) -> Vec<Row> {
             }
             let status = match s.status {
                 Status::Created => "Created".to_string(),
-                Status::Running => format!("Up {}", ago(s.started).trim_end_matches(" ago")),
+                Status::Running => format!(
+                    "Up {}{}",
+                    ago(s.started).trim_end_matches(" ago"),
+                    super::health::ps_suffix(s.health.as_ref())
+                ),
+                Status::Restarting => format!(
+                    "Restarting ({}) {}",
+                    s.exit_code.unwrap_or(0),
+                    ago(s.finished.max(s.started))
+                ),
                 Status::Exited => match s.exit_code {
                     Some(code) => format!("Exited ({code}) {}", ago(s.finished.max(s.started))),
                     None => "Exited (unknown)".to_string(),
@@ -50,6 +63,16 @@ pub fn rows(containers: &Containers, all: bool) -> Vec<Row> {
                 created: ago(m.created),
                 status,
                 name: m.name,
+                // Like Docker: ports only while it runs.
+                // Exposed ports show only where Docker would show them: a namespace of its
+                // own, not the host's network.
+                ports: match (s.status, &m.host.network) {
+                    (Status::Running, crate::options::Network::Private) => {
+                        crate::net::ports::ps_column(&s.ports, &m.host.exposed)
+                    }
+                    _ => String::new(),
+                },
+                restart_count: s.restart_count,
             })
         })
         .collect()
@@ -63,9 +86,10 @@ pub fn print(rows: &[Row], out: &mut dyn Write) -> std::io::Result<()> {
         "COMMAND",
         "CREATED",
         "STATUS",
+        "PORTS",
         "NAMES",
     ];
-    let cells: Vec<[String; 6]> = rows
+    let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
@@ -74,6 +98,7 @@ pub fn print(rows: &[Row], out: &mut dyn Write) -> std::io::Result<()> {
                 r.command.clone(),
                 r.created.clone(),
                 r.status.clone(),
+                r.ports.clone(),
                 r.name.clone(),
             ]
         })

@@ -78,6 +78,16 @@ impl Writer {
 
 /// Writes a container's logs to stdout/stderr; with `follow`, keeps going until it stops.
 pub fn show(container: &Container, follow: bool) -> Result<(), RunError> {
+    replay(container, follow, 0)
+}
+
+/// Follows a container's output from byte `offset` of its log until it stops for good
+/// (`ferry start -a`).
+pub fn follow_from(container: &Container, offset: u64) -> Result<(), RunError> {
+    replay(container, true, offset)
+}
+
+fn replay(container: &Container, follow: bool, offset: u64) -> Result<(), RunError> {
     let path = container.log_path();
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
@@ -90,6 +100,12 @@ pub fn show(container: &Container, follow: bool) -> Result<(), RunError> {
         Err(e) => return Err(io_err("open", &path)(e)),
     };
     let mut reader = std::io::BufReader::new(file);
+    if offset > 0 {
+        use std::io::Seek;
+        reader
+            .seek(std::io::SeekFrom::Start(offset))
+            .map_err(io_err("read", &path))?;
+    }
     let mut line = String::new();
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
@@ -120,7 +136,11 @@ pub fn show(container: &Container, follow: bool) -> Result<(), RunError> {
                 .seek(std::io::SeekFrom::Start(pos - n as u64))
                 .map_err(io_err("read", &path))?;
         }
-        if container.current_state().status != super::Status::Running {
+        // Restarts continue the same log.
+        if !matches!(
+            container.current_state().status,
+            super::Status::Running | super::Status::Restarting
+        ) {
             // One last pass for what was written just before it stopped.
             let mut rest = String::new();
             let _ = std::io::Read::read_to_string(&mut reader, &mut rest);

@@ -8,16 +8,24 @@
 pub mod bundle;
 pub mod exec;
 pub mod external;
+pub mod health;
+pub mod host_config;
+pub mod inspect;
 pub mod kill;
 pub mod list;
 pub mod logs;
 pub mod monitor;
+pub mod policy;
 pub mod remove;
+pub mod restart;
 pub mod run;
+pub mod start;
 pub mod state;
 pub mod stop;
 pub mod supervise;
+pub mod systemd;
 pub mod tty;
+pub mod wait;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -57,6 +65,9 @@ pub struct Meta {
     /// cgroup directories made for it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cgroups: Vec<PathBuf>,
+    /// How to start it again.
+    #[serde(default)]
+    pub host: host_config::HostConfig,
 }
 
 /// One container's directory.
@@ -98,10 +109,34 @@ impl Container {
     /// exited with an unknown code.
     pub fn current_state(&self) -> State {
         let mut s = self.state();
-        if s.status == Status::Running && !s.alive() {
+        let gone = match s.status {
+            Status::Running => !s.alive(),
+            Status::Restarting => !s.monitor_alive(),
+            _ => false,
+        };
+        if gone {
             s.status = Status::Exited;
+            s.ports.clear();
         }
         s
+    }
+
+    /// Marks the container as stopped by the user: its restart policy no longer applies
+    /// (Docker's "manually stopped"), until the next `ferry start`. A file of its own, so the
+    /// monitor's writes of `state.json` cannot lose it.
+    pub fn request_stop(&self) -> Result<(), RunError> {
+        let p = self.dir.join("stopped-by-user");
+        std::fs::write(&p, b"").map_err(io_err("write", p))
+    }
+
+    /// Whether [`request_stop`](Self::request_stop) was called since the last start.
+    pub fn stop_requested(&self) -> bool {
+        self.dir.join("stopped-by-user").exists()
+    }
+
+    /// Forgets a stop request (`ferry start`, `ferry restart`).
+    pub fn clear_stop_request(&self) {
+        let _ = std::fs::remove_file(self.dir.join("stopped-by-user"));
     }
 
     /// The log file of a detached container.

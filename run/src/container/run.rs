@@ -43,6 +43,13 @@ pub struct Prepared {
     pub source: RootSource,
     /// An overlay mounted on the host for an external runtime, to unmount at the end.
     pub host_mounted: bool,
+    /// The port proxy while the container runs.
+    pub proxy: Option<crate::net::Proxy>,
+    /// The ports it holds while it runs.
+    pub published: Vec<crate::net::ports::PublishedPort>,
+    /// Made by an earlier `ferry run` (`ferry start`): a failed start leaves it stopped
+    /// instead of removing it.
+    pub existing: bool,
 }
 
 /// Runs `image_ref` as `docker run` would.
@@ -60,19 +67,33 @@ pub fn run(
         reference: image_ref.to_string(),
         source: e,
     })?;
+    let mut opts = opts;
+    opts.health.image = source.healthcheck(&image);
     let mut p = prepare(containers, &image, image_ref, opts)?;
     if !image.overlay_ready && p.source != RootSource::Directory {
         use_copy(&mut p, Some(source))?;
     }
+    crate::volume::fill_new(&p, source)?;
     // ferry.json now names the image: the store keeps it. The lock must not reach the
     // container's processes either.
     drop(lock);
     if p.opts.detach {
         return super::monitor::launch(p, source).map(Outcome::Detached);
     }
+    attach(p, source).map(Outcome::Exited)
+}
+
+/// Runs a prepared container in the foreground and cleans up after it; returns its exit
+/// status. When its restart policy restarts it, a detached monitor takes over (as Docker's
+/// daemon restarts a container after `docker run` returned).
+pub fn attach(mut p: Prepared, source: &dyn ImageSource) -> Result<i32, RunError> {
+    let started = std::time::Instant::now();
     let result = foreground(&mut p, source);
     finish(&mut p, result.as_ref().ok().copied());
-    result.map(Outcome::Exited)
+    if let Ok(code) = result {
+        super::monitor::adopt(p, source, code, started.elapsed());
+    }
+    result
 }
 
 /// Makes the container directory: `/etc` files, `config.json`, `ferry.json`, overlay dirs and
@@ -95,27 +116,50 @@ pub fn prepare(
     if opts.init && matches!(opts.runtime, Runtime::External(_)) {
         return Err(RunError::Unsupported("--init with --runtime".into()));
     }
+    if opts.rm && !opts.restart.is_no() {
+        return Err(RunError::Invalid(
+            "Conflicting options: --restart and --rm".into(),
+        ));
+    }
+    let mut opts = opts;
+    let config = image.config.config().clone().unwrap_or_default();
+    let net = crate::net::plan(
+        containers,
+        config.exposed_ports().as_deref().unwrap_or_default(),
+        &mut opts,
+        rootless.is_some(),
+    )?;
+    let health = opts.health.resolve().map_err(RunError::Invalid)?;
+    let stop_signal = match &opts.stop_signal {
+        Some(sig) => {
+            crate::process::signal::parse(sig)
+                .ok_or_else(|| RunError::Invalid(format!("Invalid signal: {sig}")))?;
+            Some(sig.clone())
+        }
+        None => config.stop_signal().clone(),
+    };
     let (container, name) = containers.create(opts.name.as_deref())?;
     let guard = RemoveOnDrop(Some(container.dir.clone()));
     let dir = container.dir.clone();
     let hostname = opts
         .hostname
         .clone()
+        .or_else(|| net.shared.as_ref().map(|s| s.hostname.clone()))
         .unwrap_or_else(|| container.short_id().to_string());
     write_etc_files(&dir, &hostname)?;
-    for (i, v) in opts.volumes.iter().enumerate() {
-        let p = match &v.host {
-            Some(h) => h.clone(),
-            None => dir.join("volumes").join(i.to_string()),
-        };
-        // Docker creates a missing host directory for a bind mount.
-        if std::fs::symlink_metadata(&p).is_err() {
-            std::fs::create_dir_all(&p).map_err(io_err("create", &p))?;
-        }
+    crate::net::etc::apply(&dir, &opts.add_hosts, &opts.dns)?;
+    if let Some(shared) = &net.shared {
+        crate::net::copy_shared_files(&dir, shared)?;
     }
+    let volumes = crate::volume::Volumes::of(containers);
+    let mounts = crate::volume::mounts::plan(
+        &volumes,
+        &mut opts,
+        config.volumes().as_deref().unwrap_or_default(),
+    )?;
     let external = matches!(opts.runtime, Runtime::External(_));
     let cgroups_path = has_limits.then(|| cgroups::path_for(&container.id));
-    let spec = spec::build(
+    let mut spec = spec::build(
         image,
         &opts,
         &SpecContext {
@@ -126,6 +170,9 @@ pub fn prepare(
             image_name: image_ref,
         },
     )?;
+    if let Some(shared) = &net.shared {
+        crate::net::join::set_path(&mut spec, &shared.path);
+    }
     super::write_json(&dir.join("config.json"), &spec)?;
 
     let cgroup = match (
@@ -151,13 +198,10 @@ pub fn prepare(
             Runtime::Ferry => None,
         },
         auto_remove: opts.rm,
-        stop_signal: image
-            .config
-            .config()
-            .as_ref()
-            .and_then(|c| c.stop_signal().clone()),
+        stop_signal,
         rootfs_copy: false,
         cgroups: cgroup.dirs.clone(),
+        host: super::host_config::HostConfig::from_options(&opts, net.exposed, mounts, health),
     };
     if let Err(e) = container.write_meta(&meta) {
         cgroup.remove();
@@ -178,10 +222,15 @@ pub fn prepare(
         source: RootSource::Overlay(overlay::plan(&image.layers, &upper, &work)),
         opts,
         host_mounted: false,
+        proxy: None,
+        published: Vec::new(),
+        existing: false,
     };
     if p.opts.rootfs == RootfsMode::Copy {
         use_copy(&mut p, None)?;
     }
+    // Volumes (and missing bind directories, as Docker makes them) once nothing can fail.
+    crate::volume::mounts::make(&volumes, &p.meta.host.mounts)?;
     std::mem::forget(guard);
     Ok(p)
 }
@@ -286,9 +335,52 @@ fn use_copy(p: &mut Prepared, source: Option<&dyn ImageSource>) -> Result<(), Ru
     p.container.write_meta(&p.meta)
 }
 
-/// Starts the container's process (ferry's runtime or an external one) with `stdio`; returns
-/// the pid to watch and signal.
+/// Starts the container's process (ferry's runtime or an external one) with `stdio`, and the
+/// proxy of its published ports; returns the pid to watch and signal.
 pub fn start(
+    p: &mut Prepared,
+    source: &dyn ImageSource,
+    stdio: Stdio,
+    console: Option<&tty::Pty>,
+) -> Result<i32, RunError> {
+    // Ports first: one that is taken fails the start before anything runs.
+    let listeners = crate::net::bind(&p.container, &p.meta.name, &p.meta.host.publish)?;
+    let pid = {
+        // `container:NAME` with ferry's runtime: born in NAME's namespace.
+        let _joined = match crate::net::join::joined_path(&p.spec) {
+            Some(path) if p.meta.runtime.is_none() => Some(crate::net::join::enter(&path)?),
+            _ => None,
+        };
+        spawn_process(p, source, stdio, console)?
+    };
+    p.published = listeners.iter().map(|l| l.port).collect();
+    if !listeners.is_empty() {
+        let rootless = p
+            .spec
+            .linux()
+            .as_ref()
+            .is_some_and(|l| l.uid_mappings().is_some());
+        let target = match &p.opts.runtime {
+            Runtime::External(r) => crate::net::join::runtime_pid(r, &p.container.id),
+            Runtime::Ferry => Ok(pid),
+        };
+        match target.and_then(|t| crate::net::start_proxy(&p.container, listeners, t, rootless)) {
+            Ok(proxy) => p.proxy = proxy,
+            Err(e) => {
+                // It must not run without its ports.
+                let _ = super::kill::signal_process(&p.container, &p.meta, pid, libc::SIGKILL);
+                let mut st = 0;
+                // SAFETY: reaps our own child.
+                unsafe { libc::waitpid(pid, &mut st, 0) };
+                p.published.clear();
+                return Err(e);
+            }
+        }
+    }
+    Ok(pid)
+}
+
+fn spawn_process(
     p: &mut Prepared,
     source: &dyn ImageSource,
     stdio: Stdio,
@@ -347,13 +439,19 @@ pub fn start(
     }
 }
 
-/// Records a started container.
+/// Records a started container (keeping its restart count and monitor).
 pub fn record_running(p: &Prepared, pid: i32) -> Result<(), RunError> {
+    let before = p.container.state();
     p.container.write_state(&State {
         status: Status::Running,
         pid,
         pid_start: super::state::start_time(pid).unwrap_or(0),
         started: now(),
+        restart_count: before.restart_count,
+        monitor_pid: before.monitor_pid,
+        monitor_start: before.monitor_start,
+        ports: p.published.clone(),
+        proxy_pid: p.proxy.as_ref().map_or(0, |x| x.pid),
         ..State::default()
     })
 }
@@ -403,17 +501,30 @@ fn foreground(p: &mut Prepared, source: &dyn ImageSource) -> Result<i32, RunErro
 
 /// After the container ended: release its mounts and cgroups; record the exit or remove it.
 pub fn finish(p: &mut Prepared, code: Option<i32>) {
+    // The ports are free once `ferry stop` sees the container stopped.
+    if let Some(proxy) = p.proxy.take() {
+        proxy.stop();
+    }
+    p.published.clear();
     if p.host_mounted {
         super::external::unmount(p);
     }
     p.cgroup.remove();
-    if p.opts.rm || code.is_none() && p.container.state().status != Status::Running {
-        remove_in_background(&p.container.dir);
-        return;
-    }
+    let never_ran = code.is_none() && p.container.state().status != Status::Running;
+    let remove = p.opts.rm || never_ran && !p.existing;
     let mut s = p.container.state();
     s.status = Status::Exited;
-    s.exit_code = code;
+    if !(never_ran && p.existing) {
+        s.exit_code = code;
+    }
     s.finished = now();
+    s.ports.clear();
+    s.proxy_pid = 0;
+    // Also on the way out with --rm: `ferry wait` reads it from the renamed directory.
     let _ = p.container.write_state(&s);
+    if remove {
+        remove_in_background(&p.container.dir);
+        // Docker's --rm takes the container's anonymous volumes with it.
+        crate::volume::release(&p.container, &p.meta);
+    }
 }

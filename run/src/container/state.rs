@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::net::ports::PublishedPort;
+
 /// The life of a container.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -13,6 +15,8 @@ pub enum Status {
     Running,
     /// Its process ended.
     Exited,
+    /// Its process ended and its monitor starts it again after a delay (`--restart`).
+    Restarting,
 }
 
 /// The changing part of a container.
@@ -36,12 +40,35 @@ pub struct State {
     /// Docker's exit status (128+N for signal N).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Restarts made by its restart policy since the last `ferry start`.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// The detached monitor watching it (0 in the foreground).
+    #[serde(default)]
+    pub monitor_pid: i32,
+    /// The monitor's start time (see `pid_start`).
+    #[serde(default)]
+    pub monitor_start: u64,
+    /// Ports it holds on the host while it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PublishedPort>,
+    /// The port proxy's pid while it runs (0: none).
+    #[serde(default)]
+    pub proxy_pid: i32,
+    /// Its healthcheck's results, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::Health>,
 }
 
 impl State {
     /// Whether the recorded process still exists and is the same process.
     pub fn alive(&self) -> bool {
         self.pid > 0 && start_time(self.pid) == Some(self.pid_start)
+    }
+
+    /// Whether the recorded monitor still exists and is the same process.
+    pub fn monitor_alive(&self) -> bool {
+        self.monitor_pid > 0 && start_time(self.monitor_pid) == Some(self.monitor_start)
     }
 }
 

@@ -1,5 +1,6 @@
-//! `ferry stop [-t N] C`: the stop signal (the image's StopSignal, else SIGTERM), then SIGKILL
-//! after N seconds (10 by default), as Docker does.
+//! `ferry stop [-t N] C`: the stop signal (`--stop-signal`, else the image's StopSignal, else
+//! SIGTERM), then SIGKILL after N seconds (`--stop-timeout`, else 10), as Docker does. A
+//! stopped container stays stopped: its restart policy no longer applies.
 
 use std::time::{Duration, Instant};
 
@@ -8,11 +9,25 @@ use super::{Container, Containers, Status};
 use crate::error::RunError;
 use crate::process::signal;
 
-/// Stops the container named `reference`; returns once it has exited.
-pub fn stop(containers: &Containers, reference: &str, timeout: Duration) -> Result<(), RunError> {
+/// Stops the container named `reference`; returns once it has exited. `timeout` `None` is
+/// the container's own (`--stop-timeout`, else 10 seconds).
+pub fn stop(
+    containers: &Containers,
+    reference: &str,
+    timeout: Option<Duration>,
+) -> Result<(), RunError> {
     let (c, meta) = containers.find(reference)?;
-    if c.current_state().status != Status::Running {
-        return Ok(());
+    let timeout =
+        timeout.unwrap_or_else(|| Duration::from_secs(meta.host.stop_timeout.unwrap_or(10)));
+    match c.current_state().status {
+        Status::Running => {}
+        Status::Restarting => {
+            // Between two runs: only the monitor is there to stop.
+            signal_container(&c, &meta, libc::SIGTERM)?;
+            wait_stopped(&c, Duration::from_secs(10));
+            return Ok(());
+        }
+        _ => return Ok(()),
     }
     let sig = meta
         .stop_signal
@@ -33,10 +48,17 @@ pub fn wait_stopped(c: &Container, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         let s = c.state();
-        if s.status != Status::Running || !s.alive() {
-            // Give the supervisor a moment to record the exit code.
-            let grace = Instant::now() + Duration::from_millis(500);
-            while c.state().status == Status::Running && Instant::now() < grace {
+        let done = match s.status {
+            Status::Running => !s.alive(),
+            Status::Restarting => !s.monitor_alive(),
+            _ => true,
+        };
+        if done {
+            // Give the supervisor a moment to record the exit code (and free the ports).
+            let grace = Instant::now() + Duration::from_millis(2000);
+            while matches!(c.state().status, Status::Running | Status::Restarting)
+                && Instant::now() < grace
+            {
                 std::thread::sleep(Duration::from_millis(10));
             }
             return true;

@@ -63,6 +63,12 @@ fn setup(sys: &dyn Syscall, plan: &InitPlan) -> Result<(), InitError> {
             .map_err(|e| sys_err(format_args!("join cgroup {}", procs.display()), e))?;
     }
 
+    // A network namespace of its own starts with `lo` down (Docker's containers have it up).
+    if crate::net::loopback::wanted(spec) {
+        sys.loopback_up()
+            .map_err(|e| sys_err("bring up the loopback interface", e))?;
+    }
+
     let console = plan.console.as_ref().map(|(_, p)| p.as_path());
     rootfs::prepare(
         sys,
@@ -237,6 +243,7 @@ mod tests {
             &calls,
             |c| matches!(c, Call::WriteFile(p, v) if p.ends_with("cgroup.procs") && v == "0"),
         );
+        let lo = index(&calls, |c| matches!(c, Call::LoopbackUp));
         let slave = index(
             &calls,
             |c| matches!(c, Call::Mount { target, flags, .. } if target == Path::new("/") && *flags == libc::MS_REC | libc::MS_SLAVE),
@@ -277,8 +284,8 @@ mod tests {
             |c| matches!(c, Call::Chdir(p) if p == Path::new("/app")),
         );
         let order = [
-            cgroup, slave, overlay, proc_, dev, null, pivot, detach, masked, host, workdir, setsid,
-            bounding, groups, gid, uid, capset, nnp, chdir,
+            cgroup, lo, slave, overlay, proc_, dev, null, pivot, detach, masked, host, workdir,
+            setsid, bounding, groups, gid, uid, capset, nnp, chdir,
         ];
         assert!(
             order.windows(2).all(|w| w[0] < w[1]),
@@ -313,6 +320,8 @@ mod tests {
         });
         let sys = RecordingSyscall::default();
         setup(&sys, &plan_ro).unwrap();
+        // The host's network: its loopback is not ferry's to touch.
+        assert!(!sys.calls().contains(&Call::LoopbackUp));
         assert!(sys.calls().iter().any(|c| matches!(c,
             Call::Mount { target, flags, .. } if target == Path::new("/") && flags & libc::MS_REMOUNT != 0 && flags & libc::MS_RDONLY != 0)));
 

@@ -43,6 +43,9 @@ pub fn clone_flags(spec: &Spec) -> libc::c_int {
         .and_then(|l| l.namespaces().clone())
         .unwrap_or_default();
     nss.iter()
+        // A namespace with a path is joined, not made: the supervisor enters it before
+        // `clone` (see `net::join`).
+        .filter(|ns| ns.path().is_none())
         .map(|ns| match ns.typ() {
             LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
             LinuxNamespaceType::Pid => libc::CLONE_NEWPID,

@@ -174,7 +174,11 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
         LinuxNamespaceType::Uts,
         LinuxNamespaceType::Mount,
     ];
-    if opts.network == Network::None {
+    // `container:NAME` starts as a new namespace here; `prepare` names NAME's instead.
+    if matches!(
+        opts.network,
+        Network::None | Network::Private | Network::Container(_)
+    ) {
         namespaces.push(LinuxNamespaceType::Network);
     }
     if ctx.rootless.is_some() {

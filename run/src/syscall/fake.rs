@@ -38,6 +38,7 @@ pub enum Call {
     Setgid(u32),
     Setuid(u32),
     Setns(libc::c_int, libc::c_int),
+    LoopbackUp,
     Execve(PathBuf, Vec<String>),
 }
 
@@ -145,6 +146,9 @@ impl Syscall for RecordingSyscall {
     }
     fn setns(&self, fd: libc::c_int, nstype: libc::c_int) -> io::Result<()> {
         self.push(Call::Setns(fd, nstype))
+    }
+    fn loopback_up(&self) -> io::Result<()> {
+        self.push(Call::LoopbackUp)
     }
     fn execve(&self, path: &Path, argv: &[CString], _envp: &[CString]) -> io::Error {
         let _ = self.push(Call::Execve(

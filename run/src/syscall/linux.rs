@@ -206,6 +206,10 @@ impl Syscall for LinuxSyscall {
         check(unsafe { libc::setns(fd, nstype) }.into())
     }
 
+    fn loopback_up(&self) -> io::Result<()> {
+        crate::net::loopback::up()
+    }
+
     fn execve(&self, path: &Path, argv: &[CString], envp: &[CString]) -> io::Error {
         let path = match cstr(path.as_os_str()) {
             Ok(p) => p,

@@ -69,6 +69,8 @@ pub trait Syscall {
     fn setuid(&self, uid: u32) -> io::Result<()>;
     /// `setns(2)`.
     fn setns(&self, fd: libc::c_int, nstype: libc::c_int) -> io::Result<()>;
+    /// Brings up the loopback interface of the caller's network namespace (see `net::loopback`).
+    fn loopback_up(&self) -> io::Result<()>;
     /// `execve(2)`; returns only on failure.
     fn execve(&self, path: &Path, argv: &[CString], envp: &[CString]) -> io::Error;
 }

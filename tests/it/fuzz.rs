@@ -1,0 +1,107 @@
+//! The fuzz targets' inputs kept in `testdata/fuzz/` (seed corpora and every input that once
+//! crashed a target), replayed through the same code the fuzzers run (`fuzz/src/lib.rs`), so
+//! what fuzzing found stays fixed without a fuzzer. `scripts/fuzz` runs the fuzzers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::harness::workspace;
+
+#[path = "../../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod targets;
+
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let dir = workspace().join("testdata/fuzz").join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_kept_fuzz_input_replays_without_a_panic() {
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for (target, run) in targets::TARGETS {
+        let files = inputs(target);
+        assert!(!files.is_empty(), "no seed corpus for fuzz target {target}");
+        for file in files {
+            let bytes = std::fs::read(&file).unwrap();
+            count += 1;
+            // In a thread of its own, so that an input that hangs the parser (as fuzzing
+            // found one did) fails the test instead of stalling it.
+            let (done, finished) = std::sync::mpsc::channel();
+            let run = *run;
+            std::thread::spawn(move || {
+                let outcome = std::panic::catch_unwind(|| run(&bytes));
+                let _ = done.send(outcome.is_ok());
+            });
+            match finished.recv_timeout(Duration::from_secs(20)) {
+                Ok(true) => {}
+                Ok(false) => failures.push(format!("{}: panicked", file.display())),
+                Err(_) => failures.push(format!("{}: still running after 20 s", file.display())),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "inputs that still fail: {failures:#?}");
+    eprintln!("replayed {count} fuzz inputs");
+}
+
+#[test]
+fn every_fuzz_target_has_its_corpus_and_its_function() {
+    let dir = workspace().join("fuzz/fuzz_targets");
+    let mut built: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| Some(p.file_stem()?.to_str()?.to_string()))
+        .collect();
+    built.sort();
+    let mut known: Vec<String> = targets::TARGETS
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    known.sort();
+    assert_eq!(
+        built, known,
+        "fuzz/fuzz_targets and fuzz/src/lib.rs disagree"
+    );
+    let manifest = std::fs::read_to_string(workspace().join("fuzz/Cargo.toml")).unwrap();
+    for name in &known {
+        assert!(
+            manifest.contains(&format!("path = \"fuzz_targets/{name}.rs\"")),
+            "fuzz/Cargo.toml lacks the target {name}"
+        );
+    }
+}
+
+/// Seeds only help if they get past the first check: the archive seeds must verify.
+#[test]
+fn the_archive_seeds_are_accepted_archives() {
+    let platform = "linux/amd64".parse().unwrap();
+    let mut checked = 0;
+    for (target, build) in [
+        ("archive", (|b: &[u8]| b.to_vec()) as fn(&[u8]) -> Vec<u8>),
+        ("archive_json", targets::archive_json_tar),
+    ] {
+        for file in inputs(target) {
+            if file
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("crash-")
+            {
+                continue;
+            }
+            let archive = build(&std::fs::read(&file).unwrap());
+            let report = ferry_load::verify(&mut &archive[..], &platform, &ferry_load::Silent)
+                .unwrap_or_else(|e| panic!("seed {} is refused: {e:?}", file.display()));
+            assert!(!report.images.is_empty(), "{}", file.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} archive seeds");
+}
