@@ -835,3 +835,53 @@ pub(crate) fn parts(base: &Path) -> Vec<PathBuf> {
         .take_while(|p| p.exists())
         .collect()
 }
+
+#[test]
+fn containerd_nodes_pull_the_origin_names_from_the_internal_registry_through_hosts_toml() {
+    let s = require_services!();
+    let home = tempdir();
+    let archive = home.path().join("bb.tar");
+    fetch(s, home.path(), &archive, &["ferry/busybox:oci"], &[]).ok();
+    let prefix = unique("mirror");
+    push(
+        home.path(),
+        &format!("{}/{prefix}", s.push_registry()),
+        &[&archive],
+        &[],
+    )
+    .ok();
+    // The cluster recipe: the origin registry is out of reach (server), the internal one
+    // serves its names below a prefix.
+    let hosts = home.path().join("certs.d");
+    let dir = hosts.join(s.registry());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("hosts.toml"),
+        format!(
+            "server = \"http://127.0.0.1:9\"\n\n[host.\"http://{}/v2/{prefix}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n",
+            s.push_registry()
+        ),
+    )
+    .unwrap();
+    let ns = ["-n", "ferry-it-mirror"];
+    let image = s.image("ferry/busybox:oci");
+    run(s.ctr().args(ns).args(["images", "rm", &image]));
+    run(s
+        .ctr()
+        .args(ns)
+        .args(["images", "pull", "--hosts-dir"])
+        .arg(&hosts)
+        .arg(&image))
+    .ok();
+    let listed = run(s.ctr().args(ns).args(["images", "ls"])).ok();
+    let line = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&image))
+        .unwrap_or_else(|| panic!("containerd lists no {image}:\n{}", listed.stdout));
+    assert!(
+        line.contains(&manifest_digest(s, "ferry/busybox:oci")),
+        "{line}"
+    );
+    run(s.ctr().args(ns).args(["images", "rm", &image]));
+}
