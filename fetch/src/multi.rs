@@ -11,7 +11,7 @@ use ferry_oci::{ImageReference, Platform, PlatformChoice, digest};
 
 use crate::error::FetchError;
 use crate::registry::{FetchedManifest, Registry};
-use crate::resolve::{MAX_NESTING, Resolved, blob_ref, image_from};
+use crate::resolve::{MAX_NESTING, Resolved, blob_ref, fetch_listed, image_from};
 
 /// Where an attestation manifest names the image it describes.
 const SUBJECT_ANNOTATION: &str = "vnd.docker.reference.digest";
@@ -89,7 +89,7 @@ pub fn resolve_index(
         });
     }
     for f in &chosen {
-        let m = fetch_manifest(registry, reference, &f.blob)?;
+        let m = fetch_listed(registry, reference, &f.blob)?;
         let mut image = image_from(registry, reference, m, f.platform.clone())?;
         image.record.index = Some(top_blob.clone());
         resolved.images.push(image);
@@ -140,7 +140,7 @@ fn walk(
                     source: format!("indexes nested deeper than {MAX_NESTING} levels").into(),
                 });
             }
-            let nested = fetch_manifest(registry, reference, &blob)?;
+            let nested = fetch_listed(registry, reference, &blob)?;
             walk(registry, reference, &nested, depth + 1, resolved, found)?;
             resolved.extra_small.push((blob, nested.bytes));
             continue;
@@ -175,26 +175,6 @@ fn descriptor_blob(
     })
 }
 
-/// Fetches a manifest an index names, checked against the index's size and digest.
-fn fetch_manifest(
-    registry: &Registry,
-    reference: &ImageReference,
-    blob: &BlobRef,
-) -> Result<FetchedManifest, FetchError> {
-    let m = registry.manifest(reference.repository(), blob.digest.as_ref())?;
-    if m.bytes.len() as u64 != blob.size {
-        return Err(FetchError::Verify {
-            what: format!("manifest {}", blob.digest),
-            host: registry.host().to_string(),
-            source: Box::new(ferry_oci::DigestError::Size {
-                expected: blob.size,
-                actual: m.bytes.len() as u64,
-            }),
-        });
-    }
-    Ok(m)
-}
-
 /// Keeps an entry that is not a chosen image (an attestation, an artifact): its manifest in
 /// memory, its config and layers to download.
 fn keep_other(
@@ -203,7 +183,7 @@ fn keep_other(
     blob: &BlobRef,
     resolved: &mut Resolved,
 ) -> Result<(), FetchError> {
-    let m = fetch_manifest(registry, reference, blob)?;
+    let m = fetch_listed(registry, reference, blob)?;
     let parsed: ImageManifest =
         serde_json::from_slice(&m.bytes).map_err(|e| FetchError::Invalid {
             what: format!("manifest {} of {reference}", blob.digest),

@@ -218,18 +218,12 @@ pub(crate) fn choose(
                 what: format!("index {} of {reference}", index.digest),
                 source: Box::new(e),
             })?;
-            let m = registry.manifest(reference.repository(), d.as_ref())?;
-            if m.bytes.len() as u64 != desc.size() {
-                return Err(FetchError::Verify {
-                    what: format!("manifest {d}"),
-                    host: registry.host().to_string(),
-                    source: Box::new(ferry_oci::DigestError::Size {
-                        expected: desc.size(),
-                        actual: m.bytes.len() as u64,
-                    }),
-                });
-            }
-            Ok(m)
+            let blob = BlobRef {
+                digest: d,
+                size: desc.size(),
+                media_type: desc.media_type().to_string(),
+            };
+            fetch_listed(registry, reference, &blob)
         };
         match kind {
             Kind::Index if depth < MAX_NESTING => {
@@ -264,6 +258,26 @@ pub(crate) fn choose(
         }
     }
     Ok(None)
+}
+
+/// Fetches a manifest an index lists, checked against the index's digest and size.
+pub(crate) fn fetch_listed(
+    registry: &Registry,
+    reference: &ImageReference,
+    blob: &BlobRef,
+) -> Result<FetchedManifest, FetchError> {
+    let m = registry.manifest(reference.repository(), blob.digest.as_ref())?;
+    if m.bytes.len() as u64 != blob.size {
+        return Err(FetchError::Verify {
+            what: format!("manifest {}", blob.digest),
+            host: registry.host().to_string(),
+            source: Box::new(ferry_oci::DigestError::Size {
+                expected: blob.size,
+                actual: m.bytes.len() as u64,
+            }),
+        });
+    }
+    Ok(m)
 }
 
 pub(crate) fn blob_ref(digest: &str, size: u64, media_type: String) -> Result<BlobRef, FetchError> {

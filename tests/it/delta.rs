@@ -37,6 +37,23 @@ fn load(home: &Path, archive: &Path) -> Ran {
         .arg(archive))
 }
 
+/// `ferry fetch --have have.json ferry/update:2 -o out` (a delta against `have`).
+fn fetch_delta(s: &Services, home: &Path, have: &Path, out: &Path) -> Ran {
+    run(ferry(home)
+        .args([
+            "fetch",
+            "--progress",
+            "none",
+            "--insecure-registry",
+            s.registry(),
+            "--have",
+        ])
+        .arg(have)
+        .arg("-o")
+        .arg(out)
+        .arg(s.image("ferry/update:2")))
+}
+
 /// A store holding `ferry/update:1`, its inventory, and the delta of `ferry/update:2` against it.
 fn far_side_with_update_1(s: &Services, home: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let u1 = home.join("u1.tar");
@@ -69,20 +86,7 @@ fn a_delta_holds_only_the_changed_layer_and_loads_where_the_base_is() {
     let delta = home.path().join("u2-delta.tar");
     let whole = home.path().join("u2.tar");
     fetch(s, home.path(), &whole, &["ferry/update:2"], &[]).ok();
-    let delta_ran = run(ferry(home.path())
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            s.registry(),
-            "--have",
-        ])
-        .arg(&have)
-        .arg("-o")
-        .arg(&delta)
-        .arg(s.image("ferry/update:2")))
-    .ok();
+    let delta_ran = fetch_delta(s, home.path(), &have, &delta).ok();
     delta_ran.assert_stderr("2 layers");
     delta_ran.assert_stderr("left out");
     let facts = s.facts("ferry/update:2");
@@ -213,20 +217,7 @@ fn a_delta_against_a_registry_pushes_into_it_and_is_refused_where_the_base_is_mi
     );
 
     let delta = home.path().join("u2-delta.tar");
-    run(ferry(home.path())
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            s.registry(),
-            "--have",
-        ])
-        .arg(&have)
-        .arg("-o")
-        .arg(&delta)
-        .arg(s.image("ferry/update:2")))
-    .ok();
+    fetch_delta(s, home.path(), &have, &delta).ok();
     push(home.path(), &to, &[&delta], &[]).ok();
     assert_eq!(
         registry_digest(s.push_registry(), &format!("{prefix}/ferry/update"), "2").as_deref(),
@@ -239,20 +230,7 @@ fn a_delta_against_a_registry_pushes_into_it_and_is_refused_where_the_base_is_mi
     std::fs::create_dir_all(&fresh).unwrap();
     let (_, store_have) = far_side_with_update_1(s, &fresh);
     let store_delta = fresh.join("store-delta.tar");
-    run(ferry(&fresh)
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            s.registry(),
-            "--have",
-        ])
-        .arg(&store_have)
-        .arg("-o")
-        .arg(&store_delta)
-        .arg(s.image("ferry/update:2")))
-    .ok();
+    fetch_delta(s, &fresh, &store_have, &store_delta).ok();
     let proxy = FaultProxy::start(s.push_registry(), Plan::default()).unwrap();
     let empty_prefix = unique("delta-empty");
     let refused = push(

@@ -299,30 +299,44 @@ fn a_second_push_uploads_nothing_and_a_dry_run_says_so() {
     assert_eq!(proxy.upload_bytes(), 0);
 }
 
+/// Pushes `ferry/update:1` through a proxy following `plan`, its 4 MiB base layer in 1 MiB
+/// chunks, one blob at a time; returns the push, the proxy and the prefix pushed to.
+fn push_update_through(s: &Services, home: &Path, plan: Plan) -> (Ran, FaultProxy, String) {
+    let archive = home.join("u.tar");
+    fetch(s, home, &archive, &["ferry/update:1"], &[]).ok();
+    let proxy = FaultProxy::start(s.push_registry(), plan).unwrap();
+    let prefix = unique("cut");
+    let to = format!("{}/{prefix}", proxy.addr);
+    let ran = push(
+        home,
+        &to,
+        &[&archive],
+        &["--chunk-size", "1M", "--concurrency", "1"],
+    );
+    (ran, proxy, prefix)
+}
+
+/// The registry names `ferry/update:1` under `prefix` with its original digest.
+fn assert_update_pushed(s: &Services, prefix: &str) {
+    assert_eq!(
+        registry_digest(s.push_registry(), &format!("{prefix}/ferry/update"), "1").as_deref(),
+        Some(manifest_digest(s, "ferry/update:1").as_str())
+    );
+}
+
 #[test]
 fn a_push_cut_mid_upload_resumes_where_the_registry_stands() {
     let s = require_services!();
     let home = tempdir();
-    let archive = home.path().join("u.tar");
-    fetch(s, home.path(), &archive, &["ferry/update:1"], &[]).ok();
-    let proxy = FaultProxy::start(s.push_registry(), Plan::default()).unwrap();
-    // The 4 MiB base layer goes in 1 MiB chunks; the chunk at 1 MiB is cut 300 KiB in, before
-    // the (buffering) proxy passed it on.
+    // The chunk at 1 MiB of the base layer is cut 300 KiB in, before the (buffering) proxy
+    // passed it on.
     let cut = 300 << 10;
-    proxy.set_plan(Plan {
+    let plan = Plan {
         cut_upload_after: Some((cut, 1)),
         ..Plan::default()
-    });
-    let prefix = unique("cut");
-    let to = format!("{}/{prefix}", proxy.addr);
-    let ran = push(
-        home.path(),
-        &to,
-        &[&archive],
-        &["--chunk-size", "1M", "--concurrency", "1"],
-    )
-    .ok();
-    ran.assert_stderr("retrying blob sha256:");
+    };
+    let (ran, proxy, prefix) = push_update_through(s, home.path(), plan);
+    ran.ok().assert_stderr("retrying blob sha256:");
     let seen = proxy.seen();
     assert!(
         seen.iter().any(|r| r.status == 0),
@@ -340,48 +354,30 @@ fn a_push_cut_mid_upload_resumes_where_the_registry_stands() {
         blob_bytes(s, &["ferry/update:1"]) + cut,
         "bytes the registry already had were sent again"
     );
-    assert_eq!(
-        registry_digest(s.push_registry(), &format!("{prefix}/ferry/update"), "1").as_deref(),
-        Some(manifest_digest(s, "ferry/update:1").as_str())
-    );
+    assert_update_pushed(s, &prefix);
 }
 
 #[test]
 fn an_upload_the_registry_dropped_after_a_cut_starts_over_and_succeeds() {
     let s = require_services!();
     let home = tempdir();
-    let archive = home.path().join("u.tar");
-    fetch(s, home.path(), &archive, &["ferry/update:1"], &[]).ok();
-    let proxy = FaultProxy::start(s.push_registry(), Plan::default()).unwrap();
     // This time the registry gets part of the chunk: distribution then refuses to go on with
     // that upload, and only a fresh one succeeds.
-    proxy.set_plan(Plan {
+    let plan = Plan {
         cut_upload_after: Some((300 << 10, 1)),
         cut_forwards_partial: true,
         ..Plan::default()
-    });
-    let prefix = unique("dropped");
-    let to = format!("{}/{prefix}", proxy.addr);
-    push(
-        home.path(),
-        &to,
-        &[&archive],
-        &["--chunk-size", "1M", "--concurrency", "1"],
-    )
-    .ok();
+    };
+    let (ran, proxy, prefix) = push_update_through(s, home.path(), plan);
+    ran.ok();
+    // One upload per blob (config and three layers), and one more for the dropped one.
     let posts = proxy
         .seen()
         .iter()
         .filter(|r| r.method == "POST" && r.path.contains("/blobs/uploads/"))
         .count();
-    assert!(
-        posts > 4,
-        "the dropped upload was not started again ({posts} POSTs)"
-    );
-    assert_eq!(
-        registry_digest(s.push_registry(), &format!("{prefix}/ferry/update"), "1").as_deref(),
-        Some(manifest_digest(s, "ferry/update:1").as_str())
-    );
+    assert_eq!(posts, 5, "the dropped upload was not started again");
+    assert_update_pushed(s, &prefix);
 }
 
 #[test]
