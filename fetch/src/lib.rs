@@ -8,7 +8,7 @@
 //!           ─► FILE.sha256 ─► FILE.part renamed to FILE (or FILE.000, FILE.001, … when split)
 //! ```
 //!
-//! Several platforms keep the image index ([`multi`]); an inventory of what the far side holds
+//! Several platforms keep the image index; an inventory of what the far side holds
 //! leaves its layers out (a delta archive). The crate is portable (it is what `ferry.exe` runs
 //! on Windows) and never draws progress itself: callers pass a [`Reporter`].
 
