@@ -565,6 +565,13 @@ fn a_multi_platform_index_is_pushed_and_fetched_back_with_its_digest_and_load_pi
         &["--platform", "all"],
     )
     .ok();
+    // docker load gets the default platform's image from manifest.json.
+    run(s.docker().arg("load").arg("-i").arg(&archive)).ok();
+    let out = run(s
+        .docker()
+        .args(["run", "--rm", &s.image("ferry/multiarch:oci")]))
+    .ok();
+    assert_eq!(out.stdout.trim(), "multiarch linux/amd64");
     let prefix = unique("multi");
     let to = format!("{}/{prefix}", s.push_registry());
     push(home.path(), &to, &[&archive], &[]).ok();
