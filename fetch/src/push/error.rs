@@ -71,7 +71,7 @@ impl PushError {
             PushError::Registry(e) => e.hint(),
             PushError::Refused { source, .. } => Some(match (source.status, &source.code) {
                 (413, _) => "the registry, or a proxy in front of it, limits the size of a request: pass a smaller --chunk-size, or raise the limit (nginx: client_max_body_size)".into(),
-                (_, Some(ErrorCode::Unauthorized)) => "pushing needs credentials with write access: pass --username NAME --password-stdin (or set FERRY_USERNAME and FERRY_PASSWORD), or run docker login".into(),
+                (_, Some(ErrorCode::Unauthorized)) => "pushing needs credentials with write access: check the user name and password, or pass them with --username NAME --password-stdin (or FERRY_USERNAME and FERRY_PASSWORD), or run docker login".into(),
                 (_, Some(ErrorCode::Denied)) => "the account may not push to this repository: check the repository name and the account's rights".into(),
                 (_, Some(ErrorCode::Other(c))) if c.starts_with("MANIFEST") => "the registry does not accept this manifest (its media type or schema); a registry that supports OCI images and indexes is needed".into(),
                 (_, Some(ErrorCode::Other(c))) if c == "DENIED" || c == "QUOTA_EXCEEDED" => "the registry refused to store more: check the project's quota".into(),
