@@ -41,6 +41,10 @@ pub enum Command {
     Push(commands::push::PushArgs),
     /// List what the store (or an internal registry) holds, for `ferry fetch --have`.
     Inventory(commands::inventory::InventoryArgs),
+    /// moby's download-frozen-image-v2.sh, same arguments: images into a directory for
+    /// `tar -cC DIR . | docker load`.
+    #[command(name = "download-frozen-image-v2")]
+    DownloadFrozenImageV2(commands::frozen::FrozenArgs),
     /// Run a command in a new container from a loaded image (docker run's flags).
     #[cfg(unix)]
     Run(commands::run::RunArgs),
@@ -62,6 +66,12 @@ pub enum Command {
     /// Remove containers.
     #[cfg(unix)]
     Rm(commands::rm::RmArgs),
+    /// Copy files between a container and the host (CONTAINER:PATH on one side).
+    #[cfg(unix)]
+    Cp(commands::cp::CpArgs),
+    /// Write a container's file system as a tar archive.
+    #[cfg(unix)]
+    Export(commands::export::ExportArgs),
     /// Start stopped containers.
     #[cfg(unix)]
     Start(commands::start::StartArgs),
@@ -74,10 +84,6 @@ pub enum Command {
     /// List a container's published ports.
     #[cfg(unix)]
     Port(commands::port::PortArgs),
-    /// Manage containers.
-    #[cfg(unix)]
-    #[command(subcommand)]
-    Container(commands::container::ContainerCommand),
     /// Manage named volumes.
     #[cfg(unix)]
     #[command(subcommand)]
@@ -89,19 +95,29 @@ pub enum Command {
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     #[cfg(unix)]
     Bundle(commands::bundle::BundleArgs),
-    /// Load images from an archive (file or stdin) into the store, like `docker load`.
+    /// Load images from an archive (file, directory or stdin) into the store, like `docker load`.
     #[cfg(unix)]
     Load(commands::load::LoadArgs),
+    /// Make an image from a root file system tar (debootstrap, `yum --installroot`, export).
+    #[cfg(unix)]
+    Import(commands::import::ImportArgs),
     /// List the store's images.
     #[cfg(unix)]
     Images(commands::images::ImagesArgs),
+    /// Show the history of an image (its layers and the steps that made them).
+    #[cfg(unix)]
+    History(commands::history::HistoryArgs),
     /// Remove images from the store.
     #[cfg(unix)]
     Rmi(commands::rmi::RmiArgs),
     /// Give an image of the store another name.
     #[cfg(unix)]
     Tag(commands::tag::TagArgs),
-    /// Manage the store's images.
+    /// Manage containers (`ferry container ls`, `… run`, `… rm`: the commands above).
+    #[cfg(unix)]
+    #[command(subcommand)]
+    Container(commands::container::ContainerCommand),
+    /// Manage images (`ferry image ls`, `… load`, `… inspect`: the commands above).
     #[cfg(unix)]
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
@@ -114,6 +130,11 @@ pub enum Command {
     System(commands::system::SystemCommand),
     /// Check an archive completely (digests, layers, paths) without loading it.
     Verify(commands::verify::VerifyArgs),
-    /// List what an archive holds without loading it.
+    /// Show containers and images as JSON, like `docker inspect`; an archive file is listed.
     Inspect(commands::inspect::InspectArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completion(commands::completion::CompletionArgs),
+    /// Write the man pages (`scripts/man` runs this).
+    #[command(hide = true)]
+    ManPages(commands::completion::ManArgs),
 }

@@ -1,22 +1,38 @@
 //! `ferry`: the one command-line program. It parses arguments, sets up output, calls one
 //! library function per subcommand and turns errors into messages and exit codes.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod commands;
+#[cfg(unix)]
+mod container_fs;
+#[cfg(unix)]
+mod dir_tar;
 mod env;
 mod exit;
+#[cfg(unix)]
+mod filter;
+// Listings are Linux-only; Windows uses the templates for archives only.
+#[cfg_attr(not(unix), allow(dead_code))]
+mod format;
+#[cfg(unix)]
+mod human;
 mod load_progress;
+mod management;
+#[cfg(unix)]
+mod output;
 mod paths;
 mod progress;
 #[cfg(unix)]
 mod store;
+#[cfg_attr(not(unix), allow(dead_code))]
+mod table;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match management::parse(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => return exit::usage(&e),
     };

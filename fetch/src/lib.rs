@@ -12,10 +12,13 @@
 //! leaves its layers out (a delta archive). The crate is portable (it is what `ferry.exe` runs
 //! on Windows) and never draws progress itself: callers pass a [`Reporter`].
 
+#![forbid(unsafe_code)]
+
 pub mod credentials;
 pub mod docker_config;
 mod download;
 pub mod error;
+mod frozen;
 pub mod http;
 pub mod image_list;
 pub mod inventory;
@@ -60,6 +63,9 @@ pub enum Destination {
         /// Directory for the part file.
         staging: PathBuf,
     },
+    /// The directory moby's `download-frozen-image-v2.sh` writes (see `frozen.rs`), for
+    /// `tar -cC DIR . | docker load`; assembled as `DIR.part` beside it first.
+    Directory(PathBuf),
 }
 
 /// How to reach a registry: TLS, credentials, retries, connections. What push and the
@@ -244,6 +250,7 @@ pub fn fetch_list(
     let plan = ArchivePlan::with_extras(records, extras);
     let part_path = match destination {
         Destination::File(path) => with_suffix(path, ".part"),
+        Destination::Directory(dir) => frozen::part_path(dir),
         Destination::Stdout { staging } => staging.join(format!(
             "stdout-{}.tar.part",
             &plan.fingerprint().digest()[..16]
@@ -258,7 +265,7 @@ pub fn fetch_list(
     }
     let split = match destination {
         Destination::File(_) => opts.split,
-        Destination::Stdout { .. } => None,
+        Destination::Stdout { .. } | Destination::Directory(_) => None,
     };
     let part = PartFile::open(part_path, &plan, download::CHUNK, split)?;
     let small: HashMap<String, Vec<u8>> = resolved
@@ -307,6 +314,15 @@ pub fn fetch_list(
         Destination::Stdout { .. } => {
             part.copy_to(&mut std::io::stdout().lock())?;
             part.discard();
+        }
+        Destination::Directory(dir) => {
+            let config = |img: &ferry_oci::archive::ImageRecord| {
+                small
+                    .get(&img.config.digest.to_string())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            frozen::write(part, &plan, &config, dir)?;
         }
     }
 

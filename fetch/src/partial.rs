@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ferry_oci::archive::{ArchivePlan, BlobRef, Content};
+use ferry_oci::archive::{ArchivePlan, BlobRef, Content, publish};
 use ferry_oci::digest::{Digest, Hasher};
 use serde::{Deserialize, Serialize};
 
@@ -313,10 +313,11 @@ impl PartFile {
         })
     }
 
-    /// Publishes the finished archive: writes `FINAL.sha256` (sha256sum format: one line, or
-    /// one per part) beside it, renames the part files to their final names (`FINAL`, or
-    /// `FINAL.000`, …), and removes the journal. The archive appears under its final name
-    /// complete or not at all.
+    /// Publishes the finished archive: the data of each file reaches the disk and it is
+    /// renamed to its final name (`FINAL`, or `FINAL.000`, … when split; see [`publish`]), then
+    /// `FINAL.sha256` (sha256sum format: one line, or one per part) is written beside them the
+    /// same way, and the journal removed. The archive appears under its final name complete or
+    /// not at all, and its checksums only once it is there.
     pub fn commit(self, final_path: &Path, checksums: &[Digest]) -> Result<(), FetchError> {
         let sidecar = with_suffix(final_path, ".sha256");
         let tmp = with_suffix(&sidecar, ".part");
@@ -335,19 +336,29 @@ impl PartFile {
                 .unwrap_or_default();
             lines.push_str(&format!("{}  {name}\n", sum.digest()));
         }
-        std::fs::write(&tmp, lines).map_err(io_err("write", &tmp))?;
         if split {
             // Parts of an earlier, longer archive under the same name would look like more of
             // this one.
             remove_parts_from(final_path, finals.len(), "");
         }
         for (s, to) in self.segments.into_iter().zip(&finals) {
-            drop(s.file);
-            std::fs::rename(&s.part_path, to).map_err(io_err("rename", &s.part_path))?;
+            publish(s.file, &s.part_path, to).map_err(io_err("publish", &s.part_path))?;
         }
-        std::fs::rename(&tmp, &sidecar).map_err(io_err("rename", &tmp))?;
+        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all(lines.as_bytes())
+            .map_err(io_err("write", &tmp))?;
+        publish(f, &tmp, &sidecar).map_err(io_err("publish", &tmp))?;
         let _ = std::fs::remove_file(&self.journal_path);
         Ok(())
+    }
+
+    /// Cuts the archive at `len` bytes (blobs already copied out of its end, by `fetch
+    /// --dir`; never split).
+    pub fn truncate(&self, len: u64) -> Result<(), FetchError> {
+        let s = &self.segments[0];
+        s.file
+            .set_len(len)
+            .map_err(io_err("truncate", &s.part_path))
     }
 
     /// Removes the part files and their journal (after the archive was streamed elsewhere).

@@ -8,8 +8,7 @@ use ferry_oci::archive::{BlobRef, ImageRecord};
 use ferry_oci::media_type::Kind;
 use ferry_oci::platform::is_attestation;
 use ferry_oci::spec::{ImageIndex, ImageManifest};
-use ferry_oci::{ImageReference, Platform, PlatformChoice, digest};
-use serde::Deserialize;
+use ferry_oci::{ImageConfig, ImageReference, Platform, PlatformChoice, digest};
 
 use crate::error::FetchError;
 use crate::registry::{FetchedManifest, Registry};
@@ -164,10 +163,12 @@ pub(crate) fn image_from(
         config_desc.media_type().to_string(),
     )?;
     let config_bytes = registry.small_blob(repo, &config.digest, config.size, CONFIG_LIMIT)?;
-    let image_platform = config_platform(&config_bytes).map_err(|e| FetchError::Invalid {
-        what: format!("config {} of {reference}", config.digest),
-        source: Box::new(e),
-    })?;
+    let image_platform = ImageConfig::parse(&config_bytes)
+        .map_err(|e| FetchError::Invalid {
+            what: format!("config {} of {reference}", config.digest),
+            source: Box::new(e),
+        })?
+        .platform;
     let layers = parsed
         .layers()
         .iter()
@@ -290,26 +291,4 @@ pub(crate) fn blob_ref(digest: &str, size: u64, media_type: String) -> Result<Bl
         size,
         media_type,
     })
-}
-
-/// The platform an image config declares. Parsed leniently: only these fields matter here.
-fn config_platform(bytes: &[u8]) -> Result<Platform, serde_json::Error> {
-    #[derive(Deserialize)]
-    struct Config {
-        #[serde(default)]
-        os: String,
-        #[serde(default)]
-        architecture: String,
-        #[serde(default)]
-        variant: Option<String>,
-    }
-    let c: Config = serde_json::from_slice(bytes)?;
-    let text = format!("{}/{}", c.os, c.architecture);
-    let mut p: Platform = text.parse().unwrap_or(Platform {
-        os: c.os,
-        architecture: c.architecture,
-        variant: None,
-    });
-    p.variant = c.variant.filter(|v| !v.is_empty());
-    Ok(p)
 }

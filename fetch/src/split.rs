@@ -67,7 +67,9 @@ impl SplitWriter {
         }
         let sidecar = with_suffix(&self.base, ".sha256");
         let tmp = with_suffix(&sidecar, ".part");
-        std::fs::write(&tmp, lines)?;
+        let mut f = File::create(&tmp)?;
+        f.write_all(lines.as_bytes())?;
+        f.sync_all()?;
         for (from, to) in self.written.iter().zip(&finals) {
             std::fs::rename(from, to)?;
         }
@@ -78,6 +80,8 @@ impl SplitWriter {
             i += 1;
         }
         std::fs::rename(&tmp, &sidecar)?;
+        // The renames reach the disk too: a power cut leaves the parts named, or none.
+        ferry_oci::archive::sync_parent(&sidecar)?;
         Ok(finals)
     }
 

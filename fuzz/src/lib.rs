@@ -15,9 +15,12 @@ use std::io;
 
 use ferry_oci::{Hasher, ImageReference, Platform};
 
-/// Every target: its name (the directory under `testdata/fuzz/` and the `cargo fuzz` target)
+/// A fuzz target: its name (the directory under `testdata/fuzz/` and the `cargo fuzz` target)
 /// and what it runs.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
     ("tar", tar),
     ("archive", archive),
     ("archive_json", archive_json),
@@ -164,7 +167,11 @@ pub fn docker_config(data: &[u8]) {
     let Ok(config) = serde_json::from_slice::<ferry_fetch::DockerConfig>(data) else {
         return;
     };
-    let value: serde_json::Value = serde_json::from_slice(data).expect("it parsed above");
+    // serde skips unknown fields without checking their strings, so a config can parse while
+    // the same bytes are not valid JSON for `Value` (invalid UTF-8 in an unknown field).
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
     let mut secrets = Vec::new();
     let mut names = String::new();
     if let Some(auths) = value.get("auths").and_then(|a| a.as_object()) {

@@ -103,6 +103,7 @@ pub fn provide(
                     diff_id: None,
                     unpacked: false,
                     result: Ok(LayerStats::default()),
+                    head: None,
                 }),
             },
         );

@@ -348,6 +348,7 @@ impl ArchiveGraph {
                         diff_id: None,
                         unpacked: false,
                         result: Ok(LayerStats::default()),
+                        head: None,
                     }),
                 },
             );

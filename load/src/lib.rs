@@ -12,6 +12,8 @@
 //! Reading and verifying archives is portable (`ferry verify` and `ferry inspect` run on
 //! Windows); the store ([`store`]) is Unix only.
 
+#![forbid(unsafe_code)]
+
 pub mod compression;
 pub mod delta;
 pub mod error;

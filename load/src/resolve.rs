@@ -22,7 +22,7 @@ use ferry_oci::archive::{BlobRef, DockerManifestEntry, INDEX_JSON, MANIFEST_JSON
 use ferry_oci::media_type::{self, Kind};
 use ferry_oci::platform::is_attestation;
 use ferry_oci::spec::{Descriptor, ImageIndex, ImageManifest};
-use ferry_oci::{Digest, DigestError, ImageReference, Platform, digest};
+use ferry_oci::{Digest, DigestError, ImageConfig, ImageReference, Platform, digest};
 use serde::Deserialize;
 
 use crate::compression::Format;
@@ -598,56 +598,17 @@ fn image_from_manifest(
     }))
 }
 
-/// The parts of an image config the loader needs; parsed leniently.
-struct ConfigFacts {
-    diff_ids: Vec<Digest>,
-    platform: Platform,
-    created: Option<String>,
-}
-
-fn parse_config(bytes: &[u8], what: &str) -> Result<ConfigFacts, LoadError> {
-    #[derive(Deserialize)]
-    struct RootFs {
-        #[serde(default)]
-        diff_ids: Vec<String>,
+/// An image config, which a loader needs to list its layers (`rootfs`).
+fn parse_config(bytes: &[u8], what: &str) -> Result<ImageConfig, LoadError> {
+    let invalid = |source: Box<dyn std::error::Error + Send + Sync>| LoadError::Invalid {
+        what: what.into(),
+        source,
+    };
+    let config = ImageConfig::parse(bytes).map_err(|e| invalid(Box::new(e)))?;
+    if !config.has_rootfs {
+        return Err(invalid("it has no `rootfs`".into()));
     }
-    #[derive(Deserialize)]
-    struct Config {
-        #[serde(default)]
-        os: String,
-        #[serde(default)]
-        architecture: String,
-        #[serde(default)]
-        variant: Option<String>,
-        #[serde(default)]
-        created: Option<String>,
-        rootfs: RootFs,
-    }
-    let c: Config = parse_json(bytes, what)?;
-    let diff_ids = c
-        .rootfs
-        .diff_ids
-        .iter()
-        .map(|d| digest::parse(d))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| LoadError::Invalid {
-            what: what.into(),
-            source: Box::new(e),
-        })?;
-    let mut platform: Platform =
-        format!("{}/{}", c.os, c.architecture)
-            .parse()
-            .unwrap_or(Platform {
-                os: c.os,
-                architecture: c.architecture,
-                variant: None,
-            });
-    platform.variant = c.variant.filter(|v| !v.is_empty());
-    Ok(ConfigFacts {
-        diff_ids,
-        platform,
-        created: c.created,
-    })
+    Ok(config)
 }
 
 /// The media type a manifest written by ferry gives a layer stored in `format`.

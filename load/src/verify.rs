@@ -5,7 +5,7 @@
 //! layer entry checked by the same rules the loader applies. `inspect` only reads the
 //! metadata (blobs are hashed, not decompressed).
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use ferry_oci::Platform;
 
@@ -36,10 +36,6 @@ struct CheckStage {
 }
 
 impl Stage for CheckStage {
-    fn blob_writer(&mut self, _id: usize) -> Result<Option<Box<dyn Write>>, LoadError> {
-        Ok(None)
-    }
-
     fn layer_sink(&mut self, _id: usize) -> Result<Option<Box<dyn LayerSink>>, LoadError> {
         Ok(self
             .unpack

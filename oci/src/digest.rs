@@ -183,10 +183,14 @@ impl Hasher {
 ///
 /// The size limit matters as much as the hash: a server that keeps sending must not be able to
 /// fill the disk before the mismatch is noticed at the end.
+///
+/// Where the digest to compare with is only known later (a layer's diff_id before its config
+/// is read, an archive checked against its `.sha256` afterwards), [`VerifyingReader::hashing`]
+/// hashes without one and [`VerifyingReader::into_digest`] gives the result.
 pub struct VerifyingReader<R> {
     inner: R,
     hasher: Hasher,
-    expected: Digest,
+    expected: Option<Digest>,
     size: Option<u64>,
 }
 
@@ -197,20 +201,42 @@ impl<R: Read> VerifyingReader<R> {
         Ok(VerifyingReader {
             inner,
             hasher,
-            expected,
+            expected: Some(expected),
             size,
         })
     }
 
+    /// Wraps `inner`, hashing it with `hasher` with nothing to compare against yet.
+    pub fn hashing(inner: R, hasher: Hasher) -> Self {
+        VerifyingReader {
+            inner,
+            hasher,
+            expected: None,
+            size: None,
+        }
+    }
+
     /// Checks digest and size once everything was read; returns the inner reader.
     pub fn finish(self) -> Result<R, DigestError> {
-        self.hasher.verify(&self.expected, self.size)?;
+        if let Some(expected) = &self.expected {
+            self.hasher.verify(expected, self.size)?;
+        }
         Ok(self.inner)
+    }
+
+    /// The digest of everything read, and the inner reader.
+    pub fn into_digest(self) -> (Digest, R) {
+        (self.hasher.finish(), self.inner)
     }
 
     /// Bytes read so far.
     pub fn bytes_read(&self) -> u64 {
         self.hasher.len()
+    }
+
+    /// The inner reader.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
     }
 }
 
@@ -300,6 +326,14 @@ mod tests {
                 actual: 4
             }
         );
+    }
+
+    #[test]
+    fn a_hashing_reader_gives_the_digest_at_the_end() {
+        let mut r = VerifyingReader::hashing(&b"hello"[..], Hasher::sha256());
+        std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+        assert_eq!(r.bytes_read(), 5);
+        assert_eq!(r.into_digest().0.to_string(), HELLO);
     }
 
     #[test]

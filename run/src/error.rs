@@ -25,14 +25,14 @@ pub enum RunError {
         /// The image.
         image: String,
     },
-    /// `-u` names a user or group the image does not have.
-    #[error("cannot resolve user for image `{image}`")]
+    /// `-u` names a user or group the image does not have. Docker's words come first (they
+    /// are what users search for); the cause is in the text, so it has no `source()`.
+    #[error("{missing} (image `{image}`)")]
     User {
         /// The image.
         image: String,
         /// Which name was missing.
-        #[source]
-        source: UserError,
+        missing: UserError,
     },
     /// A flag's value is not acceptable.
     #[error("{0}")]
@@ -67,6 +67,19 @@ pub enum RunError {
         /// 125, 126 (not executable) or 127 (not found).
         code: u8,
     },
+    /// `ferry exec`'s command could not be started in the container.
+    #[error("cannot exec in container {id}: {message}")]
+    Exec {
+        /// Short container ID.
+        id: String,
+        /// What failed, from inside the container.
+        message: String,
+        /// 126 (not executable), 127 (not found) or 125.
+        code: u8,
+    },
+    /// The container kept no output (it ran in the foreground, attached to a terminal).
+    #[error("container {0} has no logs: its output went to the terminal it ran in")]
+    NoLogs(String),
     /// User namespaces are needed (rootless) but the kernel refuses them.
     #[error("cannot create a user namespace for a rootless container: {reason}")]
     UserNamespaces {
@@ -138,14 +151,34 @@ pub enum RunError {
     /// A valid request ferry does not implement.
     #[error("{0} is not supported")]
     Unsupported(String),
+    /// A seccomp profile cannot be used.
+    #[error("cannot use the seccomp profile {profile}")]
+    Seccomp {
+        /// Which one (a file, or Docker's default).
+        profile: String,
+        /// Why.
+        #[source]
+        source: crate::seccomp::SeccompError,
+    },
+    /// `-i -t` in the foreground with a standard input that is not a terminal.
+    #[error("the input device is not a TTY")]
+    NotATty,
 }
 
 impl RunError {
     /// The exit code Docker gives for this failure: 126 when the command cannot be executed,
-    /// 127 when it is not found, 125 for everything that is the tool's own failure.
+    /// 127 when it is not found, 1 for what Docker's client or a container's state refuses,
+    /// 125 for everything that is the tool's own failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Start { code, .. } => *code,
+            RunError::Start { code, .. } | RunError::Exec { code, .. } => *code,
+            // What Docker's client refuses, or its daemon refuses about an existing container
+            // (`rm` of a running one, `exec` into a stopped or missing one), exits 1.
+            RunError::NotATty
+            | RunError::NoSuchContainer(_)
+            | RunError::Ambiguous(_)
+            | RunError::NotRunning(_)
+            | RunError::Running(_) => 1,
             _ => 125,
         }
     }
@@ -165,10 +198,17 @@ impl RunError {
                 "choose another --name, or remove the old container with `ferry rm`".into()
             }
             RunError::Running(_) => "`ferry stop` it, or `ferry rm -f` to kill and remove".into(),
+            RunError::NoLogs(_) => {
+                "only containers started with -d keep their output: run it with `ferry run -d`".into()
+            }
+            RunError::NotATty => {
+                "drop -t (keep -i) to pipe input into the container, or run it from a terminal"
+                    .into()
+            }
             RunError::VolumeInUse { .. } => {
                 "remove the containers that use it first (`ferry rm`)".into()
             }
-            RunError::Start { code: 127, .. } => {
+            RunError::Start { code: 127, .. } | RunError::Exec { code: 127, .. } => {
                 "check the command's spelling and that the image contains it (PATH inside the container is used)".into()
             }
             _ => return None,

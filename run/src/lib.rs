@@ -19,6 +19,7 @@ pub mod net;
 pub mod options;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod syscall;
 pub mod userns;

@@ -80,6 +80,191 @@ pub struct RunOptions {
     pub stop_timeout: Option<u64>,
     /// `--health-*`, `--no-healthcheck`, and the image's HEALTHCHECK.
     pub health: HealthOptions,
+    /// `--security-opt seccomp=…`.
+    pub seccomp: Seccomp,
+    /// `--security-opt no-new-privileges`.
+    pub no_new_privileges: bool,
+    /// `--security-opt systempaths=unconfined`: no masked or read-only `/proc` paths.
+    pub unmask_system_paths: bool,
+    /// `--ulimit`.
+    pub ulimits: Vec<Ulimit>,
+    /// `--group-add`, names or ids.
+    pub group_add: Vec<String>,
+    /// `--device`.
+    pub devices: Vec<Device>,
+    /// `--shm-size`, in bytes.
+    pub shm_size: Option<u64>,
+}
+
+impl RunOptions {
+    /// With `opts` applied in order.
+    pub fn with_security_opts(mut self, opts: &[SecurityOpt]) -> Self {
+        for o in opts {
+            self.apply_security_opt(o);
+        }
+        self
+    }
+
+    /// Applies one `--security-opt`.
+    pub fn apply_security_opt(&mut self, opt: &SecurityOpt) {
+        match opt {
+            SecurityOpt::Seccomp(s) => self.seccomp = s.clone(),
+            SecurityOpt::NoNewPrivileges(on) => self.no_new_privileges = *on,
+            SecurityOpt::UnmaskSystemPaths => self.unmask_system_paths = true,
+            SecurityOpt::NoLsm => {}
+        }
+    }
+}
+
+/// Which seccomp profile a container gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// Docker's default profile (none with `--privileged`).
+    #[default]
+    Default,
+    /// `seccomp=unconfined`: no filter.
+    Unconfined,
+    /// `seccomp=PROFILE.json`: a profile in Docker's format (applied even with `--privileged`).
+    Profile(PathBuf),
+}
+
+/// One `--security-opt`, as Docker spells them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityOpt {
+    /// `seccomp=unconfined|default|PROFILE.json`.
+    Seccomp(Seccomp),
+    /// `no-new-privileges[=true|false]`.
+    NoNewPrivileges(bool),
+    /// `systempaths=unconfined`.
+    UnmaskSystemPaths,
+    /// `apparmor=unconfined`, `label=disable`: ferry applies no LSM profile, so they hold.
+    NoLsm,
+}
+
+impl FromStr for SecurityOpt {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        // `key=value`, or Docker's older `key:value`.
+        let (key, value) = match s.split_once('=') {
+            Some(kv) => kv,
+            None => s.split_once(':').unwrap_or((s, "")),
+        };
+        let bad = || format!("invalid --security-opt `{s}`");
+        match (key, value) {
+            ("seccomp", "") => Err(bad()),
+            ("seccomp", "unconfined") => Ok(SecurityOpt::Seccomp(Seccomp::Unconfined)),
+            ("seccomp", "builtin" | "default") => Ok(SecurityOpt::Seccomp(Seccomp::Default)),
+            ("seccomp", path) => Ok(SecurityOpt::Seccomp(Seccomp::Profile(PathBuf::from(path)))),
+            ("no-new-privileges", "" | "true") => Ok(SecurityOpt::NoNewPrivileges(true)),
+            ("no-new-privileges", "false") => Ok(SecurityOpt::NoNewPrivileges(false)),
+            ("systempaths", "unconfined") => Ok(SecurityOpt::UnmaskSystemPaths),
+            ("apparmor", "unconfined") | ("label", "disable") => Ok(SecurityOpt::NoLsm),
+            ("apparmor" | "label", _) => Err(format!(
+                "--security-opt `{s}`: ferry applies no AppArmor or SELinux profile (only `apparmor=unconfined` and `label=disable` hold)"
+            )),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// `--ulimit NAME=SOFT[:HARD]` (`-1` is unlimited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ulimit {
+    /// Docker's name (`nofile`, `nproc`, `core`, …).
+    pub name: String,
+    /// The soft limit (`u64::MAX` unlimited).
+    pub soft: u64,
+    /// The hard limit (`u64::MAX` unlimited).
+    pub hard: u64,
+}
+
+/// The names `--ulimit` takes, with the OCI rlimit type each sets.
+pub const ULIMITS: [&str; 16] = [
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+impl FromStr for Ulimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, values) = s
+            .split_once('=')
+            .ok_or_else(|| format!("invalid ulimit argument `{s}`: expected NAME=SOFT[:HARD]"))?;
+        if !ULIMITS.contains(&name) {
+            return Err(format!("invalid ulimit type: {name}"));
+        }
+        let value = |v: &str| -> Result<u64, String> {
+            match v.parse::<i64>() {
+                Ok(-1) => Ok(u64::MAX),
+                Ok(n) if n >= 0 => Ok(n as u64),
+                _ => Err(format!("invalid ulimit value `{v}` in `{s}`")),
+            }
+        };
+        let (soft, hard) = match values.split_once(':') {
+            Some((a, b)) => (value(a)?, value(b)?),
+            None => (value(values)?, value(values)?),
+        };
+        if soft > hard {
+            return Err(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+            ));
+        }
+        Ok(Ulimit {
+            name: name.to_string(),
+            soft,
+            hard,
+        })
+    }
+}
+
+/// `--device HOST[:CONTAINER][:PERMISSIONS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The host's device node (or a directory of them).
+    pub host: PathBuf,
+    /// Where it appears in the container (the host path by default).
+    pub container: PathBuf,
+    /// `r`, `w`, `m` (read, write, mknod); default `rwm`.
+    pub permissions: String,
+}
+
+impl FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let is_mode = |m: &str| !m.is_empty() && m.chars().all(|c| "rwm".contains(c));
+        let parts: Vec<&str> = s.split(':').collect();
+        let (host, container, permissions) = match parts.as_slice() {
+            [h] => (*h, *h, "rwm"),
+            [h, m] if is_mode(m) => (*h, *h, *m),
+            [h, c] => (*h, *c, "rwm"),
+            [h, c, m] if is_mode(m) => (*h, *c, *m),
+            _ => return Err(format!("invalid device specification: {s}")),
+        };
+        if !host.starts_with('/') || !container.starts_with('/') {
+            return Err(format!(
+                "invalid device specification `{s}`: paths must be absolute"
+            ));
+        }
+        Ok(Device {
+            host: PathBuf::from(host),
+            container: PathBuf::from(container),
+            permissions: permissions.to_string(),
+        })
+    }
 }
 
 /// `--network`.
@@ -299,6 +484,7 @@ pub fn normalize_capability(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn volumes_parse_like_docker() {
@@ -321,6 +507,52 @@ mod tests {
         assert_eq!(parse_bytes("100kb").unwrap(), 100 << 10);
         assert_eq!(parse_bytes("4096").unwrap(), 4096);
         assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn security_opts_ulimits_and_devices_parse_like_docker() {
+        let o = |s: &str| s.parse::<SecurityOpt>();
+        assert_eq!(
+            o("seccomp=unconfined"),
+            Ok(SecurityOpt::Seccomp(Seccomp::Unconfined))
+        );
+        assert_eq!(
+            o("seccomp:/p.json"),
+            Ok(SecurityOpt::Seccomp(Seccomp::Profile("/p.json".into())))
+        );
+        assert_eq!(
+            o("no-new-privileges"),
+            Ok(SecurityOpt::NoNewPrivileges(true))
+        );
+        assert_eq!(
+            o("no-new-privileges:false"),
+            Ok(SecurityOpt::NoNewPrivileges(false))
+        );
+        assert!(o("apparmor=docker-default").is_err());
+        assert!(o("seccomp").is_err());
+        assert!(o("flying=yes").is_err());
+
+        let u: Ulimit = "nofile=1024:2048".parse().unwrap();
+        assert_eq!((u.soft, u.hard), (1024, 2048));
+        let u: Ulimit = "core=-1".parse().unwrap();
+        assert_eq!((u.soft, u.hard), (u64::MAX, u64::MAX));
+        assert!("nofile=10:5".parse::<Ulimit>().is_err());
+        assert!("speed=1".parse::<Ulimit>().is_err());
+
+        let d: Device = "/dev/fuse".parse().unwrap();
+        assert_eq!(
+            (d.container.as_path(), d.permissions.as_str()),
+            (Path::new("/dev/fuse"), "rwm")
+        );
+        let d: Device = "/dev/sda:r".parse().unwrap();
+        assert_eq!(
+            (d.container.as_path(), d.permissions.as_str()),
+            (Path::new("/dev/sda"), "r")
+        );
+        let d: Device = "/dev/sda:/dev/xvda:rw".parse().unwrap();
+        assert_eq!(d.container, Path::new("/dev/xvda"));
+        assert!("/dev/a:/dev/b:rwx".parse::<Device>().is_err());
+        assert!("sda".parse::<Device>().is_err());
     }
 
     #[test]

@@ -26,35 +26,29 @@ pub struct ExecArgs {
     /// Working directory.
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<String>,
-    /// Container name or ID.
-    pub container: String,
-    /// The command.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// The container (name or ID), then the command and its arguments. Options end at the
+    /// container: everything after it is the command's.
+    #[arg(
+        value_name = "CONTAINER COMMAND [ARG",
+        required = true,
+        num_args = 2..,
+        trailing_var_arg = true
+    )]
+    pub args: Vec<String>,
 }
 
 /// Runs `ferry exec`; its exit status is the command's.
 pub fn run(args: ExecArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let env = args
-        .env
-        .into_iter()
-        .filter_map(|e| {
-            if e.contains('=') {
-                Some(e)
-            } else {
-                std::env::var(&e).ok().map(|v| format!("{e}={v}"))
-            }
-        })
-        .collect();
+    let env = super::run::resolve_env(&args.env)?;
+    let (container, command) = args.args.split_first().expect("clap requires two values");
     let opts = ExecOptions {
-        command: args.command,
+        command: command.to_vec(),
         interactive: args.interactive,
         tty: args.tty,
         env,
         user: args.user,
         workdir: args.workdir,
     };
-    let code =
-        ferry_run::container::exec::exec(&store::containers(global), &args.container, &opts)?;
+    let code = ferry_run::container::exec::exec(&store::containers(global), container, &opts)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

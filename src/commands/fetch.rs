@@ -1,5 +1,5 @@
 //! `ferry fetch IMAGE… -o FILE`: download images into one archive (whole, split into parts,
-//! or a delta leaving out what the far side holds).
+//! or a delta leaving out what the far side holds), or into the directory moby's script writes.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -19,6 +19,7 @@ use crate::progress::{CliReporter, ProgressMode, human_bytes};
 
 /// Arguments of `ferry fetch`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["output", "dir"])))]
 pub struct FetchArgs {
     /// Images to fetch.
     #[arg(
@@ -33,15 +34,11 @@ pub struct FetchArgs {
     pub file: Option<PathBuf>,
     /// The archive to write (`-` for standard output).
     #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
-    /// Platform(s) to take from multi-platform images: one (`linux/arm64`), several
-    /// (`linux/amd64,linux/arm64`) or `all`; with more than one the image index is kept.
-    #[arg(
-        long,
-        default_value = "linux/amd64",
-        value_name = "OS/ARCH[/VARIANT][,…]|all"
-    )]
-    pub platform: PlatformChoice,
+    pub output: Option<PathBuf>,
+    /// Write the directory moby's download-frozen-image-v2.sh writes instead of an archive
+    /// (for `tar -cC DIR . | docker load`).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["split", "have", "since"])]
+    pub dir: Option<PathBuf>,
     /// Write the archive as FILE.000, FILE.001, … of at most SIZE bytes each (K, M, G in
     /// powers of 1024; `fat32` is 4 GiB − 1 byte), with one FILE.sha256 for all parts.
     #[arg(long, value_name = "SIZE", value_parser = ferry_fetch::parse_split_size)]
@@ -53,6 +50,21 @@ pub struct FetchArgs {
     /// Leave out the layers of an earlier archive the far side loaded (a delta archive).
     #[arg(long, value_name = "ARCHIVE")]
     pub since: Option<PathBuf>,
+    #[command(flatten)]
+    pub opts: FetchOpts,
+}
+
+/// How to reach registries and show progress (shared with `download-frozen-image-v2`).
+#[derive(Debug, Args)]
+pub struct FetchOpts {
+    /// Platform(s) to take from multi-platform images: one (`linux/arm64`), several
+    /// (`linux/amd64,linux/arm64`) or `all`; with more than one the image index is kept.
+    #[arg(
+        long,
+        default_value = "linux/amd64",
+        value_name = "OS/ARCH[/VARIANT][,…]|all"
+    )]
+    pub platform: PlatformChoice,
     /// Number of blobs downloaded at once.
     #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
@@ -66,19 +78,41 @@ pub struct FetchArgs {
     pub quiet: bool,
 }
 
+/// What besides the images shapes an archive.
+#[derive(Debug, Default)]
+pub struct Shape {
+    /// Parts of at most this many bytes.
+    pub split: Option<u64>,
+    /// The layers the far side holds (a delta).
+    pub have: Option<Have>,
+}
+
 /// Runs `ferry fetch`.
 pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let credentials = args.registry.credentials()?;
-    let to_stdout = args.output.as_os_str() == "-";
-    let cache_dir = cache_dir();
-    if to_stdout && std::io::stdout().is_terminal() {
-        bail!(
-            "refusing to write an archive to a terminal; redirect standard output or use -o FILE"
-        );
-    }
-    if to_stdout && args.split.is_some() {
-        bail!("--split writes files: use -o FILE");
-    }
+    let destination = match (&args.output, &args.dir) {
+        (_, Some(dir)) => Destination::Directory(crate::paths::native(dir)),
+        (Some(o), None) if o.as_os_str() == "-" => {
+            if std::io::stdout().is_terminal() {
+                bail!(
+                    "refusing to write an archive to a terminal; redirect standard output or use -o FILE"
+                );
+            }
+            if args.split.is_some() {
+                bail!("--split writes files: use -o FILE");
+            }
+            Destination::Stdout {
+                staging: cache_dir().join("partial"),
+            }
+        }
+        (Some(o), None) => Destination::File(crate::paths::native(o)),
+        (None, None) => unreachable!("clap requires -o or --dir"),
+    };
+    let target = match (&args.output, &args.dir) {
+        (_, Some(d)) => d.display().to_string(),
+        (Some(o), _) if o.as_os_str() == "-" => "stdout".to_string(),
+        (Some(o), _) => o.display().to_string(),
+        (None, None) => String::new(),
+    };
     let mut wanted: Vec<Wanted> = args
         .images
         .iter()
@@ -96,67 +130,78 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             args.file.as_deref().unwrap_or(Path::new("-")).display()
         );
     }
-    let have = match (&args.have, &args.since) {
-        (Some(inv), _) => Some(have_from_inventory(inv)?),
-        (None, Some(old)) => Some(have_from_archive(old)?),
-        (None, None) => None,
+    let shape = Shape {
+        split: args.split,
+        have: match (&args.have, &args.since) {
+            (Some(inv), _) => Some(have_from_inventory(inv)?),
+            (None, Some(old)) => Some(have_from_archive(old)?),
+            (None, None) => None,
+        },
     };
-    let destination = if to_stdout {
-        Destination::Stdout {
-            staging: cache_dir.join("partial"),
-        }
-    } else {
-        Destination::File(crate::paths::native(&args.output))
-    };
+    fetch(&wanted, &destination, &args.opts, shape, &target)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fetches `images` into `destination` and reports it (`target` names it for people).
+pub fn fetch(
+    images: &[Wanted],
+    destination: &Destination,
+    args: &FetchOpts,
+    shape: Shape,
+    target: &str,
+) -> anyhow::Result<ferry_fetch::Summary> {
     let mode = if args.quiet {
         ProgressMode::None
     } else {
         args.progress.resolve()
     };
     let reporter = Arc::new(CliReporter::new(mode));
+    let split = shape.split;
     let opts = FetchOptions {
         platform: args.platform.clone(),
         concurrency: args.concurrency.into(),
         insecure_registries: args.registry.insecure_registries.clone(),
-        credentials,
+        credentials: args.registry.credentials()?,
         docker_config: Some(docker_config()?),
-        cache_dir: Some(cache_dir),
+        cache_dir: Some(cache_dir()),
         agent: args.registry.agent(),
         retry: args.registry.retry(),
-        split: args.split,
-        have,
+        split: shape.split,
+        have: shape.have,
     };
-    let result = ferry_fetch::fetch_list(&wanted, &destination, &opts, reporter.clone());
+    let result = ferry_fetch::fetch_list(images, destination, &opts, reporter.clone());
     reporter.clear();
-    let summary = result.with_context(|| match wanted.as_slice() {
+    let summary = result.with_context(|| match images {
         [one] => format!("failed to fetch {}", one.reference),
         many => format!("failed to fetch {} images", many.len()),
     })?;
     if !args.quiet {
         let secs = summary.elapsed.as_secs_f64();
-        let target = if to_stdout {
-            "stdout".to_string()
-        } else {
-            args.output.display().to_string()
+        let what = match destination {
+            Destination::Directory(_) => format!(
+                "{} of blobs",
+                human_bytes(summary.downloaded_bytes + summary.reused_bytes)
+            ),
+            _ => human_bytes(summary.archive_bytes),
         };
-        let parts = match summary.checksums.len() {
-            n if args.split.is_some() => format!(
+        let parts = match (split, summary.checksums.len()) {
+            (Some(size), n) => format!(
                 " ({n} part{} of at most {})",
                 if n == 1 { "" } else { "s" },
-                human_bytes(args.split.unwrap_or_default())
+                human_bytes(size)
             ),
-            _ => String::new(),
+            (None, _) => String::new(),
         };
-        let checksum = match summary.checksums.as_slice() {
-            [one] if args.split.is_none() => format!(", sha256 {}", &one.digest()[..12]),
+        let checksum = match (destination, summary.checksums.as_slice()) {
+            (Destination::Directory(_), _) => String::new(),
+            (_, [one]) if split.is_none() => format!(", sha256 {}", &one.digest()[..12]),
             _ => String::new(),
         };
         let images = summary.images.len();
         eprintln!(
-            "fetched {images} image{} for {} into {target}{parts}: {} ({} downloaded{}) in {secs:.1}s{checksum}",
+            "fetched {images} image{} for {} into {target}{parts}: {what} ({} downloaded{}) in {secs:.1}s{checksum}",
             if images == 1 { "" } else { "s" },
             args.platform,
-            human_bytes(summary.archive_bytes),
             human_bytes(summary.downloaded_bytes),
             if summary.reused_bytes > 0 {
                 format!(
@@ -178,7 +223,7 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(summary)
 }
 
 /// The images of an image list file.

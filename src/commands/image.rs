@@ -1,65 +1,57 @@
-//! `ferry image inspect IMAGE…`: what the store knows about images, as JSON.
+//! `ferry image …`: Docker's management command for images. Its verbs are the top-level
+//! commands (routed in `management.rs`: `image ls` is `images`, `image inspect` is
+//! `inspect --type image`); only `prune` lives here, as in Docker.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::json;
 
 use crate::cli::GlobalArgs;
 
-/// `ferry image …`.
+/// `ferry image …` (the other verbs are routed to `ferry images`, `ferry load`, …).
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Show images' configs and layers as JSON (an array, like `docker image inspect`).
-    Inspect(InspectArgs),
+    /// Remove unused images: dangling ones (no name, no container), all unused with -a.
+    Prune(PruneArgs),
 }
 
-/// Arguments of `ferry image inspect`.
+/// Arguments of `ferry image prune`.
 #[derive(Debug, Args)]
-pub struct InspectArgs {
-    /// Images: names or (prefixes of) IDs.
-    #[arg(required = true, value_name = "IMAGE")]
-    pub images: Vec<String>,
+pub struct PruneArgs {
+    /// Remove all unused images, not just dangling ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
-/// Runs `ferry image …`.
+/// Runs `ferry image prune`.
 pub fn run(cmd: ImageCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let mut stdout = std::io::stdout().lock();
-    let ImageCommand::Inspect(args) = cmd;
-    let store = crate::store::open(global)?;
-    let mut out = Vec::new();
-    for name in &args.images {
-        let img = store
-            .image(name)
-            .with_context(|| format!("cannot inspect {name}"))?;
-        let config = serde_json::to_value(&img.config)?;
-        out.push(json!({
-            "Id": img.id.to_string(),
-            "RepoTags": img.names,
-            "Manifest": {
-                "digest": img.manifest.digest.to_string(),
-                "mediaType": img.manifest.media_type,
-                "size": img.manifest.size,
-            },
-            "Created": config.get("created"),
-            "Architecture": config.get("architecture"),
-            "Os": config.get("os"),
-            "Variant": config.get("variant"),
-            "Author": config.get("author"),
-            "Config": config.get("config"),
-            "History": config.get("history"),
-            "RootFS": {
-                "Type": "layers",
-                "Layers": img.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-            },
-            "Snapshots": {
-                "Format": img.snapshot_format,
-                "Layers": img.layers,
-            },
-        }));
+    let ImageCommand::Prune(args) = cmd;
+    let what = if args.all {
+        "all images without at least one container associated to them"
+    } else {
+        "all dangling images"
+    };
+    if !args.force && !super::system::confirm(what)? {
+        return Ok(ExitCode::SUCCESS);
     }
-    writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
+    let store = crate::store::open(global)?;
+    let report = store.prune(args.all)?;
+    let mut stdout = std::io::stdout().lock();
+    if !report.images.is_empty() {
+        writeln!(stdout, "Deleted Images:")?;
+        for id in &report.images {
+            writeln!(stdout, "deleted: {id}")?;
+        }
+        writeln!(stdout)?;
+    }
+    writeln!(
+        stdout,
+        "Total reclaimed space: {}",
+        crate::human::size(report.freed)
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,219 +1,220 @@
-//! `ferry images`: the store's images, as `docker images` lists them.
+//! `ferry images` (`ferry image ls`): the store's images, as `docker images` lists them, with
+//! its columns, `--filter` keys and `--format` fields.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
+use ferry_load::store::ImageSummary;
 use ferry_oci::ImageReference;
+use serde_json::{Value as Json, json};
 
 use crate::cli::GlobalArgs;
-use crate::commands::inspect::Format;
-use crate::progress::human_bytes;
+use crate::filter::{Filters, glob};
+use crate::format::{Columns, Format};
+use crate::human;
 
 /// Arguments of `ferry images`.
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
-    /// Only images of this repository (`NAME` or `NAME:TAG`).
+    /// Only images of this repository (`NAME` or `NAME:TAG`, wildcards as in `reference=`).
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub repository: Option<String>,
-    /// Only print image IDs.
+    /// Show all images (ferry keeps no intermediate images: the same as without).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only show image IDs.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Show manifest digests.
+    /// Show digests.
     #[arg(long)]
     pub digests: bool,
-    /// Do not shorten IDs.
+    /// Don't truncate output.
     #[arg(long)]
     pub no_trunc: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    /// Filter output based on conditions provided (dangling, label, reference, before, since).
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Pretty-print images using a Go template (`table …`, `json`).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
+
+const FILTERS: &[&str] = &["before", "dangling", "label", "reference", "since"];
+
+/// The template fields of an image row, with their column headings.
+pub const COLUMNS: Columns = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Containers", "CONTAINERS"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+];
+
+const DEFAULT: &str = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
+const DIGESTS: &str =
+    "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
 
 /// Runs `ferry images`.
 pub fn run(args: ImagesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let mut stdout = std::io::stdout().lock();
+    let mut filters = args.filter.clone();
+    if let Some(r) = &args.repository {
+        filters.push(format!("reference={r}"));
+    }
+    let filters = Filters::parse(&filters, FILTERS)?;
+    let dangling = filters.bool("dangling")?;
+    let default = if args.digests { DIGESTS } else { DEFAULT };
+    let format = if args.quiet {
+        Format::listing(Some("{{.ID}}"), default)?
+    } else {
+        Format::listing(args.format.as_deref(), default)?
+    };
     let store = crate::store::open(global)?;
-    let filter = args.repository.as_deref().map(Filter::new).transpose()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
-    let mut rows: Vec<[String; 7]> = Vec::new();
-    let mut ids = Vec::new();
-    for img in store.list()? {
-        let id = if args.no_trunc {
-            img.id.to_string()
-        } else {
-            img.id.digest()[..12].to_string()
-        };
-        let created_at = img.created.clone().unwrap_or_default();
-        let since = img
-            .created
-            .as_deref()
-            .and_then(parse_rfc3339)
-            .map(|t| ago(now - t))
-            .unwrap_or_else(|| "N/A".into());
-        let size = human_bytes(img.size);
-        let names: Vec<(String, String, String)> = if img.names.is_empty() {
-            vec![("<none>".into(), "<none>".into(), "<none>".into())]
-        } else {
-            img.names
-                .iter()
-                .filter(|(n, _)| filter.as_ref().is_none_or(|f| f.matches(n)))
-                .map(|(n, d)| {
-                    (
-                        n.familiar_name(),
-                        n.tag().unwrap_or("<none>").to_string(),
-                        d.to_string(),
-                    )
-                })
-                .collect()
-        };
-        if img.names.is_empty() && filter.is_some() {
+    let mut images = store.list()?;
+    // Newest first, as Docker lists them.
+    images.sort_by_key(|i| std::cmp::Reverse(created(i)));
+    let find = |key: &str| -> anyhow::Result<Option<i64>> {
+        match filters.get(key).last() {
+            None => Ok(None),
+            Some(r) => {
+                let img = store.image(r)?;
+                Ok(Some(
+                    images.iter().find(|i| i.id == img.id).map_or(0, created),
+                ))
+            }
+        }
+    };
+    let (before, since) = (find("before")?, find("since")?);
+    let in_use: BTreeMap<String, usize> =
+        store
+            .images_in_use()
+            .into_iter()
+            .fold(BTreeMap::new(), |mut m, (_, id)| {
+                *m.entry(id.to_string()).or_default() += 1;
+                m
+            });
+    let mut rows = Vec::new();
+    let mut ids_seen = Vec::new();
+    for img in &images {
+        let t = created(img);
+        if before.is_some_and(|b| t >= b) || since.is_some_and(|s| t <= s) {
             continue;
         }
-        for (repo, tag, digest) in names {
-            if !ids.contains(&id) {
-                ids.push(id.clone());
+        if dangling.is_some_and(|d| d != img.names.is_empty()) {
+            continue;
+        }
+        if filters.has("label")
+            && !filters.labels_match(&super::store::labels_of(&store, img.id.as_ref()))
+        {
+            continue;
+        }
+        let names: Vec<&(ImageReference, ferry_oci::Digest)> = img
+            .names
+            .iter()
+            .filter(|(n, _)| filters.any("reference", |p| reference_matches(p, n)))
+            .collect();
+        if names.is_empty() && (filters.has("reference") || !img.names.is_empty()) {
+            continue;
+        }
+        if args.quiet {
+            // One ID per image, however many names it has.
+            if ids_seen.contains(&img.id) {
+                continue;
             }
-            rows.push([
-                repo,
-                tag,
-                digest,
-                id.clone(),
-                since.clone(),
-                size.clone(),
-                created_at.clone(),
-            ]);
+            ids_seen.push(img.id.clone());
         }
-    }
-    if args.quiet {
-        for id in ids {
-            writeln!(stdout, "{id}")?;
+        let containers = in_use.get(&img.id.to_string()).copied().unwrap_or(0);
+        if names.is_empty() {
+            rows.push(row(img, None, args.no_trunc, containers));
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if args.format == Format::Json {
-        for r in rows {
-            writeln!(
-                stdout,
-                "{}",
-                serde_json::json!({
-                    "Repository": r[0], "Tag": r[1], "Digest": r[2], "ID": r[3],
-                    "CreatedSince": r[4], "Size": r[5], "CreatedAt": r[6],
-                })
-            )?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut header = vec!["REPOSITORY", "TAG"];
-    let mut cols: Vec<usize> = vec![0, 1];
-    if args.digests {
-        header.push("DIGEST");
-        cols.push(2);
-    }
-    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-    cols.extend([3, 4, 5]);
-    let widths: Vec<usize> = cols
-        .iter()
-        .zip(&header)
-        .map(|(&c, h)| {
-            rows.iter()
-                .map(|r| r[c].len())
-                .max()
-                .unwrap_or(0)
-                .max(h.len())
-        })
-        .collect();
-    let line = |stdout: &mut std::io::StdoutLock<'_>, cells: Vec<&str>| -> std::io::Result<()> {
-        let mut s = String::new();
-        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}   "));
+        for (n, digest) in names {
+            rows.push(row(img, Some((n, digest)), args.no_trunc, containers));
+            if args.quiet {
+                break;
             }
         }
-        writeln!(stdout, "{}", s.trim_end())
-    };
-    line(&mut stdout, header.clone())?;
-    for r in &rows {
-        line(&mut stdout, cols.iter().map(|&c| r[c].as_str()).collect())?;
     }
+    let text = format.render(&rows, COLUMNS, "image")?;
+    std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `NAME[:TAG]` as `docker images NAME` matches it.
-struct Filter {
-    name: String,
-    tag: Option<String>,
+fn created(img: &ImageSummary) -> i64 {
+    img.created
+        .as_deref()
+        .and_then(ferry_oci::time::parse_rfc3339)
+        .unwrap_or(0)
 }
 
-impl Filter {
-    fn new(text: &str) -> anyhow::Result<Filter> {
-        let r: ImageReference = text.parse()?;
-        let after_slash = text.rsplit('/').next().unwrap_or(text);
-        Ok(Filter {
-            name: r.name(),
-            tag: after_slash
-                .contains(':')
-                .then(|| r.tag().unwrap_or_default().to_string()),
-        })
-    }
-
-    fn matches(&self, n: &ImageReference) -> bool {
-        n.name() == self.name && self.tag.as_deref().is_none_or(|t| n.tag() == Some(t))
-    }
+/// Docker's `reference=` (and `docker images NAME[:TAG]`): a `path.Match` pattern against
+/// the familiar `name:tag`, or against the name alone.
+fn reference_matches(pattern: &str, name: &ImageReference) -> bool {
+    let familiar = name.familiar_name();
+    let tagged = name.familiar_tagged().unwrap_or_else(|| familiar.clone());
+    // A pattern may be typed in full (`docker.io/library/busybox`): compare it normalised.
+    let normalised = pattern
+        .parse::<ImageReference>()
+        .ok()
+        .filter(|_| !pattern.contains(['*', '?', '[']))
+        .map(|r| {
+            let p = r.familiar_name();
+            if pattern.rsplit('/').next().unwrap_or(pattern).contains(':') {
+                r.familiar_tagged().unwrap_or(p)
+            } else {
+                p
+            }
+        });
+    let pattern = normalised.as_deref().unwrap_or(pattern);
+    glob(pattern, &tagged) || glob(pattern, &familiar)
 }
 
-/// Seconds since the epoch of an RFC 3339 time (`2024-01-01T00:00:00Z`, offsets, fractions).
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || (b[10] != b'T' && b[10] != b't' && b[10] != b' ')
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
-    if let Some(r) = rest.strip_prefix('.') {
-        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
-            let sign = if r.starts_with('-') { -1 } else { 1 };
-            sign * (r[1..3].parse::<i64>().ok()? * 3600 + r[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
+/// One row's template data.
+fn row(
+    img: &ImageSummary,
+    name: Option<(&ImageReference, &ferry_oci::Digest)>,
+    no_trunc: bool,
+    containers: usize,
+) -> Json {
+    let id = if no_trunc {
+        img.id.to_string()
+    } else {
+        img.id.digest()[..12].to_string()
     };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + mi * 60 + se - offset)
-}
-
-/// `3 days ago`, as Docker says it.
-pub fn ago(secs: i64) -> String {
-    let plural = |n: i64, unit: &str| format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" });
-    match secs {
-        s if s < 60 => "Less than a minute ago".into(),
-        s if s < 3600 => plural(s / 60, "minute"),
-        s if s < 86_400 => plural(s / 3600, "hour"),
-        s if s < 86_400 * 14 => plural(s / 86_400, "day"),
-        s if s < 86_400 * 60 => plural(s / (86_400 * 7), "week"),
-        s if s < 86_400 * 365 * 2 => plural(s / (86_400 * 30), "month"),
-        s => plural(s / (86_400 * 365), "year"),
-    }
+    let (repo, tag, digest) = match name {
+        Some((n, d)) => (
+            n.familiar_name(),
+            n.tag().unwrap_or("<none>").to_string(),
+            d.to_string(),
+        ),
+        None => ("<none>".into(), "<none>".into(), "<none>".into()),
+    };
+    let t = created(img);
+    let (since, at) = if img.created.is_some() {
+        (human::ago(t), super::ps::go_time(t))
+    } else {
+        ("N/A".into(), "N/A".into())
+    };
+    json!({
+        "ID": id,
+        "Repository": repo,
+        "Tag": tag,
+        "Digest": digest,
+        "CreatedSince": since,
+        "CreatedAt": at,
+        "Size": human::size(img.size),
+        "Containers": if containers == 0 { "N/A".to_string() } else { containers.to_string() },
+        "SharedSize": "N/A",
+        "UniqueSize": "N/A",
+        // Docker prints this one with four digits (go-units' HumanSize).
+        "VirtualSize": human::size_with_precision(img.size, 4),
+    })
 }
 
 #[cfg(test)]
@@ -221,13 +222,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_times_parse() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2024-01-01T00:00:00Z"), Some(1_704_067_200));
-        assert_eq!(
-            parse_rfc3339("2024-01-01T01:00:00.123456789+01:00"),
-            Some(1_704_067_200)
-        );
-        assert_eq!(parse_rfc3339("yesterday"), None);
+    fn references_match_as_docker_images_name_does() {
+        let n: ImageReference = "busybox:latest".parse().unwrap();
+        assert!(reference_matches("busybox", &n));
+        assert!(reference_matches("busybox:latest", &n));
+        assert!(reference_matches("docker.io/library/busybox", &n));
+        assert!(reference_matches("busy*", &n));
+        assert!(!reference_matches("busybox:1.36", &n));
+        let r: ImageReference = "127.0.0.1:5000/ferry/busybox:oci".parse().unwrap();
+        assert!(reference_matches("127.0.0.1:5000/ferry/busybox", &r));
+        assert!(reference_matches("127.0.0.1:5000/ferry/*:oci", &r));
+        assert!(!reference_matches("ferry/*", &r));
     }
 }

@@ -1,159 +1,170 @@
-//! `ferry inspect FILE`: what an archive holds, without loading it (any platform).
+//! `ferry inspect NAME…`: containers and images as `docker inspect` shows them (a JSON array,
+//! or a Go template per object with `-f`), and — for a path to an archive — what the archive
+//! holds without loading it (on every platform).
 
+mod archive;
+#[cfg(unix)]
+mod container;
+#[cfg(unix)]
+mod image;
+
+#[cfg(unix)]
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
-use ferry_load::Reporter;
 use ferry_oci::Platform;
-use serde_json::json;
 
 use crate::cli::GlobalArgs;
-use crate::commands::verify::{default_platform, open_input};
-use crate::load_progress::LoadReporter;
-use crate::progress::{ProgressMode, human_bytes};
+use crate::progress::ProgressMode;
 
-/// Output formats of listing commands (`inspect`, `images`).
+/// What kind of object a name is looked up as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Aligned columns.
-    Table,
-    /// JSON (`images`: one object per line).
-    Json,
+pub enum Kind {
+    /// A container.
+    Container,
+    /// An image of the store.
+    Image,
 }
 
 /// Arguments of `ferry inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The archive (`-` for standard input).
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    /// Containers or images (names or IDs); or an archive file (`-` for standard input),
+    /// listed without loading it.
+    #[arg(required = true, value_name = "NAME|ID|FILE")]
+    pub names: Vec<String>,
+    /// Only look for objects of this type.
+    #[arg(long = "type", value_enum, value_name = "container|image")]
+    pub kind: Option<Kind>,
+    /// Format the output using a Go template (an archive: `json`, `table` or a template).
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Display total file sizes if the type is container.
+    #[arg(short, long)]
+    pub size: bool,
     /// Platform to pick in multi-platform archives.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<Platform>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
-    /// How progress is shown.
+    /// How progress is shown while an archive is read.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
 }
 
 /// Runs `ferry inspect`.
-pub fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let mut stdout = std::io::stdout().lock();
-    let input = open_input(&args.file)?;
-    let (mut input, total) = (input.reader, input.len);
-    let reporter = LoadReporter::new(args.progress.resolve(), "inspect", false);
-    reporter.on_start(total);
-    let platform = args.platform.clone().unwrap_or_else(default_platform);
-    let result = ferry_load::inspect(&mut input, &platform, &reporter);
-    reporter.clear();
-    let report = result.with_context(|| format!("cannot read {}", args.file.display()))?;
-    if args.format == Format::Json {
-        let images: Vec<_> = report
-            .images
-            .iter()
-            .map(|img| {
-                json!({
-                    "Names": img.names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-                    "Id": img.id().to_string(),
-                    "Manifest": {
-                        "digest": img.manifest.digest.to_string(),
-                        "mediaType": img.manifest.media_type,
-                        "size": img.manifest.size,
-                        "writtenByFerry": img.synthesized,
-                    },
-                    "Platform": img.platform.to_string(),
-                    "Created": img.created,
-                    "Layers": img.layers.iter().map(|l| json!({
-                        "digest": l.blob.digest.to_string(),
-                        "size": l.blob.size,
-                        "mediaType": l.blob.media_type,
-                        "diffId": l.diff_id.to_string(),
-                        "path": l.path,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        writeln!(
-            stdout,
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"Compression": report.outer.name(), "Images": images, "Delta": report.delta})
-            )?
-        )?;
+pub fn run(args: InspectArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let archives: Vec<PathBuf> = args
+        .names
+        .iter()
+        .filter(|n| args.kind.is_none() && is_archive(n))
+        .map(|n| crate::paths::native(Path::new(n)))
+        .collect();
+    if !archives.is_empty() {
+        if archives.len() != args.names.len() {
+            anyhow::bail!("inspect either archive files or containers and images, not both");
+        }
+        for a in &archives {
+            archive::run(a, &args)?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    writeln!(
-        stdout,
-        "archive: {} ({})",
-        args.file.display(),
-        report.outer.name()
-    )?;
-    if let Some(delta) = &report.delta {
-        writeln!(
-            stdout,
-            "delta:   leaves out {} layer{} ({}) the far side must hold ({}):",
-            delta.needs.len(),
-            if delta.needs.len() == 1 { "" } else { "s" },
-            human_bytes(delta.needed_bytes()),
-            delta.based_on
-        )?;
-        for n in &delta.needs {
-            writeln!(stdout, "  {}  {:>10}", n.digest, human_bytes(n.size))?;
+    objects(&args, global)
+}
+
+/// `-` (standard input) or an existing file: today's archive listing, so nothing breaks.
+fn is_archive(name: &str) -> bool {
+    let path = crate::paths::native(Path::new(name));
+    // A split archive may be named without its part suffix.
+    name == "-" || path.is_file() || ferry_load::split::part_name(&path, 0).is_file()
+}
+
+#[cfg(not(unix))]
+fn objects(args: &InspectArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!(
+        "no such archive: {} (on Windows, ferry inspects archive files only)",
+        args.names.join(", ")
+    )
+}
+
+/// Looks every name up (containers first, then images, as Docker does) and prints them.
+#[cfg(unix)]
+fn objects(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let template = crate::format::Format::inspect(args.format.as_deref())?;
+    let containers = super::store::containers(global);
+    let store = crate::store::open(global).ok();
+    let mut found: Vec<Inspected> = Vec::new();
+    let mut missing = Vec::new();
+    for name in &args.names {
+        let as_container = || {
+            containers.find(name).ok().map(|(c, m)| {
+                container::inspect(&c, &m, store.as_ref(), args.size).map(Inspected::Container)
+            })
+        };
+        let as_image = || {
+            store.as_ref().and_then(|s| {
+                s.image(name)
+                    .ok()
+                    .map(|img| image::inspect(s, &img).map(Inspected::Image))
+            })
+        };
+        let v = match args.kind {
+            Some(Kind::Container) => as_container(),
+            Some(Kind::Image) => as_image(),
+            None => as_container().or_else(as_image),
+        };
+        match v {
+            Some(v) => found.push(v?),
+            None => missing.push(name.clone()),
         }
     }
-    for img in &report.images {
-        let size: u64 = img.layers.iter().map(|l| l.blob.size).sum();
-        writeln!(stdout)?;
-        writeln!(stdout, "image    {}", img.id())?;
-        for n in &img.names {
-            writeln!(stdout, "name     {n}")?;
-        }
-        writeln!(
-            stdout,
-            "manifest {}{}",
-            img.manifest.digest,
-            if img.synthesized {
-                " (written by ferry: the archive has none)"
-            } else {
-                ""
+    let mut stdout = std::io::stdout().lock();
+    match &template {
+        Some(t) => {
+            for v in &found {
+                let what = match v {
+                    Inspected::Container(_) => "container",
+                    Inspected::Image(_) => "image",
+                };
+                let data = serde_json::to_value(v)?;
+                writeln!(stdout, "{}", crate::format::execute(t, &data, what)?)?;
             }
-        )?;
-        writeln!(stdout, "platform {}", img.platform)?;
-        if let Some(c) = &img.created {
-            writeln!(stdout, "created  {c}")?;
         }
-        writeln!(
-            stdout,
-            "layers   {} ({} as stored)",
-            img.layers.len(),
-            human_bytes(size)
-        )?;
-        for l in &img.layers {
-            let left_out = report
-                .delta
-                .as_ref()
-                .is_some_and(|d| d.leaves_out(&l.blob.digest));
-            writeln!(
-                stdout,
-                "  {}  {:>10}  {}{}",
-                l.blob.digest,
-                human_bytes(l.blob.size),
-                l.blob.media_type,
-                if left_out {
-                    "  (left out: the far side holds it)"
-                } else {
-                    ""
-                }
-            )?;
-        }
+        None => writeln!(stdout, "{}", docker_json(&found)?)?,
     }
-    for n in &report.notices {
-        eprintln!("notice: {n}");
+    if missing.is_empty() {
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(ExitCode::SUCCESS)
+    // Docker names every missing object and fails once the others are printed.
+    let what = match args.kind {
+        Some(Kind::Container) => "container",
+        Some(Kind::Image) => "image",
+        None => "object",
+    };
+    for m in &missing {
+        eprintln!("error: no such {what}: {m}");
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// One object found, in Docker's shape (fields in Docker's order).
+#[cfg(unix)]
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Inspected {
+    Container(Box<container::ContainerJson>),
+    Image(Box<image::ImageJson>),
+}
+
+/// JSON indented with four spaces, as `docker inspect` prints it.
+#[cfg(unix)]
+fn docker_json(v: &[Inspected]) -> anyhow::Result<String> {
+    use serde::Serialize;
+    let mut buf = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut buf,
+        serde_json::ser::PrettyFormatter::with_indent(b"    "),
+    );
+    v.serialize(&mut ser)?;
+    Ok(String::from_utf8(buf)?)
 }

@@ -18,7 +18,8 @@ use crate::progress::ProgressMode;
 /// Arguments of `ferry load`.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Read the archive from FILE instead of standard input (plain, gzip, zstd, xz or bzip2).
+    /// Read the archive from FILE instead of standard input (plain, gzip, zstd, xz or bzip2),
+    /// or from a directory holding one unpacked (`download-frozen-image-v2.sh`, `fetch --dir`).
     #[arg(short, long, value_name = "FILE")]
     pub input: Option<PathBuf>,
     /// Print only the `Loaded image` lines.
@@ -49,8 +50,17 @@ pub fn min_free() -> anyhow::Result<u64> {
 pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     let started = Instant::now();
+    let mut writer = None;
     let mut parts = None;
     let (mut input, total, label): (Box<dyn Read>, Option<u64>, String) = match &args.input {
+        // A directory (what `download-frozen-image-v2.sh` or `fetch --dir` writes) is read as
+        // the tar it would make.
+        Some(p) if p.is_dir() => {
+            let (r, handle) = crate::dir_tar::stream(p)
+                .with_context(|| format!("cannot read directory {}", p.display()))?;
+            writer = Some(handle);
+            (Box::new(r), None, p.display().to_string())
+        }
         Some(p) if p.as_os_str() != "-" => {
             // A split archive is named by its first part (or its name without the suffix).
             let found = ferry_load::split::Parts::find(p)
@@ -100,6 +110,17 @@ pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let result = store.load(&mut input, &opts, &reporter);
     reporter.clear();
+    drop(input);
+    if let Some(w) = writer {
+        // The directory's own error (a file unreadable) explains a load that found the
+        // stream cut short.
+        let read = w.join().expect("the directory reader does not panic");
+        if let (Err(e), Err(load)) = (read, &result) {
+            return Err(anyhow::Error::new(e)
+                .context(load.to_string())
+                .context(format!("failed to load {label}")));
+        }
+    }
     if result.is_err()
         && let Some(parts) = parts.filter(|p| p.is_split())
     {

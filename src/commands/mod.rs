@@ -2,17 +2,27 @@
 
 #[cfg(unix)]
 pub mod bundle;
+pub mod completion;
 #[cfg(unix)]
 pub mod container;
 #[cfg(unix)]
+pub mod cp;
+#[cfg(unix)]
 pub mod exec;
+#[cfg(unix)]
+pub mod export;
 pub mod fetch;
+pub mod frozen;
 #[cfg(unix)]
 pub mod generate;
+#[cfg(unix)]
+pub mod history;
 #[cfg(unix)]
 pub mod image;
 #[cfg(unix)]
 pub mod images;
+#[cfg(unix)]
+pub mod import;
 pub mod inspect;
 pub mod inventory;
 #[cfg(unix)]
@@ -63,6 +73,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fetch(args) => fetch::run(args, &cli.global),
         Command::Push(args) => push::run(args, &cli.global),
         Command::Inventory(args) => inventory::run(args, &cli.global),
+        Command::DownloadFrozenImageV2(args) => frozen::run(args, &cli.global),
         #[cfg(unix)]
         Command::Run(args) => run::run(args, &cli.global),
         #[cfg(unix)]
@@ -78,6 +89,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(unix)]
         Command::Rm(args) => rm::run(args, &cli.global),
         #[cfg(unix)]
+        Command::Cp(args) => cp::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Export(args) => export::run(args, &cli.global),
+        #[cfg(unix)]
         Command::Start(args) => start::run(args, &cli.global),
         #[cfg(unix)]
         Command::Restart(args) => restart::run(args, &cli.global),
@@ -85,8 +100,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait(args) => wait::run(args, &cli.global),
         #[cfg(unix)]
         Command::Port(args) => port::run(args, &cli.global),
-        #[cfg(unix)]
-        Command::Container(cmd) => container::run(cmd, &cli.global),
         #[cfg(unix)]
         Command::Generate(cmd) => generate::run(cmd, &cli.global),
         #[cfg(unix)]
@@ -96,11 +109,17 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(unix)]
         Command::Load(args) => load::run(args, &cli.global),
         #[cfg(unix)]
+        Command::Import(args) => import::run(args, &cli.global),
+        #[cfg(unix)]
         Command::Images(args) => images::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::History(args) => history::run(args, &cli.global),
         #[cfg(unix)]
         Command::Rmi(args) => rmi::run(args, &cli.global),
         #[cfg(unix)]
         Command::Tag(args) => tag::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Container(cmd) => container::run(cmd, &cli.global),
         #[cfg(unix)]
         Command::Image(cmd) => image::run(cmd, &cli.global),
         #[cfg(unix)]
@@ -109,5 +128,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::System(cmd) => system::run(cmd, &cli.global),
         Command::Verify(args) => verify::run(args, &cli.global),
         Command::Inspect(args) => inspect::run(args, &cli.global),
+        Command::Completion(args) => completion::run(args),
+        Command::ManPages(args) => completion::man_pages(args),
     }
 }

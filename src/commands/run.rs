@@ -9,7 +9,7 @@ use ferry_run::container::health::{HealthOptions, parse_duration};
 use ferry_run::container::policy::RestartPolicy;
 use ferry_run::net::etc::{Dns, HostEntry, parse_dns_server};
 use ferry_run::net::ports::{ContainerPort, parse_publish};
-use ferry_run::options::{normalize_capability, parse_bytes};
+use ferry_run::options::{Device, SecurityOpt, Ulimit, normalize_capability, parse_bytes};
 use ferry_run::spec::env::parse_env_file;
 use ferry_run::volume::mounts::MountArg;
 use ferry_run::{Network, Outcome, RootfsMode, RunOptions, Runtime, Tmpfs, Volume};
@@ -32,11 +32,47 @@ pub struct RunArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub container: ContainerArgs,
-    /// Image name, ID or ID prefix.
-    pub image: String,
-    /// Command and arguments (replace the image's Cmd).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// The image (name, ID or ID prefix), then the command and its arguments, which replace
+    /// the image's Cmd. Options end at the image: everything after it is the container's.
+    #[arg(
+        value_name = "IMAGE [COMMAND] [ARG",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
+    )]
+    pub args: Vec<String>,
+}
+
+impl RunArgs {
+    /// The image named.
+    pub fn image(&self) -> &str {
+        &self.args[0]
+    }
+
+    /// The command after the image.
+    pub fn command(&self) -> Vec<String> {
+        self.args[1..].to_vec()
+    }
+}
+
+/// `-e` values as Docker takes them: `KEY=VALUE`, or `KEY` for ferry's own value (dropped
+/// when ferry has none); an empty name is refused in Docker's words.
+pub fn resolve_env(entries: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in entries {
+        let name = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        if name.is_empty() {
+            anyhow::bail!(ferry_run::RunError::Invalid(format!(
+                "invalid environment variable: {e}"
+            )));
+        }
+        if e.contains('=') {
+            out.push(e.clone());
+        } else if let Ok(v) = std::env::var(e) {
+            out.push(format!("{e}={v}"));
+        }
+    }
+    Ok(out)
 }
 
 /// The flags that shape the container itself.
@@ -176,6 +212,22 @@ pub struct ContainerArgs {
     /// How the root file system is made: overlayfs with a copy fallback (auto), overlay, copy.
     #[arg(long, env = env::FERRY_ROOTFS, default_value = "auto", value_name = "auto|overlay|copy")]
     pub rootfs: RootfsMode,
+    /// Security options: seccomp=unconfined|PROFILE.json, no-new-privileges,
+    /// systempaths=unconfined.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<SecurityOpt>,
+    /// Resource limit for the process (nofile=1024:2048, core=-1).
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<Ulimit>,
+    /// Add a supplementary group (name in the image's /etc/group, or id).
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
+    /// Give the container a host device (or every device under a directory).
+    #[arg(long, value_name = "HOST[:CONTAINER][:rwm]")]
+    pub device: Vec<Device>,
+    /// Size of /dev/shm (default 64m).
+    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
+    pub shm_size: Option<u64>,
 }
 
 impl ContainerArgs {
@@ -188,17 +240,7 @@ impl ContainerArgs {
             env_entries.extend(parse_env_file(&text));
         }
         env_entries.extend(self.env.iter().cloned());
-        // A bare KEY takes ferry's own value and is dropped when ferry has none, as in Docker.
-        let env = env_entries
-            .into_iter()
-            .filter_map(|e| {
-                if e.contains('=') {
-                    Some(e)
-                } else {
-                    std::env::var(&e).ok().map(|v| format!("{e}={v}"))
-                }
-            })
-            .collect();
+        let env = resolve_env(&env_entries)?;
         let mut publish = Vec::new();
         for p in &self.publish {
             publish.extend(parse_publish(p).map_err(ferry_run::RunError::Invalid)?);
@@ -257,18 +299,23 @@ impl ContainerArgs {
             interactive: self.interactive,
             runtime: self.runtime.clone(),
             rootfs: self.rootfs,
+            ulimits: self.ulimit.clone(),
+            group_add: self.group_add.clone(),
+            devices: self.device.clone(),
+            shm_size: self.shm_size,
             ..RunOptions::default()
-        })
+        }
+        .with_security_opts(&self.security_opt))
     }
 }
 
 /// Runs `ferry run`: the container's exit status becomes ferry's.
 pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut opts = args.container.options()?;
-    opts.command = args.command;
+    opts.command = args.command();
     opts.rm = args.rm;
     opts.detach = args.detach;
-    opts.name = args.name;
+    opts.name = args.name.clone();
     if let Some(m) = opts.memory
         && m < 6 << 20
     {
@@ -281,7 +328,7 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     let source = store::open(global)?;
     let containers = store::containers(global);
-    match ferry_run::container::run::run(&source, &containers, &args.image, opts)? {
+    match ferry_run::container::run::run(&source, &containers, args.image(), opts)? {
         Outcome::Exited(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
         Outcome::Detached(id) => {
             println!("{id}");
@@ -290,7 +337,8 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Whether this process is `ferry run` or `ferry exec` (which fail with 125 like Docker's).
+/// Whether this process is `ferry run` or `ferry exec` (also as `ferry container run|exec`),
+/// which fail with 125 like Docker's.
 pub fn is_container_command() -> bool {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -298,7 +346,7 @@ pub fn is_container_command() -> bool {
             args.next();
             continue;
         }
-        if a.starts_with('-') {
+        if a.starts_with('-') || a == "container" {
             continue;
         }
         return a == "run" || a == "exec";

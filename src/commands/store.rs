@@ -59,3 +59,20 @@ pub fn containers(global: &GlobalArgs) -> Containers {
 pub fn root(global: &GlobalArgs) -> PathBuf {
     global.root.clone().unwrap_or_else(Store::default_root)
 }
+
+/// An image's labels (its config's `Labels`), by name or ID; empty when it has none or the
+/// store does not have it.
+pub fn labels_of(store: &Store, image: &str) -> std::collections::BTreeMap<String, String> {
+    store.image(image).map(|i| labels(&i)).unwrap_or_default()
+}
+
+/// An image's labels (its config's `Labels`).
+pub fn labels(img: &ferry_load::StoredImage) -> std::collections::BTreeMap<String, String> {
+    img.config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}

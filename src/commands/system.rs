@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
+use serde_json::json;
+
 use crate::cli::GlobalArgs;
+use crate::format::{Columns, Format};
 use crate::progress::human_bytes;
 
 /// `ferry system …`.
@@ -15,8 +18,27 @@ pub enum SystemCommand {
     /// Remove unnamed images no container uses, and every blob and snapshot no image needs.
     Prune(PruneArgs),
     /// Show the store's disk usage.
-    Df,
+    Df(DfArgs),
 }
+
+/// Arguments of `ferry system df`.
+#[derive(Debug, Args)]
+pub struct DfArgs {
+    /// Pretty-print using a Go template (`table …`, `json`).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+/// `system df`'s template fields and headings.
+const DF_COLUMNS: Columns = &[
+    ("Type", "TYPE"),
+    ("TotalCount", "TOTAL"),
+    ("Active", "ACTIVE"),
+    ("Size", "SIZE"),
+    ("Reclaimable", "RECLAIMABLE"),
+];
+
+const DF_TABLE: &str = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}";
 
 /// Arguments of `ferry system prune`.
 #[derive(Debug, Args)]
@@ -29,30 +51,33 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
+/// Asks before removing `what`, as Docker's prune commands do; refuses without a terminal
+/// (pass `-f`). Returns whether the user agreed.
+pub fn confirm(what: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("this removes {what}; pass -f to confirm without a prompt");
+    }
+    eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
 /// Runs `ferry system …`.
 pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     let store = crate::store::open(global)?;
     match cmd {
         SystemCommand::Prune(args) => {
-            if !args.force {
-                let what = if args.all {
-                    "all images without a container using them"
-                } else {
-                    "all images without a name and a container using them"
-                };
-                if !std::io::stdin().is_terminal() {
-                    bail!("this removes {what}; pass -f to confirm without a prompt");
-                }
-                eprint!(
-                    "WARNING! This will remove {what}, and every blob and layer no image needs.\nAre you sure you want to continue? [y/N] "
-                );
-                std::io::stderr().flush()?;
-                let mut answer = String::new();
-                std::io::stdin().lock().read_line(&mut answer)?;
-                if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                    return Ok(ExitCode::SUCCESS);
-                }
+            let what = if args.all {
+                "all images without a container using them"
+            } else {
+                "all images without a name and a container using them"
+            };
+            if !args.force && !confirm(&format!("{what}, and every blob and layer no image needs"))?
+            {
+                return Ok(ExitCode::SUCCESS);
             }
             let report = store.prune(args.all)?;
             if !report.images.is_empty() {
@@ -73,40 +98,54 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                 human_bytes(report.freed)
             )?;
         }
-        SystemCommand::Df => {
+        SystemCommand::Df(args) => {
             let du = store.disk_usage()?;
-            let rows = [
-                (
+            let percent = |part: u64, whole: u64| {
+                (part * 100)
+                    .checked_div(whole)
+                    .map(|p| format!(" ({p}%)"))
+                    .unwrap_or_default()
+            };
+            let size = |b: u64| crate::human::size_with_precision(b, 4);
+            let row = |t: &str, total: String, active: String, bytes: u64, recl: String| {
+                json!({"Type": t, "TotalCount": total, "Active": active,
+                       "Size": size(bytes), "Reclaimable": recl})
+            };
+            let rows = vec![
+                row(
                     "Images",
                     du.images.to_string(),
                     du.images_in_use.to_string(),
-                    human_bytes(du.image_bytes),
-                    human_bytes(du.reclaimable_bytes),
+                    du.image_bytes,
+                    format!(
+                        "{}{}",
+                        size(du.reclaimable_bytes),
+                        percent(du.reclaimable_bytes, du.image_bytes)
+                    ),
                 ),
-                (
+                row(
                     "Containers",
                     du.containers.to_string(),
                     du.containers.to_string(),
-                    human_bytes(du.container_bytes),
-                    human_bytes(0),
+                    du.container_bytes,
+                    size(0),
                 ),
-                (
+                row("Local Volumes", "0".into(), "0".into(), 0, size(0)),
+                // ferry's own: blobs and snapshots no image needs (`system prune` frees them).
+                row(
                     "Unreferenced",
                     String::new(),
                     String::new(),
-                    human_bytes(du.unreferenced_bytes),
-                    human_bytes(du.unreferenced_bytes),
+                    du.unreferenced_bytes,
+                    size(du.unreferenced_bytes),
                 ),
             ];
-            writeln!(
-                stdout,
-                "{:<14}{:<8}{:<8}{:<12}RECLAIMABLE",
-                "TYPE", "TOTAL", "ACTIVE", "SIZE"
+            let format = Format::listing(args.format.as_deref(), DF_TABLE)?;
+            stdout.write_all(
+                format
+                    .render(&rows, DF_COLUMNS, "disk usage row")?
+                    .as_bytes(),
             )?;
-            for (t, total, active, size, recl) in rows {
-                writeln!(stdout, "{t:<14}{total:<8}{active:<8}{size:<12}{recl}")?;
-            }
-            writeln!(stdout, "store: {}", store.root().display())?;
         }
     }
     Ok(ExitCode::SUCCESS)

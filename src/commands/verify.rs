@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use ferry_load::Reporter;
 use ferry_load::split::Parts;
-use ferry_oci::{Hasher, Platform};
+use ferry_oci::{Hasher, Platform, VerifyingReader};
 
 use crate::cli::GlobalArgs;
 use crate::load_progress::LoadReporter;
@@ -39,23 +39,6 @@ pub fn default_platform() -> Platform {
         Platform::default()
     } else {
         ferry_load::host_platform()
-    }
-}
-
-/// Reads an archive while hashing it, so the `FILE.sha256` of `ferry fetch` can be checked in
-/// the same pass.
-pub struct HashingReader<R> {
-    /// The file.
-    pub inner: R,
-    /// sha256 of what was read.
-    pub hasher: Hasher,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }
 
@@ -103,10 +86,9 @@ pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         parts,
     } = open_input(&args.file)?;
     let split = parts.as_ref().filter(|p| p.is_split());
-    let mut input = HashingReader {
-        inner: input,
-        hasher: Hasher::sha256(),
-    };
+    // Hashed while it is verified, so the `FILE.sha256` of `ferry fetch` is checked in the
+    // same pass.
+    let mut input = VerifyingReader::hashing(input, Hasher::sha256());
     let mode = if args.quiet {
         ProgressMode::None
     } else {
@@ -130,7 +112,7 @@ pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     // The end of the tar may leave padding unread; the checksum covers the whole file.
     std::io::copy(&mut input, &mut std::io::sink())
         .context("cannot read the archive to its end")?;
-    let checksum = input.hasher.finish();
+    let (checksum, _) = input.into_digest();
     let mut sidecar = args.file.clone().into_os_string();
     sidecar.push(".sha256");
     let sidecar = PathBuf::from(sidecar);

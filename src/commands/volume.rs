@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use ferry_run::container::logs::rfc3339;
+use ferry_oci::time::rfc3339_nanos as rfc3339;
 use ferry_run::volume::{VolumeInfo, Volumes};
 
 use super::store;

@@ -16,6 +16,8 @@
 //!
 //! Only plain HTTP/1.1 is spoken, which is all a registry on loopback needs.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -1,8 +1,11 @@
 //! Integration tests of the `ferry` binary against real services (see `harness`).
 
+mod cli;
 mod credentials;
 #[cfg(unix)]
 mod delta;
+#[cfg(unix)]
+mod durability;
 mod fake_registry;
 mod faults;
 mod fetch;
@@ -16,6 +19,12 @@ mod resume;
 #[cfg(unix)]
 mod run;
 #[cfg(unix)]
+mod run_interface;
+#[cfg(unix)]
+mod security;
+#[cfg(unix)]
 mod services;
 mod split;
+#[cfg(unix)]
+mod store_location;
 mod windows;

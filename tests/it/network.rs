@@ -76,7 +76,7 @@ fn insecure_registry_skips_verification_for_that_host_only() {
     ran.assert_stderr("TLS handshake with localhost:5004 failed");
 }
 
-/// A tinyproxy on a free port, killed when dropped.
+/// A tinyproxy on a port of its own, killed when dropped.
 struct Tinyproxy {
     child: Child,
     port: u16,
@@ -84,23 +84,38 @@ struct Tinyproxy {
 }
 
 impl Tinyproxy {
+    /// Starts tinyproxy on a port below the kernel's ephemeral range (which hands ports to
+    /// `bind(0)` and outgoing connections: a port found free there and released can be taken
+    /// again before tinyproxy binds it). A port someone else holds makes tinyproxy exit, and
+    /// the next one is tried.
     fn start(dir: &Path, basic_auth: Option<(&str, &str)>) -> Tinyproxy {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = dir.join("tinyproxy.log");
-        let conf = dir.join("tinyproxy.conf");
+        let spread = (std::process::id() as u64 * 7919
+            + std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64)
+            % 10_000;
+        for attempt in 0..20u64 {
+            let port = 20_000 + ((spread + attempt * 499) % 10_000) as u16;
+            if let Some(proxy) = Self::start_on(dir, port, basic_auth) {
+                return proxy;
+            }
+        }
+        panic!("tinyproxy found no free port in 20 tries");
+    }
+
+    fn start_on(dir: &Path, port: u16, basic_auth: Option<(&str, &str)>) -> Option<Tinyproxy> {
+        let log = dir.join(format!("tinyproxy-{port}.log"));
+        let conf = dir.join(format!("tinyproxy-{port}.conf"));
         let mut text = format!(
-            "Port {port}\nListen 127.0.0.1\nTimeout 60\nLogFile \"{}\"\nLogLevel Info\nMaxClients 50\nAllow 127.0.0.1\nConnectPort 5004\n",
+            "Port {port}\nListen 127.0.0.1\nTimeout 60\nLogFile \"{}\"\nLogLevel Info\nMaxClients 50\nAllow 127.0.0.1\nConnectPort 5004\nConnectPort 5000\n",
             log.display()
         );
         if let Some((u, p)) = basic_auth {
             text.push_str(&format!("BasicAuth {u} {p}\n"));
         }
         std::fs::write(&conf, text).unwrap();
-        let child = Command::new("tinyproxy")
+        let mut child = Command::new("tinyproxy")
             .args(["-d", "-c"])
             .arg(&conf)
             .stdout(Stdio::null())
@@ -108,14 +123,21 @@ impl Tinyproxy {
             .spawn()
             .expect("tinyproxy is installed by scripts/services-up");
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            // Exited: the port was taken (or tinyproxy failed; then every try fails).
+            if child.try_wait().unwrap().is_some() {
+                return None;
+            }
+            // It logs this once its own socket listens: the port is tinyproxy's.
+            if std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Accepting connections")) {
+                return Some(Tinyproxy { child, port, log });
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "tinyproxy did not start"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Tinyproxy { child, port, log }
     }
 
     fn connects_to(&self, target: &str) -> usize {
@@ -161,6 +183,41 @@ fn https_proxy_is_used_and_no_proxy_is_honoured() {
         before,
         "NO_PROXY=localhost was ignored"
     );
+}
+
+#[test]
+fn http_proxy_and_all_proxy_are_used() {
+    let s = require_services!();
+    let home = tempdir();
+    let proxy = Tinyproxy::start(home.path(), None);
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    // HTTP_PROXY carries a plain-HTTP registry's requests (tunnelled with CONNECT, as the
+    // HTTP client does for every scheme).
+    let registry = s.registry();
+    for var in ["HTTP_PROXY", "http_proxy"] {
+        let before = proxy.connects_to(registry);
+        let out = home.path().join("plain.tar");
+        let _ = std::fs::remove_file(&out);
+        run(
+            crate::harness::fetch_cmd(home.path(), registry, &s.image("ferry/busybox:oci"), &out)
+                .env(var, &url),
+        )
+        .ok();
+        assert!(out.exists());
+        assert!(
+            proxy.connects_to(registry) > before,
+            "{var} was not used for http://{registry}"
+        );
+    }
+    // ALL_PROXY serves every scheme: the TLS registry is reached through CONNECT.
+    let target = s.var("TLS_REGISTRY");
+    let ca = ["--ca-cert", s.var("CA")];
+    for var in ["ALL_PROXY", "all_proxy"] {
+        let before = proxy.connects_to(target);
+        let (ran, _) = fetch_tls(s, home.path(), &ca, &[(var, &url)]);
+        ran.ok();
+        assert!(proxy.connects_to(target) > before, "{var} was not used");
+    }
 }
 
 #[test]

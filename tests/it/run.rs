@@ -65,7 +65,12 @@ fn run_exit_codes_follow_docker() {
     };
     assert_eq!(code(&["sh", "-c", "exit 3"]).code, Some(3));
     // Killed by a signal: 128+N. (PID 1 cannot SIGKILL itself; under --init the command is PID 2.)
-    assert_eq!(code(&["--init", "sh", "-c", "kill -9 $$"]).code, Some(137));
+    // (Options go before the image: after it, everything is the container's.)
+    let killed = ferry_run(
+        home.path(),
+        &["--rm", "--init", &img, "sh", "-c", "kill -9 $$"],
+    );
+    assert_eq!(killed.code, Some(137));
     let mut child = ferry(home.path())
         .args(["run", "--name", "victim", &img, "sleep", "30"])
         .spawn()
@@ -229,15 +234,17 @@ fn run_isolation_defaults() {
     // --network none: only lo.
     assert_eq!(sh(&["--network", "none"], "ls /sys/class/net"), "lo");
     assert!(sh(&[], "ls /sys/class/net").lines().count() > 1);
-    // Docker's capability set (0xa80425fb), no_new_privs, masked and read-only /proc.
+    // Docker's capability set (0xa80425fb), its seccomp filter without no_new_privs, masked
+    // and read-only /proc.
     let status = sh(
         &[],
-        "grep -E '^(CapEff|CapBnd|CapInh|NoNewPrivs)' /proc/self/status",
+        "grep -E '^(CapEff|CapBnd|CapInh|NoNewPrivs|Seccomp)' /proc/self/status",
     );
     assert!(status.contains("CapEff:\t00000000a80425fb"), "{status}");
     assert!(status.contains("CapBnd:\t00000000a80425fb"), "{status}");
     assert!(status.contains("CapInh:\t0000000000000000"), "{status}");
-    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t0"), "{status}");
+    assert!(status.contains("Seccomp:\t2"), "{status}");
     let added = sh(
         &["--cap-add", "SYS_TIME", "--cap-drop", "CHOWN"],
         "grep CapEff /proc/self/status",
@@ -510,13 +517,14 @@ fn run_detached_logs_exec_stop_rm() {
     ]));
     assert_eq!(e.code, Some(4));
     assert_eq!(e.stdout, "0\n/\n");
+    // Docker's exec codes: 126 for any process that cannot start in the container.
     assert_eq!(
         run(ferry(home.path()).args(["exec", "web", "nope"])).code,
-        Some(127)
+        Some(126)
     );
-    // rm without -f refuses a running container.
+    // rm without -f refuses a running container (exit 1, as Docker's daemon refusal).
     let r = run(ferry(home.path()).args(["rm", "web"]));
-    assert_eq!(r.code, Some(125));
+    assert_eq!(r.code, Some(1));
     // logs keep stdout and stderr apart.
     let logs = wait_for(|| {
         let l = run(ferry(home.path()).args(["logs", "web"])).ok();
@@ -532,11 +540,11 @@ fn run_detached_logs_exec_stop_rm() {
     assert_eq!(logs.stdout, "started\ngot TERM\n");
     assert_eq!(
         run(ferry(home.path()).args(["exec", "web", "true"])).code,
-        Some(125)
+        Some(1)
     );
     run(ferry(home.path()).args(["rm", "web"])).ok();
     assert!(!home.path().join("store/containers").join(&id).exists());
-    assert_eq!(run(ferry(home.path()).args(["rm", "web"])).code, Some(125));
+    assert_eq!(run(ferry(home.path()).args(["rm", "web"])).code, Some(1));
 
     // stop escalates to SIGKILL when the container ignores SIGTERM (PID 1 without a handler),
     // after the grace period: the container ends killed (137), not by the TERM.

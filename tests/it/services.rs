@@ -47,6 +47,13 @@ fn f(home: &Path, args: &[&str]) -> Ran {
     run(ferry(home).args(args))
 }
 
+/// Asserts that a run was refused as Docker refuses one: exit status 125, `message` on stderr.
+#[track_caller]
+fn refused(r: Ran, message: &str) {
+    assert_eq!(r.code, Some(125), "{r:?}");
+    r.assert_stderr(message);
+}
+
 /// Polls `f` for up to `secs` seconds.
 fn wait_until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -89,6 +96,15 @@ fn http_ready(port: u16) -> String {
 /// A busybox httpd serving `index.html` = `body` on container port 80.
 fn httpd_script(body: &str) -> String {
     format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www")
+}
+
+/// `ferry run -d --name NAME FLAGS… IMG` of a busybox httpd answering `body` on port 80.
+fn serve(home: &Path, img: &str, name: &str, flags: &[&str], body: &str) {
+    let script = httpd_script(body);
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&[img, "sh", "-c", &script]);
+    f(home, &args).ok();
 }
 
 /// `ferry container inspect NAME` (or `docker inspect`), the first document.
@@ -330,22 +346,13 @@ fn services_same_container_port_twice_taken_ports_and_stop_frees_the_port() {
     let img = install(s, home.path(), "ferry/busybox:oci");
     let (a, b) = (free_port(), free_port());
     for (name, port) in [("a", a), ("b", b)] {
-        f(
+        serve(
             home.path(),
-            &[
-                "run",
-                "-d",
-                "--name",
-                name,
-                "-p",
-                &format!("{port}:80"),
-                &img,
-                "sh",
-                "-c",
-                &httpd_script(&format!("server-{name}")),
-            ],
-        )
-        .ok();
+            &img,
+            name,
+            &["-p", &format!("{port}:80")],
+            &format!("server-{name}"),
+        );
     }
     assert_eq!(http_ready(a), "server-a\n");
     assert_eq!(http_ready(b), "server-b\n");
@@ -387,8 +394,7 @@ fn services_same_container_port_twice_taken_ports_and_stop_frees_the_port() {
         home.path(),
         &["run", "-d", "-p", &format!("{hp}:80"), &img, "true"],
     );
-    assert_eq!(ours.code, Some(125));
-    ours.assert_stderr(&in_use);
+    refused(ours, &in_use);
     let theirs_in_use = run(net.docker().args([
         "run",
         "--rm",
@@ -399,8 +405,7 @@ fn services_same_container_port_twice_taken_ports_and_stop_frees_the_port() {
         &img,
         "true",
     ]));
-    assert_eq!(theirs_in_use.code, Some(125));
-    theirs_in_use.assert_stderr(&in_use);
+    refused(theirs_in_use, &in_use);
     drop(held);
     // Failed starts leave nothing behind.
     let ps = f(home.path(), &["ps", "-a", "-q"]).ok();
@@ -411,22 +416,13 @@ fn services_same_container_port_twice_taken_ports_and_stop_frees_the_port() {
     f(home.path(), &["stop", "-t", "1", "a"]).ok();
     assert!(http_get(a, "/").is_none_or(|b| b.is_empty()));
     drop(std::net::TcpListener::bind(("0.0.0.0", a)).expect("port freed by stop"));
-    f(
+    serve(
         home.path(),
-        &[
-            "run",
-            "-d",
-            "--name",
-            "c",
-            "-p",
-            &format!("{a}:80"),
-            &img,
-            "sh",
-            "-c",
-            &httpd_script("server-c"),
-        ],
-    )
-    .ok();
+        &img,
+        "c",
+        &["-p", &format!("{a}:80")],
+        "server-c",
+    );
     assert_eq!(http_ready(a), "server-c\n");
     assert_eq!(http_get(b, "/").as_deref(), Some("server-b\n"));
     // A restart of the stopped one now finds its port taken, in Docker's words.
@@ -626,22 +622,13 @@ fn services_network_container_shares_the_namespace_like_docker() {
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
     let port = free_port();
-    f(
+    serve(
         home.path(),
-        &[
-            "run",
-            "-d",
-            "--name",
-            "main",
-            "-p",
-            &format!("{port}:80"),
-            &img,
-            "sh",
-            "-c",
-            &httpd_script("main-server"),
-        ],
-    )
-    .ok();
+        &img,
+        "main",
+        &["-p", &format!("{port}:80")],
+        "main-server",
+    );
     assert_eq!(http_ready(port), "main-server\n");
     // A sidecar sees the main container's loopback and its hostname.
     let r = f(
@@ -679,8 +666,7 @@ fn services_network_container_shares_the_namespace_like_docker() {
             "true",
         ],
     );
-    assert_eq!(ours.code, Some(125));
-    ours.assert_stderr(conflict);
+    refused(ours, conflict);
     let theirs = run(s.docker().args([
         "run",
         "--rm",
@@ -691,16 +677,14 @@ fn services_network_container_shares_the_namespace_like_docker() {
         &img,
         "true",
     ]));
-    assert_eq!(theirs.code, Some(125));
-    theirs.assert_stderr(conflict);
+    refused(theirs, conflict);
     // The main container must run.
     f(home.path(), &["stop", "-t", "1", "main"]).ok();
     let r = f(
         home.path(),
         &["run", "--rm", "--network", "container:main", &img, "true"],
     );
-    assert_eq!(r.code, Some(125));
-    r.assert_stderr("cannot join network of a non running container: main");
+    refused(r, "cannot join network of a non running container: main");
     f(home.path(), &["rm", "main"]).ok();
 }
 
@@ -740,8 +724,7 @@ fn services_hosts_dns_and_stop_flags_like_docker() {
         home.path(),
         &["run", "--rm", "--add-host", "nocolon", &img, "true"],
     );
-    assert_eq!(bad.code, Some(125));
-    bad.assert_stderr("bad format for add-host");
+    refused(bad, "bad format for add-host");
 
     // --stop-signal reaches the container's trap; --stop-timeout bounds the wait.
     let r = f(
@@ -792,8 +775,7 @@ fn services_hosts_dns_and_stop_flags_like_docker() {
         home.path(),
         &["run", "--rm", "--stop-signal", "NOPE", &img, "true"],
     );
-    assert_eq!(bad.code, Some(125));
-    bad.assert_stderr("Invalid signal: NOPE");
+    refused(bad, "Invalid signal: NOPE");
     f(home.path(), &["rm", "sig", "slow"]).ok();
 }
 
@@ -857,14 +839,15 @@ fn services_on_failure_restarts_n_times_like_docker() {
         home.path(),
         &["run", "--rm", "--restart", "always", &img, "true"],
     );
-    assert_eq!(r.code, Some(125));
-    r.assert_stderr("Conflicting options: --restart and --rm");
+    refused(r, "Conflicting options: --restart and --rm");
     let r = f(
         home.path(),
         &["run", "-d", "--restart", "always:3", &img, "true"],
     );
-    assert_eq!(r.code, Some(125));
-    r.assert_stderr("maximum retry count cannot be used with restart policy 'always'");
+    refused(
+        r,
+        "maximum retry count cannot be used with restart policy 'always'",
+    );
     f(home.path(), &["rm", "flaky"]).ok();
 }
 
@@ -874,24 +857,13 @@ fn services_always_survives_a_kill_and_stop_ends_it_for_good() {
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
     let port = free_port();
-    f(
+    serve(
         home.path(),
-        &[
-            "run",
-            "-d",
-            "--name",
-            "svc",
-            "--restart",
-            "always",
-            "-p",
-            &format!("{port}:80"),
-            &img,
-            "sh",
-            "-c",
-            &httpd_script("always-up"),
-        ],
-    )
-    .ok();
+        &img,
+        "svc",
+        &["--restart", "always", "-p", &format!("{port}:80")],
+        "always-up",
+    );
     assert_eq!(http_ready(port), "always-up\n");
     let first = ferry_inspect(home.path(), "svc")["State"]["Pid"]
         .as_i64()
@@ -1055,26 +1027,20 @@ fn services_generated_systemd_unit_verifies_and_brings_the_container_back() {
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
     let port = free_port();
-    f(
+    serve(
         home.path(),
+        &img,
+        "web",
         &[
-            "run",
-            "-d",
-            "--name",
-            "web",
             "--restart",
             "always",
             "--stop-timeout",
             "1",
             "-p",
             &format!("{port}:80"),
-            &img,
-            "sh",
-            "-c",
-            &httpd_script("served-by-systemd"),
         ],
-    )
-    .ok();
+        "served-by-systemd",
+    );
     assert_eq!(http_ready(port), "served-by-systemd\n");
     let unit = f(home.path(), &["generate", "systemd", "--name", "web"])
         .ok()
@@ -1453,8 +1419,7 @@ fn services_anonymous_volumes_and_mount_flags_like_docker() {
         home.path(),
         &["run", "--rm", "--mount", "type=bind", &img, "true"],
     );
-    assert_eq!(r.code, Some(125));
-    r.assert_stderr("target is required");
+    refused(r, "target is required");
     // Nothing was left by the failed runs.
     assert_eq!(f(home.path(), &["ps", "-aq"]).ok().stdout, "");
 }
@@ -1602,4 +1567,66 @@ fn services_image_healthcheck_expose_volume_and_health_flags_like_docker() {
         &["rm", "-f", "-v", "svc", "sick", "plain", "mine"],
     )
     .ok();
+}
+
+/// `ferry ARGS…` as `nobody` (a rootless user) on a store that user owns.
+fn rootless(home: &Path, args: &[&str]) -> Ran {
+    run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_ferry"))
+        .env("FERRY_ROOT", home.join("store"))
+        .env("HOME", home)
+        .args(args))
+}
+
+#[test]
+fn services_rootless_publishes_ports_and_brings_loopback_up() {
+    let s = require_services!();
+    let dir = crate::harness::tempdir_for_any_user();
+    let home = dir.path();
+    let img = install(s, home, "ferry/busybox:oci");
+    let st = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(home.join("store"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The proxy joins the container's user namespace, then its network namespace.
+    let script = httpd_script("rootless-server");
+    rootless(
+        home,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "rl",
+            "-p",
+            "127.0.0.1::80",
+            &img,
+            "sh",
+            "-c",
+            &script,
+        ],
+    )
+    .ok();
+    let port = published_port(&rootless(home, &["port", "rl", "80"]).ok().stdout);
+    assert_eq!(http_ready(port), "rootless-server\n");
+    rootless(home, &["stop", "-t", "1", "rl"]).ok();
+    drop(std::net::TcpListener::bind(("127.0.0.1", port)).expect("port freed by stop"));
+    rootless(home, &["rm", "rl"]).ok();
+    let r = rootless(
+        home,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &img,
+            "sh",
+            "-c",
+            "ip -o link show lo | grep -q UP && ping -c1 -W2 127.0.0.1 >/dev/null && echo lo-up",
+        ],
+    )
+    .ok();
+    assert_eq!(r.stdout, "lo-up\n");
 }

@@ -45,6 +45,30 @@ fn wine_ferry(dir: &Path, args: &[&str]) -> Ran {
         .env_remove("DOCKER_CONFIG"))
 }
 
+/// `ferry.exe fetch IMAGE -o OUT` (OUT as a `Z:\…` path) from the plain registry; the
+/// archive must be there.
+fn wine_fetch(dir: &Path, s: &Services, image: &str, out: &Path) -> Ran {
+    let ran = wine_ferry(
+        dir,
+        &[
+            "fetch",
+            "--insecure-registry",
+            s.registry(),
+            image,
+            "-o",
+            &z_path(out),
+        ],
+    )
+    .ok();
+    assert!(
+        out.exists(),
+        "no archive at {}: {}",
+        out.display(),
+        ran.stderr
+    );
+    ran
+}
+
 /// `Z:\…` is the Linux root in wine's default drive mapping.
 fn z_path(p: &Path) -> String {
     format!("Z:{}", p.display()).replace('/', "\\")
@@ -82,29 +106,7 @@ fn ferry_exe_fetches_into_a_drive_path_with_plain_progress() {
     let dir = tempdir();
     let out = dir.path().join("multilayer.tar");
     let image = s.image("ferry/multilayer:oci");
-    let ran = wine_ferry(
-        dir.path(),
-        &[
-            "fetch",
-            "--insecure-registry",
-            s.registry(),
-            &image,
-            "-o",
-            &z_path(&out),
-        ],
-    )
-    .ok();
-    assert!(
-        out.exists(),
-        "no archive at {}: {}",
-        out.display(),
-        ran.stderr
-    );
-    assert!(
-        ran.stderr.contains("fetch ") && ran.stderr.contains("/s, ETA"),
-        "no plain progress:\n{}",
-        ran.stderr
-    );
+    let ran = wine_fetch(dir.path(), s, &image, &out);
     assert!(
         !ran.stderr.contains('\x1b'),
         "terminal escapes in non-console output:\n{}",
@@ -124,6 +126,55 @@ fn ferry_exe_fetches_into_a_drive_path_with_plain_progress() {
         .as_str()
         .unwrap();
     docker_loads_and_runs(s, &out, &image, expect);
+}
+
+#[test]
+fn ferry_exe_prints_plain_progress_lines_while_it_downloads() {
+    let s = require_services!();
+    if windows_build().is_none() {
+        return;
+    }
+    // Through a link of 100 KiB/s per connection the 1 MiB base layer takes about ten
+    // seconds: long enough for the plain lines that come every three seconds.
+    let proxy = ferry_testkit::FaultProxy::start(
+        s.registry(),
+        ferry_testkit::Plan {
+            bytes_per_sec: Some(100 * 1024),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let dir = tempdir();
+    let out = dir.path().join("slow.tar");
+    let ran = wine_ferry(
+        dir.path(),
+        &[
+            "fetch",
+            "--insecure-registry",
+            &proxy.addr,
+            &format!("{}/ferry/multilayer:oci", proxy.addr),
+            "-o",
+            &z_path(&out),
+        ],
+    )
+    .ok();
+    // Lines written while bytes were still coming (below 100 %), not only the summary.
+    let periodic = ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("fetch ") && l.contains("/s, ETA") && !l.contains("(100%)"))
+        .count();
+    assert!(
+        periodic >= 2,
+        "expected periodic plain progress lines while downloading:\n{}",
+        ran.stderr
+    );
+    assert!(
+        !ran.stderr.contains('\x1b'),
+        "terminal escapes in non-console output:\n{}",
+        ran.stderr
+    );
+    assert!(out.exists());
 }
 
 #[test]
@@ -183,4 +234,109 @@ fn ferry_exe_understands_cygwin_mobaxterm_and_relative_paths() {
         sha256_file(&linux)
     );
     docker_loads_and_runs(s, &dir.path().join("moba.tar"), &image, expect);
+}
+
+/// A path below `base` longer than Windows' old 260-character limit (`MAX_PATH`), made of
+/// directories with Japanese and ASCII names.
+fn long_path(base: &Path, at_least: usize) -> PathBuf {
+    let mut p = base.join("長いパス");
+    let mut i = 0;
+    while z_path(&p).chars().count() < at_least {
+        p.push(format!(
+            "{i:02}-{}",
+            "フォルダ名".repeat(4) + &"x".repeat(20)
+        ));
+        i += 1;
+    }
+    p
+}
+
+#[test]
+fn ferry_exe_writes_japanese_and_overlong_paths_that_load() {
+    let s = require_services!();
+    if windows_build().is_none() {
+        return;
+    }
+    let dir = tempdir();
+    let image = s.image("ferry/multilayer:oci");
+    let expect = s.facts("ferry/multilayer:oci")["expect_stdout"]
+        .as_str()
+        .unwrap();
+    // C:\Users\山田\ダウンロード\… as the seed's users have them.
+    let jp = dir.path().join("日本語フォルダ");
+    let out = jp.join("イメージ.tar");
+    let ran = wine_fetch(dir.path(), s, &image, &out);
+    // Progress and summary name the file as given: UTF-8 on a pipe (what mintty and
+    // MobaXterm read), nothing but the names outside ASCII.
+    assert!(ran.stderr.contains("イメージ.tar"), "{}", ran.stderr);
+    let without_names = ran.stderr.replace(&z_path(&out), "");
+    assert!(
+        without_names.is_ascii(),
+        "non-ASCII beside the names:\n{}",
+        ran.stderr
+    );
+    let sidecar = std::fs::read_to_string(jp.join("イメージ.tar.sha256")).unwrap();
+    assert_eq!(sidecar, format!("{}  イメージ.tar\n", sha256_file(&out)));
+    // The archive verifies on both sides of the trip.
+    wine_ferry(dir.path(), &["verify", &z_path(&out)]).ok();
+    run(crate::harness::ferry(dir.path()).arg("verify").arg(&out)).ok();
+    docker_loads_and_runs(s, &out, &image, expect);
+
+    // Over 260 characters, the archive and the moby-script directory.
+    let deep = long_path(dir.path(), 300);
+    let long_out = deep.join("アーカイブ.tar");
+    assert!(z_path(&long_out).chars().count() > 300);
+    wine_ferry(
+        dir.path(),
+        &[
+            "fetch",
+            "--progress",
+            "none",
+            "--insecure-registry",
+            s.registry(),
+            &image,
+            "-o",
+            &z_path(&long_out),
+        ],
+    )
+    .ok();
+    assert_eq!(
+        std::fs::read_to_string(deep.join("アーカイブ.tar.sha256")).unwrap(),
+        format!("{}  アーカイブ.tar\n", sha256_file(&long_out))
+    );
+    wine_ferry(dir.path(), &["verify", &z_path(&long_out)]).ok();
+    let frozen = deep.join("ダウンロード");
+    let r = wine_ferry(
+        dir.path(),
+        &[
+            "download-frozen-image-v2",
+            "--progress",
+            "none",
+            "--insecure-registry",
+            s.registry(),
+            &z_path(&frozen),
+            &image,
+        ],
+    )
+    .ok();
+    assert!(
+        r.stdout.contains("Download of images into 'Z:"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("ダウンロード' complete."), "{}", r.stdout);
+    // `tar -cC DIR . | docker load` on the Linux side.
+    let loaded = crate::cli::docker_load_dir(s, &frozen);
+    assert!(loaded.stdout.contains(&image), "{}", loaded.stdout);
+    let out = run(s
+        .docker()
+        .args(["run", "--rm", "--network", "none", &image]))
+    .ok();
+    assert_eq!(out.stdout.trim_end(), expect);
+    let home = tempdir();
+    let r = run(crate::harness::ferry(home.path())
+        .args(["load", "-q", "-i"])
+        .arg(&frozen))
+    .ok();
+    assert_eq!(r.stdout, format!("Loaded image: {image}\n"));
 }

@@ -53,6 +53,13 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     };
     if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
         let child = open_child_dir(dir, name)?;
+        // A directory without write or search permission (mode 0o000 from a layer) must be
+        // opened up before its entries can go: as root this is not needed, as a user it is.
+        // Through the handle opened with O_NOFOLLOW, never by name: a name may be a symlink
+        // (to `/`, to /etc/shadow…) by the time it is used, and chmod follows symlinks.
+        if st.st_mode & 0o700 != 0o700 {
+            let _ = rustix::fs::fchmod(&child, Mode::from_raw_mode(0o700));
+        }
         empty_dir(child.as_fd())?;
         rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
     } else {
@@ -64,23 +71,7 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
 /// Removes everything inside `dir`.
 pub fn empty_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
     // A directory listing that is being modified is not reliable: collect names first.
-    let names = list(dir)?;
-    for name in names {
-        // A directory without write or search permission (mode 0o000 from a layer) must be
-        // opened up before its entries can go; as root this is not needed, as a user it is.
-        let _ = rustix::fs::chmodat(
-            dir,
-            name.as_slice(),
-            Mode::from_raw_mode(0o700),
-            AtFlags::empty(),
-        )
-        .ok()
-        .filter(|_| {
-            kind_at(dir, &name)
-                .ok()
-                .flatten()
-                .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
-        });
+    for name in list(dir)? {
         remove_at(dir, &name)?;
     }
     Ok(())
@@ -118,6 +109,44 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
         }
         Ok(_) => std::fs::remove_file(path),
     }
+}
+
+/// Asks the filesystem to spread the subdirectories of `dir` over the disk (ext4's "top of a
+/// directory hierarchy" flag, `chattr +T`); elsewhere, and where it cannot be set, nothing.
+///
+/// Loads stage under one directory. On ext4 without a journal, a new inode skips every inode
+/// of its block group deleted in the last minute (`recently_deleted()` in fs/ext4/ialloc.c),
+/// so a load right after a removal of thousands of files (an old store, a pruned image) pays
+/// for each of them on each file it creates: measured here, 0.3 s of system time became 2–5 s.
+/// With the flag, each staging directory is placed by the Orlov allocator in a group of its
+/// own choosing, away from what was just deleted.
+pub fn spread_subdirectories(dir: &Path) {
+    let Ok(fd) = open_dir(dir) else { return };
+    if let Ok(flags) = rustix::fs::ioctl_getflags(&fd)
+        && !flags.contains(rustix::fs::IFlags::TOPDIR)
+        && let Err(e) = rustix::fs::ioctl_setflags(&fd, flags | rustix::fs::IFlags::TOPDIR)
+    {
+        tracing::debug!("cannot mark {} as a top directory: {e}", dir.display());
+    }
+}
+
+/// Makes everything written to the filesystem that holds `path` durable: data, inodes and
+/// directory entries of every file, in one `syncfs`.
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    let fd = open_dir(path)?;
+    #[cfg(target_os = "linux")]
+    rustix::fs::syncfs(&fd)?;
+    #[cfg(not(target_os = "linux"))]
+    {
+        drop(fd);
+        rustix::fs::sync();
+    }
+    Ok(())
+}
+
+/// Makes a directory's entries (renames into it) durable.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
 }
 
 /// Disk usage of a tree (allocated blocks), not following symlinks; hard-linked files count once.
@@ -161,8 +190,50 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     drop(f);
     std::fs::rename(&tmp, path)?;
     // The rename itself is durable only once the directory is.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// Emptying a directory must not change what its symlinks point at: a snapshot's absolute
+    /// symlinks (Debian's `/etc/alternatives/*`, a hostile layer's link to `/`) name host
+    /// files, and chmod through a name follows them.
+    #[test]
+    fn removing_a_tree_never_touches_what_its_symlinks_point_at() {
+        let work = tempfile::tempdir().unwrap();
+        let outside = work.path().join("outside");
+        std::fs::write(&outside, b"host file").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let outside_dir = work.path().join("outside-dir");
+        std::fs::create_dir(&outside_dir).unwrap();
+        std::fs::set_permissions(&outside_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let tree = work.path().join("tree");
+        std::fs::create_dir_all(tree.join("d/locked")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("d/file-link")).unwrap();
+        std::os::unix::fs::symlink(&outside_dir, tree.join("d/dir-link")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("d/locked/deep-link")).unwrap();
+        std::fs::set_permissions(
+            tree.join("d/locked"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+
+        let fd = open_dir(&tree).unwrap();
+        remove_at(fd.as_fd(), b"d").unwrap();
+
+        assert!(!tree.join("d").exists());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&outside), 0o644, "a symlinked file's mode changed");
+        assert_eq!(
+            mode(&outside_dir),
+            0o755,
+            "a symlinked directory's mode changed"
+        );
+        assert_eq!(std::fs::read(&outside).unwrap(), b"host file");
     }
-    Ok(())
 }

@@ -61,7 +61,7 @@ impl Store {
         let mut catalog = Catalog::read(&self.root)?;
         let found = catalog.find(source)?;
         let facts = catalog.manifest(&found.manifest)?;
-        let (_, platform) = catalog.config_facts(&facts.config.digest)?;
+        let platform = catalog.config(&facts.config.digest)?.platform;
         let manifest = facts.manifest.clone();
         catalog.tag(target, Entry::for_manifest(&manifest, &platform))?;
         catalog.write()

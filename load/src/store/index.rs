@@ -16,7 +16,7 @@ use ferry_oci::archive::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, BlobRef, OCI_LAYOUT, OCI_LAYOUT_CONTENT,
 };
 use ferry_oci::spec::ImageManifest;
-use ferry_oci::{Digest, ImageReference, Platform, digest, media_type};
+use ferry_oci::{Digest, ImageConfig, ImageReference, Platform, digest, media_type};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
@@ -116,6 +116,8 @@ pub(crate) struct Found {
 /// index.json with the manifests it points at, read on demand.
 pub(crate) struct Catalog {
     root: PathBuf,
+    /// index.json as read: written back only when it changes.
+    read: Vec<u8>,
     entries: Vec<Entry>,
     manifests: RefCell<HashMap<String, Rc<ManifestFacts>>>,
 }
@@ -154,21 +156,26 @@ impl Catalog {
         })?;
         Ok(Catalog {
             root: root.to_path_buf(),
+            read: bytes,
             entries: file.manifests,
             manifests: RefCell::new(HashMap::new()),
         })
     }
 
-    /// Writes index.json atomically.
+    /// Writes index.json atomically (written aside, synced, renamed, its directory synced),
+    /// when it changed.
     pub fn write(&self) -> Result<(), StoreError> {
         let file = IndexFile {
             schema_version: 2,
             media_type: Some(media_type::OCI_INDEX.into()),
             manifests: self.entries.clone(),
         };
+        let bytes = serde_json::to_vec(&file).expect("serializes");
+        if bytes == self.read {
+            return Ok(());
+        }
         let path = self.root.join(INDEX);
-        write_atomic(&path, &serde_json::to_vec(&file).expect("serializes"))
-            .map_err(StoreError::io("write", &path))
+        write_atomic(&path, &bytes).map_err(StoreError::io("write", &path))
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -205,24 +212,9 @@ impl Catalog {
             .iter()
             .map(blob_ref)
             .collect::<Result<Vec<_>, _>>()?;
-        #[derive(Deserialize)]
-        struct RootFs {
-            #[serde(default)]
-            diff_ids: Vec<String>,
-        }
-        #[derive(Deserialize)]
-        struct Config {
-            rootfs: RootFs,
-        }
-        let c: Config = serde_json::from_slice(&self.blob(&config.digest)?)
-            .map_err(|e| damaged(e.to_string()))?;
-        let diff_ids = c
-            .rootfs
-            .diff_ids
-            .iter()
-            .map(|d| digest::parse(d))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| damaged(e.to_string()))?;
+        let diff_ids = ImageConfig::parse(&self.blob(&config.digest)?)
+            .map_err(|e| damaged(format!("config {}: {e}", config.digest)))?
+            .diff_ids;
         let facts = Rc::new(ManifestFacts {
             manifest: BlobRef {
                 digest: d.clone(),
@@ -243,32 +235,11 @@ impl Catalog {
         Ok(facts)
     }
 
-    /// `created` and platform of a config.
-    pub fn config_facts(&self, config: &Digest) -> Result<(Option<String>, Platform), StoreError> {
-        #[derive(Deserialize)]
-        struct C {
-            #[serde(default)]
-            created: Option<String>,
-            #[serde(default)]
-            os: String,
-            #[serde(default)]
-            architecture: String,
-            #[serde(default)]
-            variant: Option<String>,
-        }
-        let c: C =
-            serde_json::from_slice(&self.blob(config)?).map_err(|e| StoreError::Damaged {
-                what: format!("config {config}: {e}"),
-            })?;
-        let mut p: Platform = format!("{}/{}", c.os, c.architecture)
-            .parse()
-            .unwrap_or(Platform {
-                os: c.os,
-                architecture: c.architecture,
-                variant: None,
-            });
-        p.variant = c.variant.filter(|v| !v.is_empty());
-        Ok((c.created, p))
+    /// The facts of a config (its platform, when it was built).
+    pub fn config(&self, config: &Digest) -> Result<ImageConfig, StoreError> {
+        ImageConfig::parse(&self.blob(config)?).map_err(|e| StoreError::Damaged {
+            what: format!("config {config}: {e}"),
+        })
     }
 
     pub fn id_of(&self, e: &Entry) -> Result<Digest, StoreError> {
@@ -468,25 +439,11 @@ impl Catalog {
             );
         }
         for id in extra_ids {
-            #[derive(Deserialize)]
-            struct RootFs {
-                #[serde(default)]
-                diff_ids: Vec<String>,
-            }
-            #[derive(Deserialize)]
-            struct Config {
-                rootfs: RootFs,
-            }
-            let Ok(bytes) = self.blob(id) else { continue };
-            let Ok(c) = serde_json::from_slice::<Config>(&bytes) else {
-                continue;
-            };
-            let Ok(diff_ids) = c
-                .rootfs
-                .diff_ids
-                .iter()
-                .map(|d| digest::parse(d))
-                .collect::<Result<Vec<_>, _>>()
+            let Ok(diff_ids) = self
+                .blob(id)
+                .map_err(drop)
+                .and_then(|b| ImageConfig::parse(&b).map_err(drop))
+                .map(|c| c.diff_ids)
             else {
                 continue;
             };

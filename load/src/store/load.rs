@@ -7,13 +7,12 @@
 //! meanwhile) and rewrite index.json. Killed before that rename of index.json, it leaves no
 //! image; after it, the complete one.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ferry_oci::{Digest, ImageReference, Platform};
 use rustix::fs::FlockOperation;
@@ -21,8 +20,9 @@ use rustix::fs::FlockOperation;
 use crate::error::{LayerError, LoadError, StoreError};
 use crate::reporter::Reporter;
 use crate::resolve::{self, ArchiveImage, chain_ids};
-use crate::scan::{self, Contents, LayerSink, Stage};
+use crate::scan::{self, Contents, LayerSink, Stage, Unpacker};
 use crate::store::Store;
+use crate::store::apply::writers::Writers;
 use crate::store::apply::{Applier, ApplyOptions, ApplyReport, PendingLink, Reports};
 use crate::store::fsutil;
 use crate::store::index::{Catalog, Entry};
@@ -72,6 +72,7 @@ impl Staging {
         // Created under the shared lock: cleanup runs under the exclusive one, so it never
         // sees a staging directory whose lock is not taken yet.
         let _shared = store.lock_shared()?;
+        fsutil::spread_subdirectories(&store.root.join(super::TMP));
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -97,6 +98,27 @@ impl Staging {
     }
 }
 
+impl Staging {
+    /// Removes what the plan does not move into the store.
+    fn keep_only(&self, plan: &Plan) -> Result<(), StoreError> {
+        let keep: HashSet<&Path> = plan
+            .blobs
+            .iter()
+            .map(|(p, _)| p.as_path())
+            .chain(plan.snapshots.iter().map(|(p, _)| p.as_path()))
+            .collect();
+        let rd = std::fs::read_dir(&self.path).map_err(StoreError::io("list", &self.path))?;
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_name() == super::LOCK || keep.contains(p.as_path()) {
+                continue;
+            }
+            fsutil::remove_tree(&p).map_err(StoreError::io("remove", &p))?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Staging {
     fn drop(&mut self) {
         if let Err(e) = fsutil::remove_tree(&self.path) {
@@ -105,14 +127,25 @@ impl Drop for Staging {
     }
 }
 
-struct StoreStage<'a> {
-    store: &'a Store,
+/// Where a load's layer workers put what they unpack, and what the store already has.
+struct StoreStage {
+    store: Store,
     dir: PathBuf,
     apply: ApplyOptions,
     reports: Reports,
+    writers: Option<Arc<Writers>>,
+    /// The store's snapshots, read when a worker first asks.
+    known: OnceLock<Known>,
 }
 
-impl StoreStage<'_> {
+/// What the store's snapshots are: how each layer starts, and its diff_id.
+#[derive(Default)]
+struct Known {
+    heads: HashSet<Digest>,
+    diff_ids: HashSet<Digest>,
+}
+
+impl StoreStage {
     fn blob_file(&self, id: usize) -> PathBuf {
         self.dir.join(format!("blob-{id}"))
     }
@@ -120,30 +153,81 @@ impl StoreStage<'_> {
     fn snapshot(&self, id: usize) -> PathBuf {
         self.dir.join(format!("snap-{id}"))
     }
+
+    fn known(&self) -> &Known {
+        self.known.get_or_init(|| {
+            let mut known = Known::default();
+            let Ok(rd) = std::fs::read_dir(self.store.root.join(super::SNAPSHOTS)) else {
+                return known;
+            };
+            for e in rd.flatten() {
+                let Some(info) = SnapshotInfo::read(&e.path()) else {
+                    continue;
+                };
+                if let Some(h) = info
+                    .head
+                    .as_deref()
+                    .and_then(|h| ferry_oci::digest::parse(h).ok())
+                {
+                    known.heads.insert(h);
+                }
+                if let Ok(d) = ferry_oci::digest::parse(&info.diff_id) {
+                    known.diff_ids.insert(d);
+                }
+            }
+            known
+        })
+    }
 }
 
-impl Stage for StoreStage<'_> {
-    fn has_blob(&self, digest: &Digest) -> bool {
-        self.store.blob_path(digest).is_file()
+impl Unpacker for StoreStage {
+    fn spool_path(&self, id: usize) -> PathBuf {
+        self.blob_file(id)
     }
 
-    fn blob_writer(&mut self, id: usize) -> Result<Option<Box<dyn Write>>, LoadError> {
-        let p = self.blob_file(id);
-        let f = File::create(&p).map_err(StoreError::io("create", &p))?;
-        Ok(Some(Box::new(BufWriter::with_capacity(1024 * 1024, f))))
+    fn stored_blob(&self, digest: &Digest) -> Option<PathBuf> {
+        let p = self.store.blob_path(digest);
+        p.is_file().then_some(p)
     }
 
-    fn layer_sink(&mut self, id: usize) -> Result<Option<Box<dyn LayerSink>>, LoadError> {
+    fn may_have(&self, head: &Digest) -> bool {
+        self.known().heads.contains(head)
+    }
+
+    fn has_layer(&self, diff_id: &Digest) -> bool {
+        self.known().diff_ids.contains(diff_id)
+    }
+
+    fn sink(&self, id: usize) -> Result<Box<dyn LayerSink + Send>, LayerError> {
         let fs = self.snapshot(id).join(FS_DIR);
+        let failed = |action| {
+            let entry = fs.display().to_string();
+            move |source| LayerError::Io {
+                action,
+                entry,
+                source,
+            }
+        };
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(&fs)
-            .map_err(StoreError::io("create", &fs))?;
-        let root = fsutil::open_dir(&fs).map_err(StoreError::io("open", &fs))?;
-        Ok(Some(Box::new(
-            Applier::new(root, self.apply).reporting_to(self.reports.clone(), id),
-        )))
+            .map_err(failed("create the snapshot"))?;
+        let root = fsutil::open_dir(&fs).map_err(failed("open the snapshot"))?;
+        let mut applier = Applier::new(root, self.apply).reporting_to(self.reports.clone(), id);
+        if let Some(w) = &self.writers {
+            applier = applier.with_writers(w.clone());
+        }
+        Ok(Box::new(applier))
+    }
+}
+
+/// The scan's view of a load: layers go to workers.
+struct LoadStage(Arc<StoreStage>);
+
+impl Stage for LoadStage {
+    fn unpacker(&self) -> Option<Arc<dyn Unpacker>> {
+        Some(self.0.clone())
     }
 }
 
@@ -165,20 +249,30 @@ impl Store {
         reporter: &dyn Reporter,
     ) -> Result<Vec<LoadedImage>, LoadError> {
         let staging = Staging::create(self)?;
-        let reports: Reports = Rc::new(RefCell::new(HashMap::new()));
+        let reports: Reports = Arc::new(Mutex::new(HashMap::new()));
         let apply = ApplyOptions {
             format: self.format,
             privileged: self.privileged,
             min_free: opts.min_free,
         };
-        let mut stage = StoreStage {
-            store: self,
+        let stage = Arc::new(StoreStage {
+            store: self.clone(),
             dir: staging.path.clone(),
             apply,
             reports: reports.clone(),
-        };
+            writers: match std::env::var("FERRY_EXP_WRITERS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                Some(0) => None,
+                Some(n) => Some(Writers::new(n)),
+                None => Some(Writers::for_this_machine()),
+            },
+            known: OnceLock::new(),
+        });
         let mut planner = |c: &Contents| resolve::plan(c, &opts.platform);
-        let mut contents = scan::scan(input, &mut stage, &mut planner, reporter)?;
+        let mut contents =
+            scan::scan(input, &mut LoadStage(stage.clone()), &mut planner, reporter)?;
         // A delta archive is completed from the store, or refused before anything is committed.
         crate::delta::provide(&mut contents, &|d| self.blob_path(d).is_file(), "the store")?;
         reporter.on_finishing();
@@ -189,7 +283,7 @@ impl Store {
         }
         resolve::check_layers(&mut contents, &images)?;
         let plan = self.prepare(&stage, &contents, &images, &reports, reporter)?;
-        self.commit(&images, &plan)?;
+        self.commit(&staging, &images, &plan)?;
         Ok(plan.loaded)
     }
 
@@ -197,7 +291,7 @@ impl Store {
     /// unpacks again what no streamed snapshot covers, and copies up hard-link targets.
     fn prepare(
         &self,
-        stage: &StoreStage<'_>,
+        stage: &StoreStage,
         contents: &Contents,
         images: &[ArchiveImage],
         reports: &Reports,
@@ -260,14 +354,15 @@ impl Store {
                     let streamed = file.layer.as_ref().is_some_and(|o| o.unpacked)
                         && !claimed.contains(&file.id);
                     let report = if streamed {
-                        reports.borrow_mut().remove(&file.id)
+                        reports.lock().expect("reports lock").remove(&file.id)
                     } else {
                         None
                     };
-                    let (dir, report) = match report {
+                    let (dir, report, head) = match report {
                         Some(r) => {
                             claimed.insert(file.id);
-                            (stage.snapshot(file.id), r)
+                            let head = file.layer.as_ref().and_then(|o| o.head.clone());
+                            (stage.snapshot(file.id), r, head)
                         }
                         None => {
                             // Not unpacked while streaming (the blob was already stored, or
@@ -285,7 +380,7 @@ impl Store {
                             } else {
                                 staged_blob.clone()
                             };
-                            let (diff_id, stats, pending) =
+                            let (diff_id, head, stats, pending) =
                                 snapshot::apply_blob(&source, &fs, stage.apply)
                                     .map_err(layer_err)?;
                             if diff_id != layer.diff_id {
@@ -297,7 +392,7 @@ impl Store {
                                     actual: Box::new(diff_id),
                                 });
                             }
-                            (dir, ApplyReport { stats, pending })
+                            (dir, ApplyReport { stats, pending }, Some(head))
                         }
                     };
                     let fs = dir.join(FS_DIR);
@@ -312,6 +407,7 @@ impl Store {
                         size: report.stats.bytes,
                         entries: report.stats.entries,
                         devices_skipped: report.stats.devices_skipped,
+                        head: head.map(|h| h.to_string()),
                     };
                     let info_path = dir.join(INFO_JSON);
                     std::fs::write(
@@ -347,9 +443,28 @@ impl Store {
         })
     }
 
-    /// Moves the plan into the store and names the images, under the exclusive lock.
-    fn commit(&self, images: &[ArchiveImage], plan: &Plan) -> Result<(), LoadError> {
+    /// Moves the plan into the store and names the images, under the exclusive lock, in the
+    /// order that makes a power cut at any moment harmless (the README's "durability"):
+    /// staged data on the disk, then renamed into place, the renames on the disk, then
+    /// index.json replaced.
+    fn commit(
+        &self,
+        staging: &Staging,
+        images: &[ArchiveImage],
+        plan: &Plan,
+    ) -> Result<(), LoadError> {
+        // Staged for nothing (layers the store had, speculative unpacks): removed before the
+        // sync, so that it never reaches the disk.
+        staging.keep_only(plan)?;
+        let moving = !plan.blobs.is_empty() || !plan.snapshots.is_empty();
+        if moving {
+            // Thousands of files: one syncfs writes them all back and waits once, where an
+            // fsync per file would wait for the disk thousands of times.
+            fsutil::sync_filesystem(&staging.path)
+                .map_err(StoreError::io("sync", &staging.path))?;
+        }
         let _lock = self.lock_exclusive()?;
+        let mut moved_dirs = Vec::new();
         for (src, digest) in &plan.blobs {
             let dst = self.blob_path(digest);
             if !dst.exists() {
@@ -361,9 +476,11 @@ impl Store {
             if dst.exists() {
                 continue;
             }
-            if let Err(e) = std::fs::rename(src, &dst) {
+            match std::fs::rename(src, &dst) {
+                Ok(()) => moved_dirs.push(dst),
                 // Another load committed the same chain between our check and our lock.
-                if !dst.join(INFO_JSON).is_file() {
+                Err(_) if dst.join(INFO_JSON).is_file() => {}
+                Err(e) => {
                     return Err(StoreError::Io {
                         action: "move into the store",
                         path: dst,
@@ -371,6 +488,14 @@ impl Store {
                     }
                     .into());
                 }
+            }
+        }
+        if moving {
+            // The renames: the directories they changed (a moved directory's `..` too).
+            let blobs = self.root.join(super::BLOBS).join("sha256");
+            let snapshots = self.root.join(super::SNAPSHOTS);
+            for dir in [&blobs, &snapshots].into_iter().chain(&moved_dirs) {
+                fsutil::sync_dir(dir).map_err(StoreError::io("sync", dir))?;
             }
         }
         let mut catalog = Catalog::read(&self.root)?;

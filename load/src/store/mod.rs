@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 
 use ferry_oci::archive::BlobRef;
 use ferry_oci::spec::ImageConfiguration;
-use ferry_oci::{Digest, ImageReference, Platform};
+use ferry_oci::{Digest, ImageConfig, ImageReference, Platform};
 use rustix::fs::FlockOperation;
 
 pub use apply::SnapshotFormat;
@@ -127,6 +127,7 @@ impl Store {
     /// left half-done.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         use std::os::unix::fs::DirBuilderExt;
+        apply::init_umask();
         for (dir, mode) in [
             (root.to_path_buf(), 0o711),
             (root.join(BLOBS), 0o711),
@@ -305,7 +306,9 @@ impl Store {
                 continue;
             }
             let facts = catalog.manifest(&manifest)?;
-            let (created, platform) = catalog.config_facts(&facts.config.digest)?;
+            let ImageConfig {
+                created, platform, ..
+            } = catalog.config(&facts.config.digest)?;
             let size = chain_ids(&facts.diff_ids)
                 .iter()
                 .map(|c| {

@@ -30,7 +30,7 @@ impl Store {
         for r in references {
             let found = catalog.find(r)?;
             let facts = catalog.manifest(&found.manifest)?;
-            let (_, platform) = catalog.config_facts(&facts.config.digest)?;
+            let platform = catalog.config(&facts.config.digest)?.platform;
             records.push(ImageRecord {
                 reference: found.name.clone(),
                 manifest: facts.manifest.clone(),

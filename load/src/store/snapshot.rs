@@ -7,23 +7,21 @@
 //! finding a path through a stack of snapshots with overlay semantics.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use ferry_oci::{Digest, Hasher};
+use ferry_oci::Digest;
 use rustix::fs::{Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use serde::{Deserialize, Serialize};
 
-use crate::compression::{self, Format};
 use crate::error::LayerError;
 use crate::layer::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::path::{self, Components};
-use crate::scan::{LayerSink, LayerStats};
+use crate::scan::LayerStats;
 use crate::store::apply::{Applier, ApplyOptions, OPAQUE_XATTR, PendingLink, SnapshotFormat};
 use crate::store::fsutil::{self, open_child_dir, remove_at};
-use crate::tar::TarReader;
 
 /// Name of the layer directory inside a snapshot.
 pub const FS_DIR: &str = "fs";
@@ -48,6 +46,10 @@ pub struct SnapshotInfo {
     /// Device nodes that could not be created (not root).
     #[serde(default)]
     pub devices_skipped: u64,
+    /// sha256 of the first bytes of the decompressed layer: how a load recognises a layer
+    /// the store has before it knows its diff_id (see `scan::layer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
 }
 
 impl SnapshotInfo {
@@ -57,54 +59,21 @@ impl SnapshotInfo {
     }
 }
 
-/// Unpacks a stored layer blob into `fs` (an empty directory); returns its diff_id, stats
-/// and the hard links left for [`resolve_pending`].
+/// Unpacks a stored layer blob into `fs` (an empty directory); returns its diff_id, the
+/// digest of its head, stats, and the hard links left for [`resolve_pending`].
 pub fn apply_blob(
     blob: &Path,
     fs: &Path,
     opts: ApplyOptions,
-) -> Result<(Digest, LayerStats, Vec<PendingLink>), LayerError> {
-    let file = File::open(blob).map_err(|e| LayerError::Io {
-        action: "open the blob",
-        entry: blob.display().to_string(),
-        source: e,
-    })?;
-    let (format, decoded) =
-        compression::open_stream(io::BufReader::with_capacity(256 * 1024, file))
-            .map_err(|e| LayerError::Decompress("blob", e))?;
-    if format == Format::Other {
-        return Err(LayerError::NotALayer);
-    }
-    let mut hashed = Hashing {
-        inner: decoded,
-        hasher: Hasher::sha256(),
-    };
+) -> Result<(Digest, Digest, LayerStats, Vec<PendingLink>), LayerError> {
     let root = fsutil::open_dir(fs).map_err(|e| LayerError::Io {
         action: "open the snapshot",
         entry: fs.display().to_string(),
         source: e,
     })?;
     let mut applier = Applier::new(root, opts);
-    let mut tar = TarReader::new(&mut hashed);
-    while let Some(h) = tar.next_entry().map_err(LayerError::Tar)? {
-        applier.entry(&h, &mut tar.data())?;
-    }
-    io::copy(&mut hashed, &mut io::sink()).map_err(|e| LayerError::Decompress(format.name(), e))?;
-    let stats = applier.finish()?;
-    Ok((hashed.hasher.finish(), stats, applier.take_pending()))
-}
-
-struct Hashing<R> {
-    inner: R,
-    hasher: Hasher,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
+    let (diff_id, head, stats) = crate::scan::layer::unpack_blob(blob, &mut applier)?;
+    Ok((diff_id, head, stats, applier.take_pending()))
 }
 
 /// Whether a directory of a snapshot is opaque (either representation).

@@ -28,4 +28,4 @@ pub use layout::{
     ImageRecord, MANIFEST_JSON, OCI_LAYOUT, OCI_LAYOUT_CONTENT, REPOSITORIES, annotated_name,
 };
 pub use plan::{ArchivePlan, Content, Entry, PlanExtras};
-pub use write::{BlobSource, write_archive};
+pub use write::{BlobSource, publish, sync_parent, write_archive};

@@ -1,7 +1,10 @@
 //! Writing a planned archive front to back, for outputs that cannot seek (a pipe, stdout) and
-//! for `ferry save`, whose blobs already sit verified in the store.
+//! for `ferry save`, whose blobs already sit verified in the store; and publishing a finished
+//! archive under its name so that a power cut never leaves a named but incomplete one.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::path::Path;
 
 use crate::archive::BlobRef;
 use crate::archive::plan::{ArchivePlan, Content, padded};
@@ -41,6 +44,34 @@ pub fn write_archive(
         out.write_all(&ZEROS[..(padded(size) - size) as usize])?;
     }
     out.write_all(&ZEROS)?;
+    Ok(())
+}
+
+/// Publishes a finished file written at `part` under its final name `dest`: its data reaches
+/// the disk first (`fsync`; `FlushFileBuffers` on Windows), then it is renamed, then the rename
+/// itself is made durable. A reader, or a power cut, finds at `dest` the previous file (or
+/// none) or the complete new one, never a name whose data was still in memory.
+pub fn publish(file: File, part: &Path, dest: &Path) -> io::Result<()> {
+    file.sync_all()?;
+    // Closed before the rename: Windows renames an open file only if every opener allowed it.
+    drop(file);
+    std::fs::rename(part, dest)?;
+    sync_parent(dest)
+}
+
+/// Makes the entries of the directory holding `path` durable (a rename into it). Windows has
+/// no way to sync a directory from user space; NTFS journals the rename itself.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
     Ok(())
 }
 

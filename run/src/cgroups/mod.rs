@@ -33,6 +33,8 @@ pub struct Layout {
     pub cpu: Option<Hierarchy>,
     /// `pids`.
     pub pids: Option<Hierarchy>,
+    /// v1 hierarchies next to a v2 one that has controllers: crun refuses such hosts.
+    pub hybrid: bool,
 }
 
 impl Layout {
@@ -87,6 +89,7 @@ impl Layout {
             memory: find("memory"),
             cpu: find("cpu"),
             pids: find("pids"),
+            hybrid: !v1.is_empty() && !v2_controllers.is_empty(),
         }
     }
 }
@@ -122,6 +125,12 @@ impl Cgroup {
             }
         }
     }
+}
+
+/// Whether `r` limits anything ferry enforces with cgroups (memory, cpu, pids); device rules
+/// alone are for other runtimes, ferry's own mounts everything `nodev` instead.
+pub fn limits(r: &LinuxResources) -> bool {
+    r.memory().is_some() || r.cpu().is_some() || r.pids().is_some()
 }
 
 /// The relative cgroup path of a container (`/ferry/<id>`), as `cgroupsPath` in config.json.
@@ -217,6 +226,9 @@ mod tests {
     #[test]
     fn hybrid_hosts_use_v1_controllers() {
         let l = Layout::from_mountinfo(HYBRID, |_| "hugetlb".into());
+        assert!(l.hybrid);
+        assert!(!Layout::from_mountinfo(HYBRID, |_| String::new()).hybrid);
+        assert!(!Layout::from_mountinfo(UNIFIED, |_| "cpu memory".into()).hybrid);
         assert_eq!(
             l.memory,
             Some(Hierarchy::V1("/sys/fs/cgroup/memory".into()))
@@ -266,6 +278,7 @@ mod tests {
             memory: h("memory"),
             cpu: h("cpu"),
             pids: h("pids"),
+            ..Layout::default()
         };
         let cg = create(&layout, "abc", &resources()).unwrap();
         let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
@@ -287,6 +300,7 @@ mod tests {
             memory: h.clone(),
             cpu: h.clone(),
             pids: h,
+            ..Layout::default()
         };
         let cg = create(&layout, "abc", &resources()).unwrap();
         let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();

@@ -35,8 +35,10 @@ pub fn bundle(
         )));
     }
     let dir = std::fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
-    // SAFETY: plain getters.
-    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (euid, egid) = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
     let hostname = opts.hostname.clone().unwrap_or_else(|| "ferry".into());
     let spec = spec::build(
         &image,
@@ -49,18 +51,7 @@ pub fn bundle(
             image_name: image_ref,
         },
     )?;
-    std::fs::write(dir.join("hostname"), format!("{hostname}\n"))
-        .map_err(io_err("write", dir.join("hostname")))?;
-    std::fs::write(
-        dir.join("hosts"),
-        format!("127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"),
-    )
-    .map_err(io_err("write", dir.join("hosts")))?;
-    std::fs::write(
-        dir.join("resolv.conf"),
-        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-    )
-    .map_err(io_err("write", dir.join("resolv.conf")))?;
+    super::run::write_etc_files(&dir, &hostname, &opts.network)?;
     let rootfs = dir.join("rootfs");
     std::fs::create_dir(&rootfs).map_err(io_err("create", &rootfs))?;
     source

@@ -1,22 +1,27 @@
 //! `ferry exec [-i] [-t] C CMD…`: run another process in a running container.
 //!
-//! An intermediate process joins the container's namespaces with `setns` (mount and PID
-//! namespaces since Linux 3.8) and clones the new process with `CLONE_PARENT`, so that the
-//! process is born in the container's PID namespace yet is ferry's own child to wait for.
+//! An intermediate process joins the container's cgroups (from the host's view, before anything
+//! else) and namespaces with `setns` (mount and PID namespaces since Linux 3.8), and clones the
+//! new process with `CLONE_PARENT`, so that the process is born in the container's PID
+//! namespace yet is ferry's own child to wait for. The new process then drops to the
+//! container's user, capabilities and seccomp filter, the way its first process did.
+//!
+//! Exit codes are Docker's: 126 when the process cannot be started inside the container
+//! (command not found, bad `-w` or `-u`), 1 when there is no running container to enter.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
-use std::process::Command;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 
 use super::supervise::{self, Signals};
 use super::{Containers, Status, tty};
 use crate::error::RunError;
-use crate::process::caps;
 use crate::process::exec::{self, InitError};
+use crate::process::privileges::{self, Privileges};
 use crate::process::reaper::{ERROR_FD, report_and_exit};
+use crate::seccomp::Program;
 use crate::spec::{env, user};
 use crate::syscall::{LinuxSyscall, Syscall};
 
@@ -49,13 +54,16 @@ const NAMESPACES: [(&str, libc::c_int); 6] = [
 
 /// Runs the command in the container named `reference`; returns its exit status.
 pub fn exec(containers: &Containers, reference: &str, opts: &ExecOptions) -> Result<i32, RunError> {
+    if opts.tty && opts.interactive && !tty::is_terminal(std::io::stdin()) {
+        return Err(RunError::NotATty);
+    }
     let (c, meta) = containers.find(reference)?;
     let state = c.current_state();
     if state.status != Status::Running {
         return Err(RunError::NotRunning(c.short_id().to_string()));
     }
     if let Some(runtime) = &meta.runtime {
-        let mut cmd = Command::new(runtime);
+        let mut cmd = super::external::command(runtime);
         cmd.arg("exec");
         if opts.tty {
             cmd.arg("-t");
@@ -78,6 +86,14 @@ pub fn exec(containers: &Containers, reference: &str, opts: &ExecOptions) -> Res
         return Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)));
     }
     let spec: Spec = super::read_json(&c.dir.join("config.json"))?;
+    // The container's filter, compiled here where an error can still be reported plainly.
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(Program::compile)
+        .transpose()
+        .map_err(|e| RunError::Invalid(crate::error_chain(&e)))?;
     let own_ns = |name: &str| std::fs::read_link(format!("/proc/self/ns/{name}")).ok();
     let mut ns_fds: Vec<(OwnedFd, libc::c_int)> = Vec::new();
     for (name, flag) in NAMESPACES {
@@ -104,7 +120,7 @@ pub fn exec(containers: &Containers, reference: &str, opts: &ExecOptions) -> Res
     };
     // The size must be right before the command starts, not once the proxy runs.
     if let Some(t) = &pty {
-        tty::copy_winsize(libc::STDIN_FILENO, t.master.as_raw_fd());
+        tty::copy_winsize(std::io::stdin(), &t.master);
     }
     let null = (!opts.interactive && !opts.tty)
         .then(|| std::fs::File::open("/dev/null").ok().map(OwnedFd::from))
@@ -121,9 +137,10 @@ pub fn exec(containers: &Containers, reference: &str, opts: &ExecOptions) -> Res
             .collect(),
         console: pty.as_ref().map(|t| t.slave.as_raw_fd()),
         stdin: null.as_ref().map(|f| f.as_raw_fd()),
+        seccomp,
     };
     ERROR_FD.store(err_w.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
-    // SAFETY: single-threaded; the child only joins namespaces, clones and exits.
+    // SAFETY: single-threaded; the child only joins cgroups and namespaces, clones and exits.
     let middle = unsafe { libc::fork() };
     if middle < 0 {
         return Err(RunError::Sys {
@@ -139,9 +156,7 @@ pub fn exec(containers: &Containers, reference: &str, opts: &ExecOptions) -> Res
     drop(err_w);
     drop(pid_w);
     ERROR_FD.store(-1, std::sync::atomic::Ordering::SeqCst);
-    let mut st = 0;
-    // SAFETY: reaps the intermediate process.
-    unsafe { libc::waitpid(middle, &mut st, 0) };
+    supervise::reap(middle);
     let mut pid_text = String::new();
     let _ = std::fs::File::from(pid_r).read_to_string(&mut pid_text);
     let mut msg = String::new();
@@ -149,19 +164,19 @@ pub fn exec(containers: &Containers, reference: &str, opts: &ExecOptions) -> Res
     let pid: i32 = pid_text.trim().parse().unwrap_or(0);
     if !msg.is_empty() || pid <= 0 {
         if pid > 0 {
-            let mut st = 0;
-            // SAFETY: reaps the failed process, our child through CLONE_PARENT.
-            unsafe { libc::waitpid(pid, &mut st, 0) };
+            // The failed process, our child through CLONE_PARENT.
+            supervise::reap(pid);
         }
         let e = InitError::decode(if msg.is_empty() {
-            "125\t0\tcannot join the container"
+            "126\t0\tcannot join the container"
         } else {
             &msg
         });
-        return Err(RunError::Start {
+        // Docker reports every failure to start an exec'd process as 126, "not found" too.
+        return Err(RunError::Exec {
             id: c.short_id().to_string(),
             message: e.message,
-            code: e.code,
+            code: 126,
         });
     }
     drop(null);
@@ -180,19 +195,14 @@ struct ExecPlan {
     cgroup_procs: Vec<PathBuf>,
     console: Option<RawFd>,
     stdin: Option<RawFd>,
+    seccomp: Option<Program>,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(RunError::Sys {
-            action: "create a pipe".into(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    // SAFETY: fresh descriptors.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    crate::process::spawn::pipe().map_err(|source| RunError::Sys {
+        action: "create a pipe".into(),
+        source,
+    })
 }
 
 fn intermediate(ns_fds: &[(OwnedFd, libc::c_int)], plan: &ExecPlan, pid_w: OwnedFd) -> ! {
@@ -204,8 +214,18 @@ fn intermediate(ns_fds: &[(OwnedFd, libc::c_int)], plan: &ExecPlan, pid_w: Owned
             "cannot protect the exec process: {e}"
         )));
     }
+    // The container's cgroups are host paths: joined before its mount namespace hides them.
+    // The process cloned below is born in them.
+    for p in &plan.cgroup_procs {
+        if let Err(e) = sys.write_file(p, "0") {
+            report_and_exit(&InitError::setup(format!(
+                "cannot join the container's cgroup {}: {e}",
+                p.display()
+            )));
+        }
+    }
     for (fd, flag) in ns_fds {
-        if let Err(e) = sys.setns(fd.as_raw_fd(), *flag) {
+        if let Err(e) = sys.setns(fd.as_fd(), *flag) {
             report_and_exit(&InitError::setup(format!(
                 "cannot join the container's namespace: {e}"
             )));
@@ -240,80 +260,49 @@ fn intermediate(ns_fds: &[(OwnedFd, libc::c_int)], plan: &ExecPlan, pid_w: Owned
         };
         report_and_exit(&err);
     }
-    let _ = std::fs::File::from(pid_w).write_all_str(&pid.to_string());
-    // SAFETY: ends the intermediate process.
+    let _ = std::io::Write::write_all(&mut std::fs::File::from(pid_w), pid.to_string().as_bytes());
+    // SAFETY: ends the intermediate process without the parent's atexit handlers.
     unsafe { libc::_exit(0) }
 }
 
-trait WriteStr {
-    fn write_all_str(self, s: &str) -> std::io::Result<()>;
-}
-impl WriteStr for std::fs::File {
-    fn write_all_str(mut self, s: &str) -> std::io::Result<()> {
-        std::io::Write::write_all(&mut self, s.as_bytes())
-    }
-}
-
-/// In the container: cgroups, terminal, identity, capabilities, working directory.
+/// In the container: terminal, identity, capabilities, working directory, seccomp.
 fn prepare_process(
     sys: &dyn Syscall,
     plan: &ExecPlan,
 ) -> Result<(Vec<String>, Vec<String>), InitError> {
     let fail = |what: &str, e: std::io::Error| InitError::setup(format!("cannot {what}: {e}"));
-    for p in &plan.cgroup_procs {
-        sys.write_file(p, "0")
-            .map_err(|e| fail("join the container's cgroup", e))?;
-    }
     sys.setsid().map_err(|e| fail("start a session", e))?;
     if let Some(fd) = plan.console {
+        // SAFETY: the parent keeps the pty slave open until this process has executed.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         sys.set_controlling_tty(fd)
             .map_err(|e| fail("attach the terminal", e))?;
     } else if let Some(fd) = plan.stdin {
-        // SAFETY: duplicates our /dev/null onto stdin.
-        unsafe { libc::dup2(fd, 0) };
+        // SAFETY: the parent keeps its /dev/null open until this process has executed.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        sys.dup_stdio(fd, 0)
+            .map_err(|e| fail("redirect standard input", e))?;
     }
     let process = plan.spec.process().clone().unwrap_or_default();
-    let mut user = process.user().clone();
-    if let Some(u) = &plan.opts.user {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        let r = user::resolve(u, &passwd, &group).map_err(|e| InitError::setup(e.to_string()))?;
-        user.set_uid(r.uid);
-        user.set_gid(r.gid);
-        user.set_additional_gids(Some(r.additional_gids));
-    }
-    let keep = caps::bounding_to_keep(&process);
-    caps::drop_bounding(sys, keep).map_err(|e| fail("drop capabilities", e))?;
     let rootless = plan
         .spec
         .linux()
         .as_ref()
         .is_some_and(|l| l.uid_mappings().is_some());
-    if !rootless {
-        sys.setgroups(user.additional_gids().as_deref().unwrap_or_default())
-            .map_err(|e| fail("set supplementary groups", e))?;
+    let mut p = Privileges::of(&process, rootless, plan.seccomp.as_ref());
+    if let Some(u) = &plan.opts.user {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        let r = user::resolve(u, &passwd, &group).map_err(|e| InitError::setup(e.to_string()))?;
+        p.uid = r.uid;
+        p.gid = r.gid;
+        p.additional_gids = r.additional_gids;
     }
-    sys.setgid(user.gid()).map_err(|e| fail("set gid", e))?;
-    sys.setuid(user.uid()).map_err(|e| fail("set uid", e))?;
-    let (eff, perm) = if user.uid() == 0 {
-        (keep, keep)
-    } else {
-        (0, 0)
-    };
-    sys.capset(eff, perm, 0)
-        .map_err(|e| fail("set capabilities", e))?;
-    if process.no_new_privileges().unwrap_or(false) {
-        sys.set_no_new_privs()
-            .map_err(|e| fail("set no_new_privs", e))?;
+    let cwd = plan.opts.workdir.as_deref().map(Path::new);
+    if let Some(w) = cwd {
+        p.cwd = w;
     }
-    let cwd = plan
-        .opts
-        .workdir
-        .clone()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| process.cwd().clone());
-    sys.chdir(&cwd)
-        .map_err(|e| fail(&format!("enter working directory {}", cwd.display()), e))?;
+    privileges::drop_privileges(sys, &p)?;
     let mut envs = process.env().clone().unwrap_or_default();
     if plan.opts.tty && !envs.iter().any(|e| e.starts_with("TERM=")) {
         envs.push("TERM=xterm".into());

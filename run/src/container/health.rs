@@ -4,14 +4,13 @@
 //! failures in a row (failures in the start period do not count), the last five results kept.
 //! `ps` shows `(healthy)`; `inspect` shows `State.Health`.
 
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::logs::rfc3339;
 use super::{Container, Containers};
+use ferry_oci::time::rfc3339_nanos as rfc3339;
 
 /// Docker's `Healthcheck` (durations in nanoseconds, as in image configs).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,8 +256,8 @@ impl Checker {
     }
 
     /// The descriptor to poll while a check runs.
-    pub fn fd(&self) -> Option<i32> {
-        self.running.as_ref().map(|r| r.out.as_raw_fd())
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.running.as_ref().map(|r| r.out.as_fd())
     }
 
     /// How long the monitor may sleep before [`tick`](Self::tick) has work.
@@ -281,12 +280,10 @@ impl Checker {
                 self.finish(r, code);
             } else if now >= r.deadline && !r.killed {
                 // SIGTERM reaches the command through the exec process; SIGKILL follows.
-                // SAFETY: signals our own child.
-                unsafe { libc::kill(r.pid, libc::SIGTERM) };
+                let _ = crate::process::signal::send(r.pid, libc::SIGTERM);
                 r.killed = true;
             } else if r.killed && now >= r.deadline + Duration::from_secs(1) {
-                // SAFETY: as above.
-                unsafe { libc::kill(r.pid, libc::SIGKILL) };
+                let _ = crate::process::signal::send(r.pid, libc::SIGKILL);
             }
             return;
         }
@@ -301,12 +298,9 @@ impl Checker {
     /// Stops a check in progress (the container ended).
     pub fn stop(&mut self) {
         if let Some(r) = self.running.take() {
-            // SAFETY: our own child.
-            unsafe {
-                libc::kill(r.pid, libc::SIGKILL);
-                let mut st = 0;
-                libc::waitpid(r.pid, &mut st, 0);
-            }
+            // Our own child.
+            let _ = crate::process::signal::send(r.pid, libc::SIGKILL);
+            super::supervise::reap(r.pid);
         }
     }
 
@@ -338,13 +332,7 @@ impl Checker {
 
     fn spawn(&self) -> Option<Running> {
         let command = self.config.command()?;
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 fills two descriptors we then own.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return None;
-        }
-        // SAFETY: fresh descriptors.
-        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (r, w) = crate::process::spawn::pipe().ok()?;
         let start = SystemTime::now();
         // SAFETY: the monitor is single-threaded; the child runs the exec and exits.
         let pid = unsafe { libc::fork() };
@@ -353,12 +341,10 @@ impl Checker {
         }
         if pid == 0 {
             drop(r);
-            // SAFETY: the check's output goes to the pipe; the monitor's signal mask is
-            // restored by exec's own handling.
-            unsafe {
-                libc::dup2(w.as_raw_fd(), 1);
-                libc::dup2(w.as_raw_fd(), 2);
-            }
+            // The check's output goes to the pipe; the monitor's signal mask is restored by
+            // exec's own handling.
+            let _ = rustix::stdio::dup2_stdout(&w);
+            let _ = rustix::stdio::dup2_stderr(&w);
             drop(w);
             let containers = match self.container.dir.parent() {
                 Some(d) => Containers::new(d.to_path_buf()),
@@ -380,8 +366,8 @@ impl Checker {
             unsafe { libc::_exit(code.clamp(0, 255)) };
         }
         drop(w);
-        // SAFETY: the monitor polls it; reads must not block.
-        unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        // The monitor polls it; reads must not block.
+        let _ = rustix::fs::fcntl_setfl(&r, rustix::fs::OFlags::NONBLOCK);
         Some(Running {
             pid,
             out: r,
@@ -396,11 +382,7 @@ impl Checker {
 fn read_some(r: &mut Running) {
     let mut buf = [0u8; 4096];
     loop {
-        let mut f = std::mem::ManuallyDrop::new(
-            // SAFETY: borrows the pipe as a File without taking ownership (ManuallyDrop).
-            unsafe { std::fs::File::from_raw_fd(r.out.as_raw_fd()) },
-        );
-        match f.read(&mut buf) {
+        match rustix::io::read(&r.out, &mut buf) {
             Ok(n) if n > 0 => {
                 let room = MAX_OUTPUT.saturating_sub(r.output.len());
                 r.output.extend_from_slice(&buf[..n.min(room)]);
@@ -411,10 +393,7 @@ fn read_some(r: &mut Running) {
 }
 
 fn reap(pid: i32) -> Option<i32> {
-    let mut st = 0;
-    // SAFETY: non-blocking wait for our own child.
-    let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
-    (r == pid).then(|| crate::process::signal::exit_status(st))
+    super::supervise::try_wait(pid)
 }
 
 /// The suffix `ps` adds to a running container's status.

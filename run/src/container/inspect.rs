@@ -7,10 +7,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::logs::rfc3339;
 use super::{Container, Meta, Status};
 use crate::net::ports::{ContainerPort, PublishedPort};
 use crate::options::Network;
+use ferry_oci::time::rfc3339_nanos as rfc3339;
 
 fn time(secs: u64) -> String {
     if secs == 0 {

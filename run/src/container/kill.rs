@@ -1,7 +1,5 @@
 //! `ferry kill [-s SIG] C`: signal a running container's main process.
 
-use std::process::Command;
-
 use super::{Container, Containers, Meta, Status};
 use crate::error::RunError;
 
@@ -17,8 +15,8 @@ pub fn signal_container(c: &Container, meta: &Meta, signal: i32) -> Result<(), R
     if state.status == Status::Restarting {
         // Between two runs: the monitor gives up on restarting (see `request_stop`).
         c.request_stop()?;
-        // SAFETY: signals the monitor, whose identity was checked through its start time.
-        unsafe { libc::kill(state.monitor_pid, libc::SIGTERM) };
+        // The monitor, whose identity was checked through its start time.
+        let _ = crate::process::signal::send(state.monitor_pid, libc::SIGTERM);
         return Ok(());
     }
     if state.status != Status::Running {
@@ -35,7 +33,7 @@ pub fn signal_process(c: &Container, meta: &Meta, pid: i32, signal: i32) -> Resu
     if let Some(runtime) = &meta.runtime {
         // The runtime's own process is not the container: SIGKILL to it would orphan the
         // container. Its `kill` reaches the container itself.
-        let st = Command::new(runtime)
+        let st = super::external::command(runtime)
             .args(["kill", &c.id, &signal.to_string()])
             .status()
             .map_err(|source| RunError::Runtime {
@@ -52,12 +50,9 @@ pub fn signal_process(c: &Container, meta: &Meta, pid: i32, signal: i32) -> Resu
     }
     // From outside its PID namespace the container's PID 1 receives SIGKILL always, other
     // signals only if it handles them, exactly as under Docker.
-    // SAFETY: signals a pid whose identity was checked through its start time.
-    if unsafe { libc::kill(pid, signal) } != 0 {
-        return Err(RunError::Sys {
-            action: format!("signal container {}", c.short_id()),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    // The pid's identity was checked through its start time.
+    crate::process::signal::send(pid, signal).map_err(|source| RunError::Sys {
+        action: format!("signal container {}", c.short_id()),
+        source,
+    })
 }

@@ -67,7 +67,7 @@ impl Writer {
         let r = Record {
             log: String::from_utf8_lossy(data).into_owned(),
             stream: if stream == 1 { "stdout" } else { "stderr" }.into(),
-            time: rfc3339(std::time::SystemTime::now()),
+            time: ferry_oci::time::rfc3339_nanos(std::time::SystemTime::now()),
         };
         if let Ok(mut line) = serde_json::to_vec(&r) {
             line.push(b'\n');
@@ -76,26 +76,33 @@ impl Writer {
     }
 }
 
-/// Writes a container's logs to stdout/stderr; with `follow`, keeps going until it stops.
-pub fn show(container: &Container, follow: bool) -> Result<(), RunError> {
-    replay(container, follow, 0)
+/// A container's log records in order; with `follow`, it waits for more until the container
+/// stops for good (restarts continue the same log). The caller prints them.
+pub struct Records<'a> {
+    container: &'a Container,
+    path: std::path::PathBuf,
+    reader: std::io::BufReader<std::fs::File>,
+    follow: bool,
+    /// Once the container stopped: what was left in the file, read in one last pass.
+    rest: Option<std::vec::IntoIter<Record>>,
 }
 
-/// Follows a container's output from byte `offset` of its log until it stops for good
-/// (`ferry start -a`).
-pub fn follow_from(container: &Container, offset: u64) -> Result<(), RunError> {
-    replay(container, true, offset)
+/// Opens a container's log for reading (`ferry logs [-f]`).
+pub fn records(container: &Container, follow: bool) -> Result<Records<'_>, RunError> {
+    records_from(container, follow, 0)
 }
 
-fn replay(container: &Container, follow: bool, offset: u64) -> Result<(), RunError> {
+/// Opens a container's log for reading from byte `offset` (what a new start added).
+pub fn records_from(
+    container: &Container,
+    follow: bool,
+    offset: u64,
+) -> Result<Records<'_>, RunError> {
     let path = container.log_path();
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(RunError::Unsupported(format!(
-                "logs of container {} (only containers started with -d keep their output)",
-                container.short_id()
-            )));
+            return Err(RunError::NoLogs(container.short_id().to_string()));
         }
         Err(e) => return Err(io_err("open", &path)(e)),
     };
@@ -106,93 +113,92 @@ fn replay(container: &Container, follow: bool, offset: u64) -> Result<(), RunErr
             .seek(std::io::SeekFrom::Start(offset))
             .map_err(io_err("read", &path))?;
     }
-    let mut line = String::new();
-    let mut out = std::io::stdout();
-    let mut err = std::io::stderr();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).map_err(io_err("read", &path))?;
-        if n > 0 && line.ends_with('\n') {
-            if let Ok(r) = serde_json::from_str::<Record>(&line) {
-                let w: &mut dyn Write = if r.stream == "stderr" {
-                    &mut err
-                } else {
-                    &mut out
-                };
-                w.write_all(r.log.as_bytes())
-                    .map_err(io_err("write", "standard output"))?;
-                w.flush().ok();
-            }
-            continue;
-        }
-        if !follow {
-            return Ok(());
-        }
-        // A record may be half written; read it again whole next time.
-        if n > 0 {
-            use std::io::Seek;
-            let pos = reader.stream_position().map_err(io_err("read", &path))?;
-            reader
-                .seek(std::io::SeekFrom::Start(pos - n as u64))
-                .map_err(io_err("read", &path))?;
-        }
-        // Restarts continue the same log.
-        if !matches!(
-            container.current_state().status,
-            super::Status::Running | super::Status::Restarting
-        ) {
-            // One last pass for what was written just before it stopped.
-            let mut rest = String::new();
-            let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
-            for l in rest.lines() {
-                if let Ok(r) = serde_json::from_str::<Record>(l) {
-                    let w: &mut dyn Write = if r.stream == "stderr" {
-                        &mut err
-                    } else {
-                        &mut out
-                    };
-                    let _ = w.write_all(r.log.as_bytes());
-                }
-            }
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    Ok(Records {
+        container,
+        path,
+        reader,
+        follow,
+        rest: None,
+    })
 }
 
-/// `2024-01-01T00:00:00.123456789Z`.
-pub fn rfc3339(t: std::time::SystemTime) -> String {
-    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
+/// Follows a container's output from byte `offset` of its log until it stops for good
+/// (`ferry start -a`), each stream to its own. (The one place the library still prints:
+/// `start` waits for the container after it.)
+pub fn follow_from(container: &Container, offset: u64) -> Result<(), RunError> {
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    for r in records_from(container, true, offset)? {
+        let r = r?;
+        let w: &mut dyn Write = if r.stream == "stderr" {
+            &mut err
+        } else {
+            &mut out
+        };
+        w.write_all(r.log.as_bytes())
+            .and_then(|()| w.flush())
+            .map_err(io_err("write", "standard output"))?;
+    }
+    Ok(())
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<Record, RunError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(rest) = &mut self.rest {
+            return rest.next().map(Ok);
+        }
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = match self.reader.read_line(&mut line) {
+                Ok(n) => n,
+                Err(e) => return Some(Err(io_err("read", &self.path)(e))),
+            };
+            if n > 0 && line.ends_with('\n') {
+                match serde_json::from_str::<Record>(&line) {
+                    Ok(r) => return Some(Ok(r)),
+                    Err(_) => continue,
+                }
+            }
+            if !self.follow {
+                return None;
+            }
+            // A record may be half written; read it again whole next time.
+            if n > 0 {
+                use std::io::Seek;
+                let back = self
+                    .reader
+                    .stream_position()
+                    .and_then(|pos| self.reader.seek(std::io::SeekFrom::Start(pos - n as u64)));
+                if let Err(e) = back {
+                    return Some(Err(io_err("read", &self.path)(e)));
+                }
+            }
+            // Restarts continue the same log.
+            if !matches!(
+                self.container.current_state().status,
+                super::Status::Running | super::Status::Restarting
+            ) {
+                // One last pass for what was written just before it stopped.
+                let mut rest = String::new();
+                let _ = std::io::Read::read_to_string(&mut self.reader, &mut rest);
+                let records: Vec<Record> = rest
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect();
+                self.rest = Some(records.into_iter());
+                return self.next();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_are_utc_rfc3339() {
-        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_704_067_200);
-        assert_eq!(rfc3339(t), "2024-01-01T00:00:00.000000000Z");
-    }
 
     #[test]
     fn lines_are_recorded_whole_per_stream() {

@@ -110,7 +110,9 @@ impl Container {
     pub fn current_state(&self) -> State {
         let mut s = self.state();
         let gone = match s.status {
-            Status::Running => !s.alive(),
+            // A monitor that is alive records how it ended in a moment: until then it still
+            // counts as running, as with Docker's daemon.
+            Status::Running => !s.alive() && !s.monitor_alive(),
             Status::Restarting => !s.monitor_alive(),
             _ => false,
         };
@@ -233,7 +235,8 @@ fn valid_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-fn random_id() -> Result<String, RunError> {
+/// 64 random hex digits (container IDs, anonymous volume names).
+pub(crate) fn random_id() -> Result<String, RunError> {
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
@@ -272,13 +275,20 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
 
 /// Writes a JSON file through a temporary file and a rename: readers never see half of it.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
-    let tmp = path.with_extension("json.tmp");
+    // One temporary file per writer: a detached container's monitor recording its end and a
+    // `ferry start` recording the new run may write the same state at once, and a shared
+    // name let one rename the other's file away ("cannot rename … No such file").
+    let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| RunError::Io {
         action: "serialise",
         path: path.to_path_buf(),
         source: e.into(),
     })?;
-    std::fs::write(&tmp, bytes).map_err(io_err("write", &tmp))?;
+    // Synced before the rename, so a power cut leaves the old state or the new, never an
+    // empty file (`ferry ps` reads these).
+    let mut f = std::fs::File::create(&tmp).map_err(io_err("write", &tmp))?;
+    std::io::Write::write_all(&mut f, &bytes).map_err(io_err("write", &tmp))?;
+    f.sync_data().map_err(io_err("sync", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err("rename", path))
 }
 

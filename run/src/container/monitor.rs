@@ -5,8 +5,10 @@
 //! that started it prints the ID and returns.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use super::logs;
 use super::policy::Backoff;
@@ -18,14 +20,20 @@ use crate::image::ImageSource;
 use crate::process::exec::InitError;
 use crate::process::spawn::Stdio;
 
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
+use crate::process::spawn::pipe;
+
+/// Points the standard streams at `/dev/null`: a process that outlives its caller must not
+/// hold the caller's terminal or pipes open.
+pub(crate) fn null_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
     }
-    // SAFETY: fresh descriptors.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Starts the container under a monitor; returns its ID once the command runs.
@@ -54,9 +62,8 @@ pub fn launch(mut p: Prepared, source: &dyn ImageSource) -> Result<String, RunEr
     if msg.trim() == "ok" {
         return Ok(p.container.id.clone());
     }
-    let mut st = 0;
-    // SAFETY: our own child, which has exited or is exiting.
-    unsafe { libc::waitpid(pid, &mut st, 0) };
+    // Our own child, which has exited or is exiting.
+    supervise::reap(pid);
     let e = InitError::decode(if msg.is_empty() {
         "125\t0\tthe monitor exited before the container started"
     } else {
@@ -97,18 +104,9 @@ fn monitor(
     mut ready: Option<std::fs::File>,
     exited: Option<(i32, Duration)>,
 ) -> i32 {
-    // SAFETY: detach from the caller's session and terminal.
-    unsafe { libc::setsid() };
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..3 {
-            // SAFETY: replaces the standard streams with /dev/null.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
-    }
+    // Detach from the caller's session and terminal.
+    let _ = rustix::process::setsid();
+    null_stdio();
     let fail = |ready: &mut Option<std::fs::File>, e: RunError| {
         if let Some(r) = ready {
             let _ = r.write_all(
@@ -285,13 +283,12 @@ fn sleep(signals: &Signals, delay: Duration) -> bool {
         if left.is_zero() {
             return true;
         }
-        let mut fds = [libc::pollfd {
-            fd: signals.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: polls our signalfd.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, left.as_millis().max(1) as i32) };
+        let mut fds = [PollFd::from_borrowed_fd(signals.fd(), PollFlags::IN)];
+        let n = rustix::event::poll(
+            &mut fds,
+            Some(&timespec(left.max(Duration::from_millis(1)))),
+        )
+        .unwrap_or(0);
         if n > 0 && ends_the_container(signals.next()) {
             return false;
         }
@@ -320,44 +317,39 @@ fn pump(
     let mut terminated = false;
     let mut buf = [0u8; 16384];
     loop {
-        let mut fds: Vec<libc::pollfd> = std::iter::once(signals.fd())
-            .chain(streams.iter().map(|(_, f)| f.as_raw_fd()))
-            // Last, so the streams keep their places after the signalfd.
-            .chain(health.as_ref().and_then(|h| h.fd()))
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
         if streams.is_empty()
             && let Some(c) = code
         {
             return (c, terminated);
         }
+        let mut fds: Vec<PollFd<'_>> = std::iter::once(signals.fd())
+            .chain(streams.iter().map(|(_, f)| f.as_fd()))
+            // Last, so the streams keep their places after the signalfd.
+            .chain(health.as_ref().and_then(|h| h.fd()))
+            .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
+            .collect();
         let timeout = match (&code, &health) {
-            (Some(_), _) => 100,
-            (None, Some(h)) => h.timeout().as_millis().clamp(1, i32::MAX as u128) as i32,
-            (None, None) => -1,
+            (Some(_), _) => Some(Duration::from_millis(100)),
+            (None, Some(h)) => Some(h.timeout().max(Duration::from_millis(1))),
+            (None, None) => None,
+        }
+        .map(timespec);
+        let n = match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => n,
+            Err(_) => continue,
         };
-        // SAFETY: polls descriptors we own.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if n == 0 && code.is_some() {
             // Ended, and nothing more arrives: something inside still holds the pipe open.
             return (code.unwrap_or(125), terminated);
         }
-        if n < 0 {
-            continue;
-        }
-        if fds[0].revents != 0 {
-            match signals.next() {
-                Some(libc::SIGCHLD) | None => {}
-                Some(sig) => {
-                    terminated |= ends_the_container(Some(sig));
-                    // SAFETY: forwards to our own child.
-                    unsafe { libc::kill(pid, sig) };
-                }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        if ready[0] {
+            let sig = signals.next();
+            if sig != Some(libc::SIGCHLD) {
+                terminated |= ends_the_container(sig);
             }
+            supervise::forward(pid, sig);
         }
         if code.is_none() {
             code = supervise::try_wait(pid);
@@ -368,21 +360,24 @@ fn pump(
             h.tick();
         }
         let mut closed = Vec::new();
-        for (i, f) in fds.iter().enumerate().skip(1).take(streams.len()) {
-            if f.revents == 0 {
+        for (i, (stream, fd)) in streams.iter().enumerate() {
+            if !ready[i + 1] {
                 continue;
             }
-            let (stream, fd) = &streams[i - 1];
-            // SAFETY: reads into our buffer.
-            let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if r > 0 {
-                log.write(*stream, &buf[..r as usize]);
-            } else {
-                closed.push(i - 1);
+            match rustix::io::read(fd, &mut buf) {
+                Ok(r) if r > 0 => log.write(*stream, &buf[..r]),
+                _ => closed.push(i),
             }
         }
         for i in closed.into_iter().rev() {
             streams.remove(i);
         }
+    }
+}
+
+fn timespec(d: Duration) -> Timespec {
+    Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: d.subsec_nanos() as i64,
     }
 }

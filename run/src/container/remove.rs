@@ -23,6 +23,15 @@ pub fn remove(containers: &Containers, reference: &str, force: bool) -> Result<S
     }
     // An external runtime's rootfs is mounted on the host; a dead supervisor may have left it.
     let _ = LinuxSyscall.umount2(&crate::rootfs::rootfs_dir(&c.dir), libc::MNT_DETACH);
-    super::run::remove_dir(&c.dir).map_err(crate::error::io_err("remove", &c.dir))?;
+    // Taken out of sight in one step before it is deleted: a foreground `--rm` whose container
+    // was just killed removes it at the same moment, and whichever renames it first deletes it.
+    // Losing that race means the container is gone, which is what was asked.
+    let trash = super::run::trash_path(&c.dir);
+    match std::fs::rename(&c.dir, &trash) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(reference.to_string()),
+        Err(e) => return Err(crate::error::io_err("remove", &c.dir)(e)),
+    }
+    super::run::remove_dir(&trash).map_err(crate::error::io_err("remove", &c.dir))?;
     Ok(reference.to_string())
 }

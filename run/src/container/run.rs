@@ -10,10 +10,11 @@ use super::{Container, Containers, Meta, State, Status, now, supervise, tty};
 use crate::cgroups::{self, Cgroup, Layout};
 use crate::error::{RunError, io_err};
 use crate::image::{Image, ImageSource};
-use crate::options::{RootfsMode, RunOptions, Runtime};
+use crate::options::{Network, RootfsMode, RunOptions, Runtime};
 use crate::process::init::InitPlan;
 use crate::process::spawn::{self, SpawnError, Stdio};
 use crate::rootfs::{self, RootSource, overlay};
+use crate::seccomp::Program;
 use crate::spec::{self, SpecContext};
 
 /// How `ferry run` ended.
@@ -59,6 +60,11 @@ pub fn run(
     image_ref: &str,
     opts: RunOptions,
 ) -> Result<Outcome, RunError> {
+    // Docker's client refuses this before anything starts: the container's terminal would wait
+    // for keys that never come (a pipe cannot be put in raw mode or give Ctrl-D as EOF).
+    if opts.tty && opts.interactive && !opts.detach && !tty::is_terminal(std::io::stdin()) {
+        return Err(RunError::NotATty);
+    }
     let lock = source.lock().map_err(|e| RunError::Image {
         reference: image_ref.to_string(),
         source: e,
@@ -104,8 +110,10 @@ pub fn prepare(
     image_ref: &str,
     opts: RunOptions,
 ) -> Result<Prepared, RunError> {
-    // SAFETY: plain getters.
-    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (euid, egid) = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
     let rootless = (euid != 0).then_some((euid, egid));
     let has_limits = opts.memory.is_some() || opts.cpus.is_some() || opts.pids_limit.is_some();
     if rootless.is_some() && has_limits {
@@ -146,7 +154,7 @@ pub fn prepare(
         .clone()
         .or_else(|| net.shared.as_ref().map(|s| s.hostname.clone()))
         .unwrap_or_else(|| container.short_id().to_string());
-    write_etc_files(&dir, &hostname)?;
+    write_etc_files(&dir, &hostname, &opts.network)?;
     crate::net::etc::apply(&dir, &opts.add_hosts, &opts.dns)?;
     if let Some(shared) = &net.shared {
         crate::net::copy_shared_files(&dir, shared)?;
@@ -166,7 +174,7 @@ pub fn prepare(
             container_dir: &dir,
             hostname: &hostname,
             rootless,
-            cgroups_path: if external { cgroups_path } else { None },
+            cgroups_path,
             image_name: image_ref,
         },
     )?;
@@ -177,7 +185,10 @@ pub fn prepare(
 
     let cgroup = match (
         external,
-        spec.linux().as_ref().and_then(|l| l.resources().as_ref()),
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .filter(|r| cgroups::limits(r)),
     ) {
         (false, Some(r)) => cgroups::create(&Layout::detect(), &container.id, r)?,
         _ => Cgroup::default(),
@@ -261,51 +272,66 @@ pub fn remove_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Where a container directory goes while it is deleted: `.<id>.removing` beside it, which
+/// `Containers::all` does not list.
+pub fn trash_path(dir: &Path) -> PathBuf {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    dir.with_file_name(format!(".{name}.removing"))
+}
+
 /// Removes a finished container's directory without making the caller wait: it is renamed
 /// out of the way at once (ferry no longer sees it), and a detached process deletes it.
 /// Deleting directories is the slowest part of a short container's life on ext4 with
 /// `discard` (about 4 ms per `rmdir` on this project's hosts).
 pub fn remove_in_background(dir: &Path) {
-    let Some(name) = dir.file_name() else {
-        return;
-    };
-    let trash = dir.with_file_name(format!(".{}.removing", name.to_string_lossy()));
+    let trash = trash_path(dir);
     let target = match std::fs::rename(dir, &trash) {
         Ok(()) => trash,
+        // `ferry rm -f` took it first.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
         Err(_) => dir.to_path_buf(),
     };
+    // A double fork: the remover is nobody's child once the first one has exited.
     // SAFETY: single-threaded; the children only delete files and exit.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            libc::setsid();
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let _ = rustix::process::setsid();
+        // SAFETY: as above; `_exit` skips the parent's atexit handlers.
+        unsafe {
             if libc::fork() == 0 {
                 let _ = remove_dir(&target);
                 libc::_exit(0);
             }
             libc::_exit(0);
         }
-        if pid > 0 {
-            let mut st = 0;
-            libc::waitpid(pid, &mut st, 0);
-        } else {
-            let _ = remove_dir(&target);
-        }
+    }
+    if pid > 0 {
+        supervise::reap(pid);
+    } else {
+        let _ = remove_dir(&target);
     }
 }
 
-fn write_etc_files(dir: &Path, hostname: &str) -> Result<(), RunError> {
+/// Writes the container's `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` into `dir`.
+pub(crate) fn write_etc_files(
+    dir: &Path,
+    hostname: &str,
+    network: &Network,
+) -> Result<(), RunError> {
     let w = |name: &str, text: String| {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(io_err("write", p))
     };
     w("hostname", format!("{hostname}\n"))?;
-    w(
-        "hosts",
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-        ),
-    )?;
+    // As Docker writes them: the host's own file when the container shares the host's network,
+    // else the loopback names only (Docker adds no line for the container's hostname).
+    let hosts = match network {
+        Network::Host | Network::Default => {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        }
+        _ => LOOPBACK_HOSTS.to_string(),
+    };
+    w("hosts", hosts)?;
     // The host's resolver configuration, as Docker copies it (minus nothing: ferry has no
     // bridge, so the host's view is the right one).
     w(
@@ -313,6 +339,9 @@ fn write_etc_files(dir: &Path, hostname: &str) -> Result<(), RunError> {
         std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     )
 }
+
+/// `/etc/hosts` of a container with a network of its own, as Docker writes it.
+const LOOPBACK_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
 
 /// Switches to the copy fallback: materialises the layers into `rootfs/`.
 fn use_copy(p: &mut Prepared, source: Option<&dyn ImageSource>) -> Result<(), RunError> {
@@ -369,9 +398,7 @@ pub fn start(
             Err(e) => {
                 // It must not run without its ports.
                 let _ = super::kill::signal_process(&p.container, &p.meta, pid, libc::SIGKILL);
-                let mut st = 0;
-                // SAFETY: reaps our own child.
-                unsafe { libc::waitpid(pid, &mut st, 0) };
+                supervise::reap(pid);
                 p.published.clear();
                 return Err(e);
             }
@@ -389,6 +416,20 @@ fn spawn_process(
     if let Runtime::External(runtime) = p.opts.runtime.clone() {
         return super::external::start(p, source, &runtime, stdio);
     }
+    // Compiled here, in the supervisor, so a profile the compiler refuses is reported before
+    // anything runs.
+    let seccomp = p
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(Program::compile)
+        .transpose()
+        .map_err(|source| RunError::Seccomp {
+            profile: format!("of container {}", p.container.short_id()),
+            source,
+        })?;
+    let devices = crate::rootfs::device::for_container(&p.opts.devices, p.opts.privileged)?;
     loop {
         let plan = InitPlan {
             spec: p.spec.clone(),
@@ -403,6 +444,8 @@ fn spawn_process(
                 .as_ref()
                 .is_some_and(|l| l.uid_mappings().is_some()),
             init: p.opts.init,
+            seccomp: seccomp.clone(),
+            devices: devices.clone(),
         };
         match spawn::spawn(&plan, stdio) {
             Ok(pid) => return Ok(pid),
@@ -471,7 +514,7 @@ fn foreground(p: &mut Prepared, source: &dyn ImageSource) -> Result<i32, RunErro
     };
     // The size must be right before the command starts, not once the proxy runs.
     if let Some(t) = &pty {
-        tty::copy_winsize(libc::STDIN_FILENO, t.master.as_raw_fd());
+        tty::copy_winsize(std::io::stdin(), &t.master);
     }
     let null: Option<OwnedFd> = if p.opts.interactive || p.opts.tty {
         None

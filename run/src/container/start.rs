@@ -103,6 +103,7 @@ pub fn reload(
 pub fn rearm(p: &mut Prepared) -> Result<(), RunError> {
     if p.meta.runtime.is_none()
         && let Some(r) = p.spec.linux().as_ref().and_then(|l| l.resources().as_ref())
+        && cgroups::limits(r)
     {
         p.cgroup = cgroups::create(&Layout::detect(), &p.container.id, r)?;
     }

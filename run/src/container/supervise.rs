@@ -5,21 +5,13 @@
 //! one that arrives while it starts is forwarded, not lost, and no handler runs.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::{Pid, WaitOptions};
 
 use super::tty;
-use crate::process::signal::exit_status;
-
-/// Forwarded like `docker run`'s sig-proxy.
-pub const FORWARDED: [libc::c_int; 7] = [
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-];
+use crate::process::signal::{self, FORWARDED, exit_status};
 
 /// Blocked signals, readable from a signalfd; the mask is restored on drop.
 pub struct Signals {
@@ -30,7 +22,9 @@ pub struct Signals {
 impl Signals {
     /// Blocks the forwarded signals and `SIGCHLD`.
     pub fn block() -> io::Result<Signals> {
-        // SAFETY: signal-mask calls with zeroed sets; signalfd's descriptor is checked.
+        // rustix has neither sigprocmask (outside its runtime feature) nor signalfd.
+        // SAFETY: signal-mask calls on zeroed sets this function owns; signalfd's descriptor
+        // is checked before it is owned.
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
@@ -51,22 +45,17 @@ impl Signals {
     }
 
     /// The descriptor to poll.
-    pub fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     /// Reads one pending signal (blocks if none).
     pub fn next(&self) -> Option<libc::c_int> {
-        // SAFETY: reads one signalfd_siginfo into a zeroed struct of the right size.
-        unsafe {
-            let mut info: libc::signalfd_siginfo = std::mem::zeroed();
-            let n = libc::read(
-                self.fd.as_raw_fd(),
-                (&mut info as *mut libc::signalfd_siginfo).cast(),
-                std::mem::size_of::<libc::signalfd_siginfo>(),
-            );
-            (n == std::mem::size_of::<libc::signalfd_siginfo>() as isize)
-                .then_some(info.ssi_signo as libc::c_int)
+        // A `struct signalfd_siginfo` is 128 bytes; its first field is the signal number.
+        let mut info = [0u8; 128];
+        match rustix::io::read(&self.fd, &mut info) {
+            Ok(128) => Some(u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32),
+            _ => None,
         }
     }
 }
@@ -80,10 +69,28 @@ impl Drop for Signals {
 
 /// Reaps `pid` if it ended.
 pub fn try_wait(pid: i32) -> Option<i32> {
-    let mut status = 0;
-    // SAFETY: non-blocking wait for our own child.
-    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    (r == pid).then(|| exit_status(status))
+    let p = Pid::from_raw(pid)?;
+    match rustix::process::waitpid(Some(p), WaitOptions::NOHANG) {
+        Ok(Some((_, status))) => Some(exit_status(status)),
+        _ => None,
+    }
+}
+
+/// Waits for `pid` (a child that has ended or is ending) and discards its status.
+pub fn reap(pid: i32) {
+    if let Some(p) = Pid::from_raw(pid) {
+        let _ = rustix::process::waitpid(Some(p), WaitOptions::empty());
+    }
+}
+
+/// Passes a signal read from `signals` on to `pid`; SIGCHLD is for the watcher itself.
+pub fn forward(pid: i32, sig: Option<libc::c_int>) {
+    match sig {
+        Some(libc::SIGCHLD) | None => {}
+        Some(sig) => {
+            let _ = signal::send(pid, sig);
+        }
+    }
 }
 
 /// Waits for `pid`, forwarding signals; returns its exit status.
@@ -92,102 +99,74 @@ pub fn wait(pid: i32, signals: &Signals) -> i32 {
         if let Some(code) = try_wait(pid) {
             return code;
         }
-        match signals.next() {
-            Some(libc::SIGCHLD) | None => {}
-            // SAFETY: signals our own child.
-            Some(sig) => unsafe {
-                libc::kill(pid, sig);
-            },
-        }
+        forward(pid, signals.next());
     }
 }
 
 /// Waits for `pid` while proxying between the user's terminal and the pty `master`.
 pub fn wait_tty(pid: i32, signals: &Signals, master: &OwnedFd, interactive: bool) -> i32 {
     let stdin = io::stdin();
+    let stdout = io::stdout();
     let _raw = tty::RawMode::enter(&stdin);
-    tty::copy_winsize(libc::STDIN_FILENO, master.as_raw_fd());
+    tty::copy_winsize(&stdin, master);
     let mut stdin_open = interactive;
     let mut code = None;
     let mut buf = [0u8; 8192];
+    // After the container ended, drain what its terminal still holds, then stop.
+    let no_wait = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     loop {
         let mut fds = vec![
-            libc::pollfd {
-                fd: signals.fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: master.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(&signals.fd, PollFlags::IN),
+            PollFd::new(master, PollFlags::IN),
         ];
         if stdin_open {
-            fds.push(libc::pollfd {
-                fd: libc::STDIN_FILENO,
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            fds.push(PollFd::new(&stdin, PollFlags::IN));
         }
-        // After the container ended, drain what its terminal still holds, then stop.
-        let timeout = if code.is_some() { 0 } else { -1 };
-        // SAFETY: polls descriptors we own.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        let timeout = code.is_some().then_some(&no_wait);
+        let n = match rustix::event::poll(&mut fds, timeout) {
+            Ok(n) => n,
+            Err(_) => continue,
+        };
         if n == 0 {
             return code.unwrap_or(125);
         }
-        if n < 0 {
-            continue;
-        }
-        if fds[0].revents & libc::POLLIN != 0 {
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        if ready[0] {
             match signals.next() {
-                Some(libc::SIGCHLD) => {}
-                Some(libc::SIGWINCH) => tty::copy_winsize(libc::STDIN_FILENO, master.as_raw_fd()),
-                // SAFETY: signals our own child.
-                Some(sig) => unsafe {
-                    libc::kill(pid, sig);
-                },
-                None => {}
+                Some(libc::SIGWINCH) => tty::copy_winsize(&stdin, master),
+                sig => forward(pid, sig),
             }
             if code.is_none() {
                 code = try_wait(pid);
             }
         }
-        if fds[1].revents != 0 {
-            // SAFETY: reads into our buffer.
-            let r = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if r > 0 {
-                write_all(libc::STDOUT_FILENO, &buf[..r as usize]);
-            } else {
+        if ready[1] {
+            match rustix::io::read(master, &mut buf) {
+                Ok(r) if r > 0 => write_all(stdout.as_fd(), &buf[..r]),
                 // EIO: every slave descriptor is closed; the container is gone or going.
-                let status = code.unwrap_or_else(|| wait(pid, signals));
-                return status;
+                _ => return code.unwrap_or_else(|| wait(pid, signals)),
             }
         }
-        if stdin_open && fds.get(2).is_some_and(|f| f.revents != 0) {
-            // SAFETY: reads into our buffer.
-            let r = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
-            if r > 0 {
-                write_all(master.as_raw_fd(), &buf[..r as usize]);
-            } else {
-                stdin_open = false;
+        if stdin_open && ready.get(2) == Some(&true) {
+            match rustix::io::read(&stdin, &mut buf) {
+                Ok(r) if r > 0 => write_all(master.as_fd(), &buf[..r]),
+                _ => stdin_open = false,
             }
         }
     }
 }
 
-/// Writes a whole buffer to a descriptor, retrying short writes.
-pub fn write_all(fd: RawFd, mut data: &[u8]) {
+/// Writes a whole buffer to a descriptor, retrying short and interrupted writes.
+pub fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) {
     while !data.is_empty() {
-        // SAFETY: writes from our buffer.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n <= 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
+        match rustix::io::write(fd, data) {
+            Ok(n) if n > 0 => data = &data[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            _ => return,
         }
-        data = &data[n as usize..];
     }
 }

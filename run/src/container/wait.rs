@@ -19,8 +19,24 @@ pub fn wait_container(c: &Container) -> Result<i32, RunError> {
         .dir
         .with_file_name(format!(".{}.removing", c.id))
         .join("state.json");
+    // When the process is gone but nobody has recorded how it ended yet.
+    let mut unrecorded_since: Option<std::time::Instant> = None;
     loop {
         let s = if c.dir.exists() {
+            let s = c.state();
+            let settling = match s.status {
+                // Its supervisor records the status in a moment (a monitor that is gone never
+                // will; a foreground `ferry run` is given two seconds).
+                Status::Running if !s.alive() => {
+                    let since = *unrecorded_since.get_or_insert_with(std::time::Instant::now);
+                    s.monitor_alive() || since.elapsed() < Duration::from_secs(2)
+                }
+                _ => false,
+            };
+            if settling {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             c.current_state()
         } else {
             match super::read_json::<State>(&removing) {

@@ -128,16 +128,7 @@ fn child(
         unsafe { libc::_exit(1) }
     }
     // Its standard streams may be the caller's terminal or pipes: keep none of them open.
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..3 {
-            // SAFETY: replaces a standard stream with /dev/null.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
-    }
+    crate::container::monitor::null_stdio();
     let keep: Vec<i32> = listeners
         .iter()
         .map(|l| l.fd.as_raw_fd())

@@ -7,9 +7,11 @@
 //! connections live on the host and the ones it opens live in the container. Nothing to
 //! configure (no bridge, no iptables) and it works on Linux 3.10 and rootless.
 //!
-//! One thread, level-triggered epoll. Each direction of a connection reads into a shared
-//! scratch buffer and writes at once; only what the receiver does not take is kept (and
-//! reading from that side pauses until it is taken), so an idle connection costs no memory.
+//! One thread, level-triggered epoll. Each direction of a connection starts by copying through
+//! a shared scratch buffer (`recv`/`send`: a request or a small answer costs two calls and no
+//! descriptor); once it carries bulk (a read fills the buffer) it moves to `splice(2)` through
+//! a pipe of its own (socket → pipe → socket: the bytes are never copied into the proxy). It
+//! reads again only once the receiver took what was read, so an idle connection holds nothing.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -28,8 +30,12 @@ use super::ports::Protocol;
 /// How long a UDP client without traffic keeps its socket in the container (docker-proxy's
 /// connection-tracking timeout).
 const UDP_IDLE: Duration = Duration::from_secs(90);
-/// One read at most; shared by every connection.
-const SCRATCH: usize = 256 * 1024;
+/// One copied read at most; shared by every connection. A read that fills it turns its
+/// direction to splicing.
+const SCRATCH: usize = 64 * 1024;
+/// The pipe a bulk direction splices through (the kernel allocates its pages as they fill;
+/// 1 MiB is the default `pipe-max-size`).
+const PIPE_SIZE: usize = 1024 * 1024;
 /// Reads per event before other connections get their turn.
 const ROUNDS: usize = 16;
 
@@ -60,14 +66,55 @@ struct Conn {
     parked: [bool; 2],
 }
 
-#[derive(Default)]
 struct Half {
-    /// Read but not yet written.
+    /// The pipe bytes are spliced through (read end, write end), once the direction carries
+    /// bulk.
+    pipe: Option<(OwnedFd, OwnedFd)>,
+    /// Bytes in the pipe, not yet written.
+    in_pipe: usize,
+    /// Splicing (bulk seen, and the kernel can splice these sockets).
+    splice: bool,
+    /// False once the kernel refused to splice these sockets.
+    can_splice: bool,
+    /// Read but not yet written (copy mode).
     pending: Vec<u8>,
     /// The reading side sent FIN.
     eof: bool,
     /// FIN passed on to the writing side.
     shut: bool,
+}
+
+impl Default for Half {
+    fn default() -> Self {
+        Half {
+            pipe: None,
+            in_pipe: 0,
+            splice: false,
+            can_splice: true,
+            pending: Vec::new(),
+            eof: false,
+            shut: false,
+        }
+    }
+}
+
+impl Half {
+    /// Whether bytes wait to be written.
+    fn holds(&self) -> bool {
+        self.in_pipe > 0 || !self.pending.is_empty()
+    }
+
+    fn pipe(&mut self) -> Result<&(OwnedFd, OwnedFd), Errno> {
+        if self.pipe.is_none() {
+            let (r, w) = rustix::pipe::pipe_with(
+                rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+            )?;
+            // Larger than the default 64 KiB for throughput; the default works too.
+            let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
+            self.pipe = Some((r, w));
+        }
+        Ok(self.pipe.as_ref().expect("just made"))
+    }
 }
 
 /// One UDP client: a socket in the container connected to the container port.
@@ -279,7 +326,7 @@ impl Relay {
                 // Room to write on `side`: flush what was read from the other side, and read
                 // on from it if it was parked.
                 ok = flush(c, other);
-                if ok && c.parked[other] && c.halves[other].pending.is_empty() {
+                if ok && c.parked[other] && !c.halves[other].holds() {
                     ok = pump(c, other, &mut self.scratch);
                 }
             }
@@ -293,7 +340,7 @@ impl Relay {
                 && flags.contains(EventFlags::HUP)
                 && !c.parked[side]
                 && c.halves[other].shut
-                && (c.halves[side].eof || !c.halves[side].pending.is_empty())
+                && (c.halves[side].eof || c.halves[side].holds())
             {
                 c.parked[side] = true;
                 let _ = epoll::delete(&self.epoll, &c.fds[side]);
@@ -429,10 +476,10 @@ fn interest(c: &Conn, side: usize) -> EventFlags {
         return EventFlags::OUT;
     }
     let reading = &c.halves[side];
-    if reading.pending.is_empty() && !reading.eof {
+    if !reading.holds() && !reading.eof {
         f |= EventFlags::IN;
     }
-    if !c.halves[1 - side].pending.is_empty() {
+    if c.halves[1 - side].holds() {
         f |= EventFlags::OUT;
     }
     f
@@ -453,44 +500,91 @@ fn finish_connect(c: &mut Conn) -> bool {
 /// receiver is full, or this connection had its turn. Returns false when the connection is
 /// broken.
 fn pump(c: &mut Conn, side: usize, scratch: &mut [u8]) -> bool {
-    let other = 1 - side;
     for _ in 0..ROUNDS {
-        if !c.halves[side].pending.is_empty() || c.halves[side].eof {
+        let h = &mut c.halves[side];
+        if h.holds() || h.eof {
             return true;
         }
-        let n = match rustix::net::recv(&c.fds[side], &mut scratch[..], RecvFlags::empty()) {
-            Ok((0, _)) => {
+        let read = if h.splice {
+            let Ok((_, w)) = h.pipe() else {
+                h.splice = false;
+                h.can_splice = false;
+                continue;
+            };
+            match rustix::pipe::splice(
+                &c.fds[side],
+                None,
+                w,
+                None,
+                PIPE_SIZE,
+                rustix::pipe::SpliceFlags::NONBLOCK | rustix::pipe::SpliceFlags::MOVE,
+            ) {
+                Ok(n) => {
+                    h.in_pipe += n;
+                    Ok(n)
+                }
+                // Not spliceable here: copy instead, from now on.
+                Err(Errno::INVAL | Errno::NOSYS) => {
+                    h.splice = false;
+                    h.can_splice = false;
+                    continue;
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            match rustix::net::recv(&c.fds[side], &mut scratch[..], RecvFlags::empty()) {
+                Ok((n, _)) => {
+                    h.pending.extend_from_slice(&scratch[..n]);
+                    h.splice = n == scratch.len() && h.can_splice;
+                    Ok(n)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match read {
+            Ok(0) => {
                 c.halves[side].eof = true;
                 return flush(c, side);
             }
-            Ok((n, _)) => n,
+            Ok(_) => {
+                if !flush(c, side) {
+                    return false;
+                }
+            }
             Err(Errno::AGAIN) => return true,
             Err(Errno::INTR) => continue,
-            Err(_) => return false,
-        };
-        match rustix::net::send(&c.fds[other], &scratch[..n], SendFlags::NOSIGNAL) {
-            Ok(m) if m == n => {}
-            Ok(m) => {
-                c.halves[side].pending.extend_from_slice(&scratch[m..n]);
-                return true;
-            }
-            Err(Errno::AGAIN) => {
-                c.halves[side].pending.extend_from_slice(&scratch[..n]);
-                return true;
-            }
             Err(_) => return false,
         }
     }
     true
 }
 
-/// Writes what `half` (read from its side) holds back to the other side; passes FIN on once
+/// Writes what `half` (read from its side) holds to the other side; passes FIN on once
 /// everything is written. Returns false when the connection is broken.
 fn flush(c: &mut Conn, half: usize) -> bool {
-    let dst = 1 - half;
+    let dst = &c.fds[1 - half];
     let h = &mut c.halves[half];
+    while h.in_pipe > 0 {
+        let Some((r, _)) = &h.pipe else {
+            return false;
+        };
+        match rustix::pipe::splice(
+            r,
+            None,
+            dst,
+            None,
+            h.in_pipe,
+            rustix::pipe::SpliceFlags::NONBLOCK | rustix::pipe::SpliceFlags::MOVE,
+        ) {
+            Ok(0) => return false,
+            Ok(m) => h.in_pipe -= m,
+            Err(Errno::AGAIN) => return true,
+            Err(Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
     while !h.pending.is_empty() {
-        match rustix::net::send(&c.fds[dst], &h.pending, SendFlags::NOSIGNAL) {
+        match rustix::net::send(dst, &h.pending, SendFlags::NOSIGNAL) {
             Ok(m) => {
                 h.pending.drain(..m);
             }
@@ -504,7 +598,7 @@ fn flush(c: &mut Conn, half: usize) -> bool {
     if h.eof && !h.shut {
         h.shut = true;
         // The peer may already be gone; the connection ends when both halves are shut.
-        let _ = rustix::net::shutdown(&c.fds[dst], Shutdown::Write);
+        let _ = rustix::net::shutdown(dst, Shutdown::Write);
     }
     true
 }

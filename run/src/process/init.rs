@@ -1,16 +1,19 @@
 //! What the container's first process does between `clone` and `execve`, in this order:
 //! join cgroups, build the rootfs and `pivot_root` into it, set the hostname, create the working
-//! directory, start a session, drop capabilities and switch user, forbid new privileges, then
-//! execute the command (or, with `--init`, become a small init that runs it).
+//! directory, start a session, then [`privileges::drop_privileges`] (limits, capabilities, user,
+//! no_new_privs, seccomp), then execute the command (or, with `--init`, become a small init that
+//! runs it).
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 
-use super::caps;
 use super::exec::{self, InitError};
+use super::privileges::{self, Privileges};
+use crate::rootfs::device::Node;
 use crate::rootfs::{self, RootSource};
+use crate::seccomp::Program;
 use crate::syscall::Syscall;
 
 /// Everything the first process needs, computed by the supervisor before `clone`.
@@ -32,6 +35,10 @@ pub struct InitPlan {
     pub rootless: bool,
     /// `--init`.
     pub init: bool,
+    /// The compiled `linux.seccomp` of the spec.
+    pub seccomp: Option<Program>,
+    /// `--device` nodes (or the host's with `--privileged`).
+    pub devices: Vec<Node>,
 }
 
 fn sys_err(what: impl std::fmt::Display, e: std::io::Error) -> InitError {
@@ -69,16 +76,20 @@ fn setup(sys: &dyn Syscall, plan: &InitPlan) -> Result<(), InitError> {
             .map_err(|e| sys_err("bring up the loopback interface", e))?;
     }
 
-    let console = plan.console.as_ref().map(|(_, p)| p.as_path());
-    rootfs::prepare(
-        sys,
-        spec,
-        &plan.rootfs,
-        &plan.source,
-        console,
-        plan.privileged,
-    )
-    .map_err(|e| {
+    let cgroups: Vec<PathBuf> = plan
+        .cgroup_procs
+        .iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
+    let extras = rootfs::Extras {
+        console: plan.console.as_ref().map(|(_, p)| p.as_path()),
+        privileged: plan.privileged,
+        devices: &plan.devices,
+        // A user namespace may not make device nodes; its nodes are bound instead.
+        mknod: plan.privileged && !plan.rootless,
+        cgroups: &cgroups,
+    };
+    rootfs::prepare(sys, spec, &plan.rootfs, &plan.source, &extras).map_err(|e| {
         let overlay_unavailable = matches!(plan.source, RootSource::Overlay(_))
             && e.step.starts_with("mount overlay")
             && matches!(
@@ -111,39 +122,15 @@ fn setup(sys: &dyn Syscall, plan: &InitPlan) -> Result<(), InitError> {
     // and can push input into the host shell with TIOCSTI (CVE-2017-5226 in bubblewrap).
     sys.setsid().map_err(|e| sys_err("start a session", e))?;
     if let Some((fd, _)) = plan.console {
+        // SAFETY: the supervisor keeps the pty slave open until this process has executed.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         sys.set_controlling_tty(fd)
             .map_err(|e| sys_err("attach the terminal", e))?;
     }
-
-    let user = process.user();
-    let keep = caps::bounding_to_keep(&process);
-    caps::drop_bounding(sys, keep).map_err(|e| sys_err("drop capabilities", e))?;
-    if !plan.rootless {
-        // A rootless user namespace has setgroups denied (CVE-2014-8989 made it so); its
-        // only group is the mapped one.
-        sys.setgroups(user.additional_gids().as_deref().unwrap_or_default())
-            .map_err(|e| sys_err("set supplementary groups", e))?;
-    }
-    sys.setgid(user.gid())
-        .map_err(|e| sys_err(format_args!("set gid {}", user.gid()), e))?;
-    sys.setuid(user.uid())
-        .map_err(|e| sys_err(format_args!("set uid {}", user.uid()), e))?;
-    // Root keeps the set in permitted/effective; inheritable is emptied (CVE-2022-24769). For
-    // any other uid setuid already cleared them and execve would anyway.
-    let (eff, perm) = if user.uid() == 0 {
-        (keep, keep)
-    } else {
-        (0, 0)
-    };
-    sys.capset(eff, perm, 0)
-        .map_err(|e| sys_err("set capabilities", e))?;
-    if process.no_new_privileges().unwrap_or(false) {
-        sys.set_no_new_privs()
-            .map_err(|e| sys_err("set no_new_privs", e))?;
-    }
-    sys.chdir(&cwd)
-        .map_err(|e| sys_err(format_args!("enter working directory {}", cwd.display()), e))?;
-    Ok(())
+    privileges::drop_privileges(
+        sys,
+        &Privileges::of(&process, plan.rootless, plan.seccomp.as_ref()),
+    )
 }
 
 /// `/proc/<pid>/…` of a host pid, for the supervisor.
@@ -194,6 +181,11 @@ mod tests {
             },
         )
         .unwrap();
+        let seccomp = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .map(|s| Program::compile(s).unwrap());
         let plan = InitPlan {
             spec,
             rootfs: cdir.join("rootfs"),
@@ -209,6 +201,8 @@ mod tests {
             privileged: false,
             rootless: false,
             init: false,
+            seccomp,
+            devices: vec![],
         };
         (dir, plan)
     }
@@ -270,6 +264,9 @@ mod tests {
             |c| matches!(c, Call::MkdirAll(p) if p == Path::new("/app")),
         );
         let setsid = index(&calls, |c| matches!(c, Call::Setsid));
+        // Without no_new_privs (Docker's default) the filter needs CAP_SYS_ADMIN: it goes on
+        // before the capabilities go.
+        let seccomp = index(&calls, |c| matches!(c, Call::Seccomp(_)));
         let bounding = index(&calls, |c| matches!(c, Call::CapbsetDrop(_)));
         let groups = index(
             &calls,
@@ -278,19 +275,41 @@ mod tests {
         let gid = index(&calls, |c| matches!(c, Call::Setgid(1000)));
         let uid = index(&calls, |c| matches!(c, Call::Setuid(1000)));
         let capset = index(&calls, |c| matches!(c, Call::Capset(0, 0, 0)));
-        let nnp = index(&calls, |c| matches!(c, Call::SetNoNewPrivs));
         let chdir = index(
             &calls,
             |c| matches!(c, Call::Chdir(p) if p == Path::new("/app")),
         );
         let order = [
             cgroup, lo, slave, overlay, proc_, dev, null, pivot, detach, masked, host, workdir,
-            setsid, bounding, groups, gid, uid, capset, nnp, chdir,
+            setsid, seccomp, bounding, groups, gid, uid, capset, chdir,
         ];
         assert!(
             order.windows(2).all(|w| w[0] < w[1]),
             "steps out of order: {order:?}\n{calls:#?}"
         );
+        assert!(!calls.iter().any(|c| matches!(c, Call::SetNoNewPrivs)));
+        // With no_new_privs the filter is the very last step.
+        let (_d2, nnp_plan) = self::plan(&RunOptions {
+            no_new_privileges: true,
+            ulimits: vec!["nofile=10:20".parse().unwrap()],
+            ..RunOptions::default()
+        });
+        let sys_nnp = RecordingSyscall::default();
+        setup(&sys_nnp, &nnp_plan).unwrap();
+        let nnp_calls = sys_nnp.calls();
+        let tail: Vec<&Call> = nnp_calls[nnp_calls.len() - 4..].iter().collect();
+        assert!(
+            matches!(
+                tail.as_slice(),
+                [Call::Capset(..), Call::SetNoNewPrivs, Call::Chdir(_), Call::Seccomp(n)] if *n > 100
+            ),
+            "{tail:#?}"
+        );
+        // Limits are set first, while CAP_SYS_RESOURCE is held.
+        let rlimit = index(&nnp_calls, |c| {
+            matches!(c, Call::Setrlimit(crate::syscall::Resource::Nofile, 10, 20))
+        });
+        assert!(rlimit < index(&nnp_calls, |c| matches!(c, Call::CapbsetDrop(_))));
         // Nothing is mounted after credentials are dropped.
         assert!(!calls[gid..].iter().any(|c| matches!(c, Call::Mount { .. })));
         // Every mount but devpts and the device binds is nodev.
@@ -334,7 +353,7 @@ mod tests {
         setup(&sys, &plan_p).unwrap();
         let calls = sys.calls();
         // Only what ferry itself does not hold is dropped.
-        let held = caps::held();
+        let held = crate::process::caps::held();
         assert!(
             !calls
                 .iter()

@@ -1,23 +1,17 @@
 //! `--init`: a minimal init as PID 1 that runs the command as its child, forwards signals to
 //! it, reaps every orphan, and exits with the command's status (128+N for signal N), like tini.
 //!
-//! It is ferry's own code, already in memory, so the image needs no init binary.
+//! It is ferry's own code, already in memory, so the image needs no init binary. Being a fork of
+//! ferry, it would show ferry's command line (host paths) in `/proc/1/cmdline`; it rewrites that
+//! to `ferry-init -- COMMAND…`, as `docker-init -- COMMAND…` reads under Docker.
 
 use std::ffi::CString;
 
-use super::exec::{self, InitError};
-use crate::syscall::Syscall;
+use rustix::process::WaitOptions;
 
-const FORWARDED: [libc::c_int; 8] = [
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGCONT,
-];
+use super::exec::{self, InitError};
+use super::signal::{self, FORWARDED};
+use crate::syscall::Syscall;
 
 /// Becomes the init; returns only if the command could not be started.
 pub fn run_init(sys: &dyn Syscall, args: &[String], env: &[String]) -> InitError {
@@ -27,19 +21,22 @@ pub fn run_init(sys: &dyn Syscall, args: &[String], env: &[String]) -> InitError
     if let Err(e) = sys.set_dumpable(false) {
         return InitError::setup(format!("cannot protect the init: {e}"));
     }
-    // SAFETY: prctl with a static NUL-terminated name.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"ferry-init".as_ptr(), 0, 0, 0) };
-    // SAFETY: block the forwarded signals (and SIGCHLD) so they are taken with sigwaitinfo.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
+    let _ = rustix::thread::set_name(c"ferry-init");
+    hide_command_line(args);
+    // rustix has no sigprocmask outside its runtime feature.
+    // SAFETY: blocks the forwarded signals (and SIGCHLD) in a zeroed set this function owns,
+    // so they are taken with sigwaitinfo below.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         for s in FORWARDED.iter().chain(&[libc::SIGCHLD]) {
             libc::sigaddset(&mut set, *s);
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+        set
+    };
     exec::close_fds_except(ERROR_FD.load(std::sync::atomic::Ordering::SeqCst));
-    // SAFETY: single-threaded; the child only execs.
+    // SAFETY: single-threaded; the child only resets its signals and executes the command.
     let child = unsafe { libc::fork() };
     if child < 0 {
         return InitError::setup(format!(
@@ -56,32 +53,74 @@ pub fn run_init(sys: &dyn Syscall, args: &[String], env: &[String]) -> InitError
     // The init's own copy of the error pipe must go, or the supervisor would wait for it.
     close_error_pipe();
     loop {
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waits for one of the blocked signals.
-        let sig = unsafe { libc::sigwaitinfo(&set, &mut info) };
+        // SAFETY: waits for one of the signals blocked above; `info` is a zeroed siginfo_t.
+        let sig = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::sigwaitinfo(&set, &mut info)
+        };
         if sig == libc::SIGCHLD {
-            loop {
-                let mut status = 0;
-                // SAFETY: reaps any exited child without blocking.
-                let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-                if pid <= 0 {
-                    break;
-                }
-                if pid == child {
-                    let code = if libc::WIFEXITED(status) {
-                        libc::WEXITSTATUS(status)
-                    } else {
-                        128 + libc::WTERMSIG(status)
-                    };
-                    // SAFETY: exits the init, which ends the container.
+            // Reap every exited child without blocking; the command's status is the init's.
+            while let Ok(Some((pid, status))) = rustix::process::waitpid(None, WaitOptions::NOHANG)
+            {
+                if pid.as_raw_nonzero().get() == child {
+                    let code = signal::exit_status(status);
+                    // SAFETY: ends the init, which ends the container.
                     unsafe { libc::_exit(code) };
                 }
             }
         } else if sig > 0 {
-            // SAFETY: forwards to the command's process.
-            unsafe { libc::kill(child, sig) };
+            let _ = signal::send(child, sig);
         }
     }
+}
+
+/// Rewrites this process's `/proc/self/cmdline` (the memory the kernel reads it from) to
+/// `ferry-init -- ARGS…`, and blanks its environment block, which still holds the host's.
+///
+/// PR_SET_MM would move the kernel's pointers but needs CAP_SYS_RESOURCE; writing over the
+/// original strings needs nothing. The kernel shows everything up to the first NUL when the
+/// last byte of the block is not NUL (setproctitle's convention), so the text goes first and
+/// the block's last byte is set to a space.
+fn hide_command_line(args: &[String]) {
+    let Some((arg_start, arg_end, env_start, env_end)) = memory_layout() else {
+        return;
+    };
+    let title = std::iter::once("ferry-init --")
+        .chain(args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let len = arg_end.saturating_sub(arg_start);
+    if len < 2 {
+        return;
+    }
+    let mut block = vec![0u8; len];
+    let n = title.len().min(len - 2);
+    block[..n].copy_from_slice(&title.as_bytes()[..n]);
+    block[len - 1] = b' ';
+    // SAFETY: [arg_start, arg_end) and [env_start, env_end) are this process's argument and
+    // environment strings on its own stack, mapped and writable for its whole life (the
+    // kernel reports them in /proc/self/stat). Nothing reads them any more: the command's
+    // arguments and environment were copied out of the spec, not taken from here.
+    unsafe {
+        std::ptr::copy_nonoverlapping(block.as_ptr(), arg_start as *mut u8, len);
+        if env_end > env_start && env_start >= arg_end {
+            std::ptr::write_bytes(env_start as *mut u8, 0, env_end - env_start);
+        }
+    }
+}
+
+/// `arg_start`, `arg_end`, `env_start`, `env_end` from `/proc/self/stat` (fields 48–51, 3.5+).
+fn memory_layout() -> Option<(usize, usize, usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces; fields resume after the last ')', at field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<usize> = rest
+        .split_whitespace()
+        .skip(45)
+        .take(4)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    (f.len() == 4 && f[0] != 0 && f[1] > f[0]).then(|| (f[0], f[1], f[2], f[3]))
 }
 
 /// Set by the supervisor before `clone`: the write end of the error pipe.
@@ -90,7 +129,7 @@ pub static ERROR_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32
 fn close_error_pipe() {
     let fd = ERROR_FD.swap(-1, std::sync::atomic::Ordering::SeqCst);
     if fd >= 0 {
-        // SAFETY: closes a descriptor this process owns.
+        // SAFETY: closes a descriptor this process owns and no longer uses.
         unsafe { libc::close(fd) };
     }
 }
@@ -100,9 +139,9 @@ pub fn report_and_exit(err: &InitError) -> ! {
     let fd = ERROR_FD.load(std::sync::atomic::Ordering::SeqCst);
     if fd >= 0 {
         let msg = CString::new(err.encode().replace('\0', " ")).unwrap_or_default();
-        let bytes = msg.as_bytes();
-        // SAFETY: writes a buffer this process owns.
-        unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        // SAFETY: the descriptor stays open until this process exits, just below.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let _ = rustix::io::write(fd, msg.as_bytes());
     }
     // SAFETY: ends the process without running the parent's destructors or atexit handlers.
     unsafe { libc::_exit(err.code as i32) }

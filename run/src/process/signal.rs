@@ -1,4 +1,34 @@
-//! Signal names and numbers (`ferry kill -s TERM`, StopSignal), and Docker's exit status.
+//! Signal names and numbers (`ferry kill -s TERM`, StopSignal), the signals passed on to a
+//! container, sending one, and Docker's exit status.
+
+/// What a foreground `ferry run`/`exec`, a detached container's monitor and the `--init` pass on
+/// to the container's process, like `docker run`'s sig-proxy (SIGCHLD is theirs; SIGKILL and
+/// SIGSTOP cannot be caught).
+pub const FORWARDED: [libc::c_int; 8] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGCONT,
+];
+
+/// Sends `sig` to the process `pid`.
+pub fn send(pid: i32, sig: i32) -> std::io::Result<()> {
+    let pid = rustix::process::Pid::from_raw(pid).ok_or(std::io::ErrorKind::InvalidInput)?;
+    use rustix::process::Signal;
+    let sig = match Signal::from_named_raw(sig) {
+        Some(s) => s,
+        // rustix names no real-time signal, since libc keeps some for its own threads.
+        // SAFETY: that reservation concerns this process's handlers; kill(2) itself takes any
+        // number from 1 to 64, and the signal goes to another process.
+        None if (1..=64).contains(&sig) => unsafe { Signal::from_raw_unchecked(sig) },
+        None => return Err(std::io::ErrorKind::InvalidInput.into()),
+    };
+    Ok(rustix::process::kill_process(pid, sig)?)
+}
 
 /// Parses `TERM`, `SIGTERM`, `sigterm` or `15`.
 pub fn parse(s: &str) -> Option<i32> {
@@ -37,11 +67,11 @@ const NAMES: [(&str, i32); 23] = [
 ];
 
 /// Docker's exit status for a `waitpid` status: the exit code, or 128+N when killed by N.
-pub fn exit_status(status: libc::c_int) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
+pub fn exit_status(status: rustix::process::WaitStatus) -> i32 {
+    if let Some(code) = status.exit_status() {
+        code
+    } else if let Some(sig) = status.terminating_signal() {
+        128 + sig
     } else {
         125
     }

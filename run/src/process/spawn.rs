@@ -3,14 +3,14 @@
 //! command was executed or what failed first.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::exec::InitError;
 use super::init::{self, InitPlan};
 use super::reaper::{ERROR_FD, report_and_exit};
-use crate::syscall::LinuxSyscall;
+use crate::syscall::{LinuxSyscall, Syscall};
 
 /// Where the container's standard streams come from; `None` inherits the supervisor's.
 #[derive(Debug, Clone, Copy, Default)]
@@ -59,14 +59,9 @@ pub fn clone_flags(spec: &Spec) -> libc::c_int {
         .fold(0, |a, b| a | b)
 }
 
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptors from pipe2.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
 
 /// Starts the container's first process; returns its host pid once the command is executing.
@@ -115,13 +110,19 @@ pub fn spawn(plan: &InitPlan, stdio: Stdio) -> Result<i32, SpawnError> {
                 report_and_exit(&InitError::setup("the supervisor went away"));
             }
         }
+        let sys = LinuxSyscall;
         for (target, fd) in stdio.fds.iter().enumerate() {
             if let Some(fd) = fd {
-                // SAFETY: duplicates a descriptor we own onto a standard stream.
-                unsafe { libc::dup2(*fd, target as RawFd) };
+                // SAFETY: the caller keeps `stdio`'s descriptors open until the command runs.
+                let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
+                if let Err(e) = sys.dup_stdio(fd, target as RawFd) {
+                    report_and_exit(&InitError::setup(format!(
+                        "cannot set up the standard streams: {e}"
+                    )));
+                }
             }
         }
-        let err = init::run(&LinuxSyscall, plan);
+        let err = init::run(&sys, plan);
         report_and_exit(&err);
     }
     let pid = pid as i32;
@@ -145,12 +146,8 @@ pub fn spawn(plan: &InitPlan, stdio: Stdio) -> Result<i32, SpawnError> {
 }
 
 fn kill_and_reap(pid: i32) {
-    // SAFETY: our own child.
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-        let mut st = 0;
-        libc::waitpid(pid, &mut st, 0);
-    }
+    let _ = super::signal::send(pid, libc::SIGKILL);
+    crate::container::supervise::reap(pid);
 }
 
 /// Maps the container's root to the caller (rootless). `setgroups` is denied first: an

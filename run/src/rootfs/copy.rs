@@ -54,10 +54,14 @@ fn apply_dir(src: &Path, dst: &Path) -> io::Result<()> {
             std::fs::copy(&from, &to)?;
         } else {
             // Devices, fifos, sockets: recreate the node (root only; skipped when refused).
-            use std::os::unix::ffi::OsStrExt;
-            let c = std::ffi::CString::new(to.as_os_str().as_bytes())?;
-            // SAFETY: NUL-terminated path.
-            unsafe { libc::mknod(c.as_ptr(), meta.mode(), meta.rdev()) };
+            use rustix::fs::{CWD, FileType, Mode};
+            let _ = rustix::fs::mknodat(
+                CWD,
+                &to,
+                FileType::from_raw_mode(meta.mode()),
+                Mode::from_raw_mode(meta.mode()),
+                meta.rdev(),
+            );
             continue;
         }
         set_owner_mode(&to, &meta)?;

@@ -2,6 +2,7 @@
 //! (overlayfs, or a copy), Docker's standard mounts and volumes, a minimal `/dev`, then
 //! `pivot_root`, masked and read-only paths.
 
+pub mod cgroupfs;
 pub mod copy;
 pub mod device;
 pub mod mount;
@@ -40,6 +41,21 @@ fn step<T>(what: impl FnOnce() -> String, r: io::Result<T>) -> Result<T, StepErr
     })
 }
 
+/// What the rootfs needs besides the spec.
+#[derive(Debug, Clone, Default)]
+pub struct Extras<'a> {
+    /// The pty slave with `-t` (`/dev/console`).
+    pub console: Option<&'a Path>,
+    /// `--privileged`: nothing `nodev`.
+    pub privileged: bool,
+    /// `--device` nodes, or the host's with `--privileged`.
+    pub devices: &'a [device::Node],
+    /// Make `devices` with `mknod` (privileged root) rather than bind them.
+    pub mknod: bool,
+    /// The container's own cgroup directories on the host, for `/sys/fs/cgroup`.
+    pub cgroups: &'a [PathBuf],
+}
+
 /// Builds the root file system at `rootfs` and moves into it. On success the process's root is
 /// the container's and its working directory is `/`.
 pub fn prepare(
@@ -47,9 +63,9 @@ pub fn prepare(
     spec: &Spec,
     rootfs: &Path,
     source: &RootSource,
-    console: Option<&Path>,
-    privileged: bool,
+    extras: &Extras<'_>,
 ) -> Result<(), StepError> {
+    let privileged = extras.privileged;
     // Nothing mounted from here on may propagate back to the host; host mounts still
     // propagate in (`rslave`, runc's default).
     step(
@@ -100,14 +116,22 @@ pub fn prepare(
         }
     }
     for m in spec.mounts().as_deref().unwrap_or_default() {
-        step(
-            || format!("mount {}", m.destination().display()),
-            mount::mount_entry(sys, rootfs, m, nodev),
-        )?;
+        let r = if m.typ().as_deref() == Some("cgroup") {
+            let opts = mount::parse_options(m.options().as_deref().unwrap_or_default());
+            cgroupfs::mount(
+                sys,
+                &secure_join::secure_join(rootfs, m.destination()),
+                extras.cgroups,
+                opts.flags & libc::MS_RDONLY,
+            )
+        } else {
+            mount::mount_entry(sys, rootfs, m, nodev)
+        };
+        step(|| format!("mount {}", m.destination().display()), r)?;
     }
     step(
         || "populate /dev".into(),
-        device::populate(sys, rootfs, console),
+        device::populate(sys, rootfs, extras.console, extras.devices, extras.mknod),
     )?;
 
     // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the

@@ -121,28 +121,21 @@ pub fn remount(sys: &dyn Syscall, dest: &Path, flags: MountFlags) -> io::Result<
 }
 
 fn locked_flags(path: &Path) -> MountFlags {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+    use rustix::fs::StatVfsMountFlags as St;
+    let Ok(st) = rustix::fs::statvfs(path) else {
         return 0;
     };
-    // SAFETY: statvfs fills the zeroed struct; the path is NUL-terminated.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return 0;
-    }
-    let f = st.f_flag;
     [
-        (libc::ST_RDONLY, libc::MS_RDONLY),
-        (libc::ST_NOSUID, libc::MS_NOSUID),
-        (libc::ST_NODEV, libc::MS_NODEV),
-        (libc::ST_NOEXEC, libc::MS_NOEXEC),
-        (libc::ST_NOATIME, libc::MS_NOATIME),
-        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        // musl's headers lack ST_RELATIME; the kernel's value is 0x1000.
-        (0x1000, libc::MS_RELATIME),
+        (St::RDONLY, libc::MS_RDONLY),
+        (St::NOSUID, libc::MS_NOSUID),
+        (St::NODEV, libc::MS_NODEV),
+        (St::NOEXEC, libc::MS_NOEXEC),
+        (St::NOATIME, libc::MS_NOATIME),
+        (St::NODIRATIME, libc::MS_NODIRATIME),
+        (St::RELATIME, libc::MS_RELATIME),
     ]
     .iter()
-    .filter(|(st, _)| f & st != 0)
+    .filter(|(flag, _)| st.f_flag.contains(*flag))
     .fold(0, |m, (_, ms)| m | ms)
 }
 

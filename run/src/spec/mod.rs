@@ -10,16 +10,18 @@ pub mod user;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxIdMappingBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroup,
+    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxIdMappingBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
+    MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::error::RunError;
 use crate::image::Image;
-use crate::options::{Network, RunOptions};
+use crate::options::{Network, RunOptions, Seccomp, Ulimit};
 use crate::process::caps;
+use crate::seccomp;
 
 /// Docker's masked paths: hidden behind `/dev/null` or an empty read-only tmpfs, because they
 /// leak host information or allow host-wide actions (`/proc/kcore`, `/proc/keys`, …).
@@ -90,9 +92,9 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
         &String::from_utf8_lossy(&passwd),
         &String::from_utf8_lossy(&group),
     )
-    .map_err(|source| RunError::User {
+    .map_err(|missing| RunError::User {
         image: ctx.image_name.to_string(),
-        source,
+        missing,
     })?;
     if ctx.rootless.is_some() && exec_user.uid != 0 {
         return Err(RunError::Unsupported(format!(
@@ -107,6 +109,18 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
     for g in &exec_user.additional_gids {
         if !additional_gids.contains(g) {
             additional_gids.push(*g);
+        }
+    }
+    // --group-add: by name through the image's /etc/group, or by id.
+    for g in &opts.group_add {
+        let gid = user::group_id(g, &String::from_utf8_lossy(&group)).map_err(|missing| {
+            RunError::User {
+                image: ctx.image_name.to_string(),
+                missing,
+            }
+        })?;
+        if !additional_gids.contains(&gid) {
+            additional_gids.push(gid);
         }
     }
 
@@ -161,10 +175,12 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
                 .map_err(spec_err)?,
         )
         .capabilities(capabilities)
-        .no_new_privileges(!opts.privileged)
-        // The runtime's own limits are inherited, as under Docker (the builder would set
-        // RLIMIT_NOFILE to 1024).
-        .rlimits(Vec::new())
+        // Docker leaves it off and relies on the seccomp filter; `--security-opt
+        // no-new-privileges` turns it on.
+        .no_new_privileges(opts.no_new_privileges)
+        // Without --ulimit the runtime's own limits are inherited, as under Docker (the
+        // builder would set RLIMIT_NOFILE to 1024).
+        .rlimits(rlimits(&opts.ulimits).map_err(spec_err)?)
         .build()
         .map_err(spec_err)?;
 
@@ -196,7 +212,7 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
         .namespaces(namespaces)
         .masked_paths(Vec::<String>::new())
         .readonly_paths(Vec::<String>::new());
-    if !opts.privileged {
+    if !opts.privileged && !opts.unmask_system_paths {
         linux = linux
             .masked_paths(
                 MASKED_PATHS
@@ -224,7 +240,6 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
             .gid_mappings(vec![map(gid).map_err(spec_err)?]);
     }
     let mut resources = LinuxResourcesBuilder::default();
-    let mut any_limit = false;
     if let Some(mem) = opts.memory {
         // Docker's default swap allowance when only --memory is given: as much again.
         resources = resources.memory(
@@ -234,7 +249,6 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
                 .build()
                 .map_err(spec_err)?,
         );
-        any_limit = true;
     }
     if let Some(cpus) = opts.cpus {
         let period = 100_000u64;
@@ -245,7 +259,6 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
                 .build()
                 .map_err(spec_err)?,
         );
-        any_limit = true;
     }
     if let Some(pids) = opts.pids_limit {
         resources = resources.pids(
@@ -254,15 +267,18 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
                 .build()
                 .map_err(spec_err)?,
         );
-        any_limit = true;
     }
+    let devices = crate::rootfs::device::for_container(&opts.devices, opts.privileged)?;
+    // Docker's device rules, for runc and crun (ferry's own runtime mounts everything `nodev`
+    // and needs none): without them a node made with CAP_MKNOD would open.
+    resources = resources.devices(device_rules(opts, &devices).map_err(spec_err)?);
     let mut linux = linux.build().map_err(spec_err)?;
-    linux.set_resources(if any_limit {
-        Some(resources.build().map_err(spec_err)?)
-    } else {
-        None
-    });
+    linux.set_resources(Some(resources.build().map_err(spec_err)?));
     linux.set_cgroups_path(ctx.cgroups_path.as_ref().map(PathBuf::from));
+    linux.set_seccomp(seccomp(opts, &cap_names)?);
+    if !devices.is_empty() {
+        linux.set_devices(Some(devices.iter().map(|d| d.to_oci()).collect()));
+    }
 
     SpecBuilder::default()
         .version("1.0.2")
@@ -279,6 +295,127 @@ pub fn build(image: &Image, opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<
         .linux(linux)
         .build()
         .map_err(spec_err)
+}
+
+/// The resolved seccomp profile: Docker's default (none with `--privileged`), none with
+/// `seccomp=unconfined`, or a profile file (even with `--privileged`, as Docker does).
+fn seccomp(
+    opts: &RunOptions,
+    capabilities: &[String],
+) -> Result<Option<oci_spec::runtime::LinuxSeccomp>, RunError> {
+    let (profile, what) = match &opts.seccomp {
+        Seccomp::Unconfined => return Ok(None),
+        Seccomp::Default if opts.privileged => return Ok(None),
+        Seccomp::Default => (
+            seccomp::default::profile(),
+            "(Docker's default)".to_string(),
+        ),
+        Seccomp::Profile(path) => {
+            let what = format!("`{}`", path.display());
+            let text = std::fs::read_to_string(path).map_err(|e| RunError::Seccomp {
+                profile: what.clone(),
+                source: seccomp::SeccompError::Invalid(format!("cannot read it: {e}")),
+            })?;
+            let p = seccomp::Profile::from_json(&text).map_err(|source| RunError::Seccomp {
+                profile: what.clone(),
+                source,
+            })?;
+            (p, what)
+        }
+    };
+    profile
+        .resolve(&seccomp::profile::Container {
+            capabilities,
+            kernel: seccomp::profile::kernel_version(),
+        })
+        .map(Some)
+        .map_err(|source| RunError::Seccomp {
+            profile: what,
+            source,
+        })
+}
+
+/// Docker's devices cgroup rules: everything denied but the standard nodes (the runtime adds
+/// the terminals), then `--device`s with their permissions; everything with `--privileged`.
+fn device_rules(
+    opts: &RunOptions,
+    devices: &[crate::rootfs::device::Node],
+) -> Result<Vec<LinuxDeviceCgroup>, oci_spec::OciSpecError> {
+    let rule = |allow: bool,
+                typ: Option<LinuxDeviceType>,
+                major: Option<i64>,
+                minor: Option<i64>,
+                access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(allow)
+            .access(access);
+        if let Some(t) = typ {
+            b = b.typ(t);
+        }
+        if let Some(m) = major {
+            b = b.major(m);
+        }
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        b.build()
+    };
+    if opts.privileged {
+        return Ok(vec![rule(true, None, None, None, "rwm")?]);
+    }
+    let c = Some(LinuxDeviceType::C);
+    let mut rules = vec![rule(false, None, None, None, "rwm")?];
+    // null, zero, full, random, urandom, tty, console.
+    for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1)] {
+        rules.push(rule(true, c, Some(major), Some(minor), "rwm")?);
+    }
+    for d in devices {
+        let access = opts
+            .devices
+            .iter()
+            .find(|o| d.container.starts_with(&o.container))
+            .map_or("rwm", |o| o.permissions.as_str());
+        let typ = if d.kind == 'b' {
+            LinuxDeviceType::B
+        } else {
+            LinuxDeviceType::C
+        };
+        rules.push(rule(true, Some(typ), Some(d.major), Some(d.minor), access)?);
+    }
+    Ok(rules)
+}
+
+/// `--ulimit`s as OCI rlimits.
+fn rlimits(ulimits: &[Ulimit]) -> Result<Vec<PosixRlimit>, oci_spec::OciSpecError> {
+    use PosixRlimitType as T;
+    ulimits
+        .iter()
+        .map(|u| {
+            let typ = match u.name.as_str() {
+                "as" => T::RlimitAs,
+                "core" => T::RlimitCore,
+                "cpu" => T::RlimitCpu,
+                "data" => T::RlimitData,
+                "fsize" => T::RlimitFsize,
+                "locks" => T::RlimitLocks,
+                "memlock" => T::RlimitMemlock,
+                "msgqueue" => T::RlimitMsgqueue,
+                "nice" => T::RlimitNice,
+                "nofile" => T::RlimitNofile,
+                "nproc" => T::RlimitNproc,
+                "rss" => T::RlimitRss,
+                "rtprio" => T::RlimitRtprio,
+                "rttime" => T::RlimitRttime,
+                "sigpending" => T::RlimitSigpending,
+                _ => T::RlimitStack,
+            };
+            PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(u.soft)
+                .hard(u.hard)
+                .build()
+        })
+        .collect()
 }
 
 /// Entrypoint + Cmd as Docker combines them with the command line.
@@ -316,6 +453,8 @@ fn mount(
 fn mounts(opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<Vec<Mount>, oci_spec::OciSpecError> {
     let rootless = ctx.rootless.is_some();
     let sys_ro = if opts.privileged { "rw" } else { "ro" };
+    // Docker's default is 64 MiB.
+    let shm_size = format!("size={}", opts.shm_size.unwrap_or(64 << 20));
     let mut m = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         // No `nodev` on /dev itself: its device nodes are bind mounts of the host's, each its
@@ -361,6 +500,14 @@ fn mounts(opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<Vec<Mount>, oci_sp
             "sysfs",
             &["nosuid", "noexec", "nodev", sys_ro],
         )?,
+        // The container's own cgroups, read-only (writable with --privileged), as Docker mounts
+        // them; runc and crun know the type, ferry's runtime see rootfs::cgroupfs.
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &[sys_ro, "nosuid", "noexec", "nodev"],
+        )?,
         mount(
             "/dev/mqueue",
             "mqueue",
@@ -371,7 +518,7 @@ fn mounts(opts: &RunOptions, ctx: &SpecContext<'_>) -> Result<Vec<Mount>, oci_sp
             "/dev/shm",
             "tmpfs",
             "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
         )?,
     ];
     let mut extra: Vec<Mount> = Vec::new();

@@ -5,7 +5,6 @@
 //! honouring whiteouts and opaque directories, so the config written for `--runtime` carries
 //! numeric ids as the OCI spec wants.
 
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -77,20 +76,9 @@ fn is_whiteout(meta: &std::fs::Metadata) -> bool {
 }
 
 pub(crate) fn is_opaque(dir: &Path) -> bool {
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
     let mut buf = [0u8; 4];
-    // SAFETY: NUL-terminated path and name; the buffer length is passed.
-    let n = unsafe {
-        libc::lgetxattr(
-            path.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    n == 1 && buf[0] == b'y'
+    let n = rustix::fs::lgetxattr(dir, c"trusted.overlay.opaque", &mut buf);
+    matches!(n, Ok(1)) && buf[0] == b'y'
 }
 
 struct PasswdEntry {
@@ -141,6 +129,18 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
             })
         })
         .collect()
+}
+
+/// A group by name or id (`--group-add`), through the group file's contents.
+pub fn group_id(name_or_id: &str, group: &str) -> Result<u32, UserError> {
+    if let Ok(n) = name_or_id.parse::<u32>() {
+        return Ok(n);
+    }
+    parse_group(group)
+        .iter()
+        .find(|e| e.name == name_or_id)
+        .map(|e| e.gid)
+        .ok_or_else(|| UserError::NoGroup(name_or_id.to_string()))
 }
 
 /// Resolves `spec` (`""` = root) against the passwd and group files' contents.
@@ -231,6 +231,16 @@ mod tests {
         assert_eq!((u.uid, u.gid, u.additional_gids), (1000, 1001, vec![]));
         let u = resolve("1000:5", PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 5));
+    }
+
+    #[test]
+    fn added_groups_resolve_by_name_or_id() {
+        assert_eq!(group_id("wheel", GROUP), Ok(10));
+        assert_eq!(group_id("4242", GROUP), Ok(4242));
+        assert_eq!(
+            group_id("nope", GROUP),
+            Err(UserError::NoGroup("nope".into()))
+        );
     }
 
     #[test]

@@ -3,9 +3,11 @@
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use super::{MountFlags, Syscall};
+use super::{MountFlags, Resource, Syscall};
+use crate::seccomp::Program;
 
 /// One recorded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,7 @@ pub enum Call {
     Sethostname(String),
     Setsid,
     SetControllingTty(libc::c_int),
+    DupStdio(libc::c_int, libc::c_int),
     CapbsetDrop(u32),
     Capset(u64, u64, u64),
     SetKeepcaps(bool),
@@ -38,6 +41,9 @@ pub enum Call {
     Setgid(u32),
     Setuid(u32),
     Setns(libc::c_int, libc::c_int),
+    Setrlimit(Resource, u64, u64),
+    /// A filter of this many instructions.
+    Seccomp(usize),
     LoopbackUp,
     Execve(PathBuf, Vec<String>),
 }
@@ -117,8 +123,11 @@ impl Syscall for RecordingSyscall {
     fn setsid(&self) -> io::Result<()> {
         self.push(Call::Setsid)
     }
-    fn set_controlling_tty(&self, fd: libc::c_int) -> io::Result<()> {
-        self.push(Call::SetControllingTty(fd))
+    fn set_controlling_tty(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.push(Call::SetControllingTty(fd.as_raw_fd()))
+    }
+    fn dup_stdio(&self, fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+        self.push(Call::DupStdio(fd.as_raw_fd(), target))
     }
     fn capbset_drop(&self, cap: u32) -> io::Result<()> {
         self.push(Call::CapbsetDrop(cap))
@@ -144,8 +153,14 @@ impl Syscall for RecordingSyscall {
     fn setuid(&self, uid: u32) -> io::Result<()> {
         self.push(Call::Setuid(uid))
     }
-    fn setns(&self, fd: libc::c_int, nstype: libc::c_int) -> io::Result<()> {
-        self.push(Call::Setns(fd, nstype))
+    fn setns(&self, fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
+        self.push(Call::Setns(fd.as_raw_fd(), nstype))
+    }
+    fn setrlimit(&self, resource: Resource, soft: u64, hard: u64) -> io::Result<()> {
+        self.push(Call::Setrlimit(resource, soft, hard))
+    }
+    fn seccomp(&self, program: &Program) -> io::Result<()> {
+        self.push(Call::Seccomp(program.len()))
     }
     fn loopback_up(&self) -> io::Result<()> {
         self.push(Call::LoopbackUp)

@@ -1,11 +1,18 @@
-//! The real system calls, through `libc`. Every call here exists in Linux 3.10.
+//! The real system calls, through `rustix` (raw `libc` only where rustix has no call:
+//! `capset`'s v3 layout is rustix's too, but the seccomp filter and `execve` are not). Every
+//! call here exists in Linux 3.10.
 
 use std::ffi::{CString, OsStr};
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{MountFlags, Syscall};
+use rustix::mount::{MountFlags as RMountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::thread::{CapabilitySet, CapabilitySets, LinkNameSpaceType};
+
+use super::{MountFlags, Resource, Syscall};
+use crate::seccomp::Program;
 
 /// Makes the calls for real.
 #[derive(Debug, Default, Clone, Copy)]
@@ -15,13 +22,13 @@ fn cstr(p: &OsStr) -> io::Result<CString> {
     CString::new(p.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte"))
 }
 
-fn check(rc: libc::c_long) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+fn flags32(flags: MountFlags) -> u32 {
+    // Every MS_* flag fits in the low 32 bits; the kernel reads them as `unsigned long`.
+    flags as u32
 }
+
+const PROPAGATION: MountFlags =
+    libc::MS_SHARED | libc::MS_PRIVATE | libc::MS_SLAVE | libc::MS_UNBINDABLE;
 
 impl Syscall for LinuxSyscall {
     fn mount(
@@ -32,35 +39,46 @@ impl Syscall for LinuxSyscall {
         flags: MountFlags,
         data: Option<&str>,
     ) -> io::Result<()> {
-        let source = source.map(|s| cstr(s.as_os_str())).transpose()?;
-        let target = cstr(target.as_os_str())?;
-        let fstype = fstype.map(|s| cstr(OsStr::new(s))).transpose()?;
-        let data = data.map(|s| cstr(OsStr::new(s))).transpose()?;
-        let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
-        // SAFETY: every pointer is a NUL-terminated string that outlives the call, or null.
-        let rc = unsafe {
-            libc::mount(
-                ptr(&source),
-                target.as_ptr(),
-                ptr(&fstype),
-                flags,
-                ptr(&data).cast(),
+        // rustix has one function per kind of mount(2); the flags say which one this is.
+        let r = if flags & libc::MS_REMOUNT != 0 {
+            let rest = RMountFlags::from_bits_retain(flags32(flags & !libc::MS_REMOUNT));
+            rustix::mount::mount_remount(target, rest, data.unwrap_or(""))
+        } else if flags & PROPAGATION != 0 {
+            rustix::mount::mount_change(
+                target,
+                MountPropagationFlags::from_bits_retain(flags32(flags)),
+            )
+        } else if flags & libc::MS_BIND != 0 {
+            let source = source.ok_or(io::ErrorKind::InvalidInput)?;
+            if flags & libc::MS_REC != 0 {
+                rustix::mount::mount_bind_recursive(source, target)
+            } else {
+                rustix::mount::mount_bind(source, target)
+            }
+        } else {
+            let source = source.ok_or(io::ErrorKind::InvalidInput)?;
+            let fstype = fstype.ok_or(io::ErrorKind::InvalidInput)?;
+            let data = data.map(|d| cstr(OsStr::new(d))).transpose()?;
+            rustix::mount::mount(
+                source,
+                target,
+                fstype,
+                RMountFlags::from_bits_retain(flags32(flags)),
+                data.as_deref(),
             )
         };
-        check(rc.into())
+        Ok(r?)
     }
 
     fn umount2(&self, target: &Path, flags: libc::c_int) -> io::Result<()> {
-        let target = cstr(target.as_os_str())?;
-        // SAFETY: NUL-terminated path.
-        check(unsafe { libc::umount2(target.as_ptr(), flags) }.into())
+        Ok(rustix::mount::unmount(
+            target,
+            UnmountFlags::from_bits_retain(flags as u32),
+        )?)
     }
 
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
-        let new_root = cstr(new_root.as_os_str())?;
-        let put_old = cstr(put_old.as_os_str())?;
-        // SAFETY: NUL-terminated paths; glibc has no wrapper.
-        check(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) })
+        Ok(rustix::process::pivot_root(new_root, put_old)?)
     }
 
     fn chdir(&self, path: &Path) -> io::Result<()> {
@@ -91,9 +109,14 @@ impl Syscall for LinuxSyscall {
     }
 
     fn mknod(&self, path: &Path, mode: u32, dev: u64) -> io::Result<()> {
-        let p = cstr(path.as_os_str())?;
-        // SAFETY: NUL-terminated path.
-        check(unsafe { libc::mknod(p.as_ptr(), mode, dev) }.into())
+        use rustix::fs::{CWD, FileType, Mode};
+        Ok(rustix::fs::mknodat(
+            CWD,
+            path,
+            FileType::from_raw_mode(mode),
+            Mode::from_raw_mode(mode),
+            dev,
+        )?)
     }
 
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
@@ -110,100 +133,116 @@ impl Syscall for LinuxSyscall {
     }
 
     fn sethostname(&self, name: &str) -> io::Result<()> {
-        // SAFETY: pointer and length describe `name`.
-        check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }.into())
+        Ok(rustix::system::sethostname(name.as_bytes())?)
     }
 
     fn setsid(&self) -> io::Result<()> {
-        // SAFETY: no arguments.
-        check(unsafe { libc::setsid() }.into())
-    }
-
-    fn set_controlling_tty(&self, fd: libc::c_int) -> io::Result<()> {
-        // SAFETY: plain ioctl/dup2 on descriptors this process owns.
-        unsafe {
-            check(libc::ioctl(fd, libc::TIOCSCTTY, 0).into())?;
-            for std in 0..3 {
-                check(libc::dup2(fd, std).into())?;
-            }
-        }
+        rustix::process::setsid()?;
         Ok(())
     }
 
+    fn set_controlling_tty(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        rustix::process::ioctl_tiocsctty(fd)?;
+        rustix::stdio::dup2_stdin(fd)?;
+        rustix::stdio::dup2_stdout(fd)?;
+        rustix::stdio::dup2_stderr(fd)?;
+        Ok(())
+    }
+
+    fn dup_stdio(&self, fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+        if fd.as_raw_fd() == target {
+            return Ok(());
+        }
+        Ok(match target {
+            0 => rustix::stdio::dup2_stdin(fd),
+            1 => rustix::stdio::dup2_stdout(fd),
+            2 => rustix::stdio::dup2_stderr(fd),
+            _ => return Err(io::ErrorKind::InvalidInput.into()),
+        }?)
+    }
+
     fn capbset_drop(&self, cap: u32) -> io::Result<()> {
-        // SAFETY: plain prctl.
-        check(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) }.into())
+        let set = CapabilitySet::from_bits_retain(1u64.checked_shl(cap).unwrap_or(0));
+        Ok(rustix::thread::remove_capability_from_bounding_set(set)?)
     }
 
     fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: libc::c_int,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        // _LINUX_CAPABILITY_VERSION_3: 64-bit sets as two 32-bit halves (since 2.6.26).
-        let header = Header {
-            version: 0x2008_0522,
-            pid: 0,
-        };
-        let data = [
-            Data {
-                effective: effective as u32,
-                permitted: permitted as u32,
-                inheritable: inheritable as u32,
+        Ok(rustix::thread::set_capabilities(
+            None,
+            CapabilitySets {
+                effective: CapabilitySet::from_bits_retain(effective),
+                permitted: CapabilitySet::from_bits_retain(permitted),
+                inheritable: CapabilitySet::from_bits_retain(inheritable),
             },
-            Data {
-                effective: (effective >> 32) as u32,
-                permitted: (permitted >> 32) as u32,
-                inheritable: (inheritable >> 32) as u32,
-            },
-        ];
-        // SAFETY: header and data have the kernel's layout and live across the call.
-        check(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) })
+        )?)
     }
 
     fn set_keepcaps(&self, on: bool) -> io::Result<()> {
-        // SAFETY: plain prctl.
-        check(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, on as libc::c_ulong, 0, 0, 0) }.into())
+        Ok(rustix::thread::set_keep_capabilities(on)?)
     }
 
     fn set_no_new_privs(&self) -> io::Result<()> {
-        // SAFETY: plain prctl (Linux 3.5).
-        check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }.into())
+        // Linux 3.5.
+        Ok(rustix::thread::set_no_new_privs(true)?)
     }
 
     fn set_dumpable(&self, on: bool) -> io::Result<()> {
-        // SAFETY: plain prctl.
-        check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) }.into())
+        use rustix::process::DumpableBehavior;
+        Ok(rustix::process::set_dumpable_behavior(if on {
+            DumpableBehavior::Dumpable
+        } else {
+            DumpableBehavior::NotDumpable
+        })?)
     }
 
     fn setgroups(&self, gids: &[u32]) -> io::Result<()> {
-        // The raw call changes this thread only, which is all there is; glibc's wrapper would
-        // try to signal other threads.
-        // SAFETY: pointer and length describe `gids`.
-        check(unsafe { libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()) })
+        // The thread-level call changes this thread only, which is all there is; glibc's
+        // wrapper would try to signal other threads.
+        let gids: Vec<_> = gids
+            .iter()
+            .map(|g| rustix::process::Gid::from_raw(*g))
+            .collect();
+        Ok(rustix::thread::set_thread_groups(&gids)?)
     }
 
     fn setgid(&self, gid: u32) -> io::Result<()> {
-        // SAFETY: plain syscall.
-        check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })
+        let g = rustix::process::Gid::from_raw(gid);
+        Ok(rustix::thread::set_thread_res_gid(g, g, g)?)
     }
 
     fn setuid(&self, uid: u32) -> io::Result<()> {
-        // SAFETY: plain syscall.
-        check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })
+        let u = rustix::process::Uid::from_raw(uid);
+        Ok(rustix::thread::set_thread_res_uid(u, u, u)?)
     }
 
-    fn setns(&self, fd: libc::c_int, nstype: libc::c_int) -> io::Result<()> {
-        // SAFETY: plain syscall (mount and pid namespaces since Linux 3.8).
-        check(unsafe { libc::setns(fd, nstype) }.into())
+    fn setns(&self, fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
+        // Mount and PID namespaces since Linux 3.8.
+        let kind = match nstype {
+            libc::CLONE_NEWNS => LinkNameSpaceType::Mount,
+            libc::CLONE_NEWPID => LinkNameSpaceType::ProcessID,
+            libc::CLONE_NEWNET => LinkNameSpaceType::Network,
+            libc::CLONE_NEWUSER => LinkNameSpaceType::User,
+            libc::CLONE_NEWUTS => LinkNameSpaceType::HostNameAndNISDomainName,
+            libc::CLONE_NEWIPC => LinkNameSpaceType::InterProcessCommunication,
+            libc::CLONE_NEWCGROUP => LinkNameSpaceType::ControlGroup,
+            _ => return Err(io::ErrorKind::InvalidInput.into()),
+        };
+        Ok(rustix::thread::move_into_link_name_space(fd, Some(kind))?)
+    }
+
+    fn setrlimit(&self, resource: Resource, soft: u64, hard: u64) -> io::Result<()> {
+        let value = |v: u64| (v != u64::MAX).then_some(v);
+        Ok(rustix::process::setrlimit(
+            resource,
+            rustix::process::Rlimit {
+                current: value(soft),
+                maximum: value(hard),
+            },
+        )?)
+    }
+
+    fn seccomp(&self, program: &Program) -> io::Result<()> {
+        program.install()
     }
 
     fn loopback_up(&self) -> io::Result<()> {
@@ -219,6 +258,7 @@ impl Syscall for LinuxSyscall {
         argv.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
         envp.push(std::ptr::null());
+        // rustix offers execve only to programs that are their own libc.
         // SAFETY: NULL-terminated arrays of NUL-terminated strings that outlive the call.
         unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         io::Error::last_os_error()

@@ -10,10 +10,14 @@ mod linux;
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::path::Path;
 
 pub use fake::{Call, RecordingSyscall};
 pub use linux::LinuxSyscall;
+pub use rustix::process::Resource;
+
+use crate::seccomp::Program;
 
 /// Mount flags (`MS_*`), as `mount(2)` takes them.
 pub type MountFlags = libc::c_ulong;
@@ -50,7 +54,9 @@ pub trait Syscall {
     /// `setsid(2)`.
     fn setsid(&self) -> io::Result<()>;
     /// Makes `fd` (a terminal) the controlling terminal and the standard streams.
-    fn set_controlling_tty(&self, fd: libc::c_int) -> io::Result<()>;
+    fn set_controlling_tty(&self, fd: BorrowedFd<'_>) -> io::Result<()>;
+    /// `dup2(fd, target)` onto a standard stream (`target` 0, 1 or 2).
+    fn dup_stdio(&self, fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()>;
     /// `prctl(PR_CAPBSET_DROP, cap)`.
     fn capbset_drop(&self, cap: u32) -> io::Result<()>;
     /// `capset(2)` for the calling thread.
@@ -68,7 +74,11 @@ pub trait Syscall {
     /// `setresuid(2)` with all three ids equal.
     fn setuid(&self, uid: u32) -> io::Result<()>;
     /// `setns(2)`.
-    fn setns(&self, fd: libc::c_int, nstype: libc::c_int) -> io::Result<()>;
+    fn setns(&self, fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()>;
+    /// `setrlimit(2)`; `u64::MAX` is unlimited.
+    fn setrlimit(&self, resource: Resource, soft: u64, hard: u64) -> io::Result<()>;
+    /// Installs a seccomp filter on the calling thread.
+    fn seccomp(&self, program: &Program) -> io::Result<()>;
     /// Brings up the loopback interface of the caller's network namespace (see `net::loopback`).
     fn loopback_up(&self) -> io::Result<()>;
     /// `execve(2)`; returns only on failure.

@@ -9,7 +9,6 @@ pub mod fill;
 pub mod mounts;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -86,7 +85,7 @@ impl Volumes {
                 check_name(n)?;
                 n.to_string()
             }
-            None => random_name()?,
+            None => crate::container::random_id()?,
         };
         if let Ok(v) = self.get(&name) {
             return Ok(v);
@@ -242,15 +241,6 @@ fn du(path: &Path) -> u64 {
     std::fs::read_dir(path)
         .map(|rd| rd.flatten().map(|e| du(&e.path())).sum())
         .unwrap_or(0)
-}
-
-/// 64 hex digits, like Docker's anonymous volumes.
-fn random_name() -> Result<String, RunError> {
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(io_err("read", "/dev/urandom"))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 #[cfg(test)]

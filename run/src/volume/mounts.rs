@@ -204,7 +204,7 @@ pub fn plan(
                 super::check_name(n)?;
                 (n.clone(), false)
             }
-            None => (super::random_name()?, true),
+            None => (crate::container::random_id()?, true),
         };
         let source = volumes.data_dir(&name);
         v.host = Some(source.clone());
