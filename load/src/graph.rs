@@ -318,6 +318,7 @@ impl ArchiveGraph {
     /// What a scan would have learnt, for the loader's resolver: each file's digest (named by
     /// its `blobs/` path, else hashed), small JSON in memory, what compression layers have.
     fn contents(&self) -> Result<Contents, LoadError> {
+        let diff_ids = self.plain_layer_diff_ids();
         let mut files = BTreeMap::new();
         for (id, (path, span)) in self.located.files.iter().enumerate() {
             let mut head = vec![0u8; 512.min(span.size as usize)];
@@ -330,6 +331,11 @@ impl ArchiveGraph {
             let format = compression::sniff(&head);
             let (digest, data) = match crate::scan::named_digest(path) {
                 Some(d) if format.is_tar_stream() => (d, None),
+                // An uncompressed layer's digest is its diff_id: no need to read it (the
+                // registry checks the bytes when they are uploaded).
+                _ if format == compression::Format::Tar && diff_ids.contains_key(path) => {
+                    (diff_ids[path].clone(), None)
+                }
                 _ if !format.is_tar_stream() && span.size <= 16 << 20 => {
                     let bytes = self.located.read_span(*span)?;
                     (digest::sha256(&bytes), Some(bytes))
@@ -358,6 +364,36 @@ impl ArchiveGraph {
             links: self.located.links.clone(),
             outer: Some(compression::Format::Tar),
         })
+    }
+
+    /// The diff_id of each layer file manifest.json names, by path: for the uncompressed
+    /// layers of `docker save` archives, the blob digest itself.
+    fn plain_layer_diff_ids(&self) -> HashMap<String, Digest> {
+        let mut out = HashMap::new();
+        let Ok(Some(bytes)) = self.located.read_small(MANIFEST_JSON) else {
+            return out;
+        };
+        let Ok(entries) = serde_json::from_slice::<Vec<DockerManifestEntry>>(&bytes) else {
+            return out;
+        };
+        for e in entries {
+            let Some(config) = crate::path::archive_path("", &e.config)
+                .ok()
+                .and_then(|p| self.located.read_small(&p).ok().flatten())
+                .and_then(|b| ferry_oci::ImageConfig::parse(&b).ok())
+            else {
+                continue;
+            };
+            for (layer, diff_id) in e.layers.iter().zip(config.diff_ids) {
+                if let Some((at, _)) = crate::path::archive_path("", layer)
+                    .ok()
+                    .and_then(|p| self.located.file(&p).map(|(at, s)| (at.to_string(), s)))
+                {
+                    out.insert(at, diff_id);
+                }
+            }
+        }
+        out
     }
 
     fn hash_span(&self, span: Span) -> Result<Digest, LoadError> {
