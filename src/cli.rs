@@ -48,6 +48,9 @@ pub enum Command {
     /// Run a command in a new container from a loaded image (docker run's flags).
     #[cfg(unix)]
     Run(commands::run::RunArgs),
+    /// Create a container from an image without starting it (`ferry start` starts it).
+    #[cfg(unix)]
+    Create(commands::run::RunArgs),
     /// Run a command in a running container.
     #[cfg(unix)]
     Exec(commands::exec::ExecArgs),
@@ -95,6 +98,9 @@ pub enum Command {
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     #[cfg(unix)]
     Bundle(commands::bundle::BundleArgs),
+    /// Build an image from a Dockerfile, without a daemon (docker build's flags).
+    #[cfg(unix)]
+    Build(commands::build::BuildArgs),
     /// Load images from an archive (file, directory or stdin) into the store, like `docker load`.
     #[cfg(unix)]
     Load(commands::load::LoadArgs),

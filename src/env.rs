@@ -18,3 +18,6 @@ pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// How `ferry run` makes a root file system: `auto` (overlayfs, else a copy), `overlay`, `copy`.
 #[cfg(unix)]
 pub const FERRY_ROOTFS: &str = "FERRY_ROOTFS";
+/// Reproducible builds: the time `ferry build` puts into images (as `--timestamp`).
+#[cfg(unix)]
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";

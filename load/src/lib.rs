@@ -2,11 +2,14 @@
 //!
 //! ```text
 //! archive (file or stdin; plain, gzip, zstd, xz or bzip2)
-//!   ─► scan: one pass over the tar; each blob hashed, each layer decompressed, its diff_id
-//!            hashed and its entries applied to a staged snapshot as it streams past
+//!   ─► scan: one pass over the tar; each blob hashed and staged as it streams past, while
+//!            workers behind it decompress layers, hash their diff_ids and apply their
+//!            entries to staged snapshots (several layers at once, files by a pool of
+//!            writers), skipping layers the store already has
 //!   ─► resolve: manifest.json / index.json → images (names, platform, config, layers)
 //!   ─► verify: blob digests and sizes, diff_ids, image ID = config digest
-//!   ─► commit (store lock): blobs and snapshots renamed into place, then index.json
+//!   ─► commit: staged data synced, then (store lock) blobs and snapshots renamed into
+//!              place and synced, then index.json replaced
 //! ```
 //!
 //! Reading and verifying archives is portable (`ferry verify` and `ferry inspect` run on

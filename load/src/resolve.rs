@@ -158,134 +158,10 @@ fn resolve_in(
     }
     let mut images: Vec<ArchiveImage> = Vec::new();
     if let Some(bytes) = index {
-        let index: ImageIndex = parse_json(bytes, INDEX_JSON)?;
-        for d in index.manifests() {
-            let names: Vec<ImageReference> = annotated_name(d.annotations().as_ref())
-                .into_iter()
-                .collect();
-            let what = names
-                .first()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| format!("index.json entry {}", d.digest()));
-            let Some(manifest) = choose(contents, d, platform, &what, 0, &mut Vec::new())? else {
-                continue;
-            };
-            match image_from_manifest(contents, &manifest, &what, mode, notices)? {
-                Some(mut img) => {
-                    if let Some(same) = images
-                        .iter_mut()
-                        .find(|i| i.manifest.digest == img.manifest.digest)
-                    {
-                        add_names(&mut same.names, names);
-                    } else {
-                        img.names = names;
-                        images.push(img);
-                    }
-                }
-                None => continue,
-            }
-        }
+        from_index(contents, bytes, platform, mode, notices, &mut images)?;
     }
     for entry in docker.unwrap_or_default() {
-        let config_path = path::archive_path("", &entry.config).map_err(|e| LoadError::Unsafe {
-            entry: MANIFEST_JSON.into(),
-            reason: format!(
-                "names `{}` ({e}): paths must stay inside the archive",
-                entry.config
-            ),
-        })?;
-        let mut names = Vec::new();
-        for tag in &entry.repo_tags {
-            match tag.parse::<ImageReference>() {
-                Ok(r) => names.push(r),
-                Err(e) => notices.push(format!("ignoring the name `{tag}` in manifest.json: {e}")),
-            }
-        }
-        if named_by_index(&entry, &images) {
-            continue;
-        }
-        let (config_at, config_file) = present(contents, &config_path, "config", mode)?;
-        let Some(config_digest) = config_file.and_then(|f| f.digest.clone()) else {
-            continue;
-        };
-        if let Some(same) = images.iter_mut().find(|i| i.config.digest == config_digest) {
-            add_names(&mut same.names, names);
-            continue;
-        }
-        if mode == Mode::Plan {
-            return Err(LoadError::Missing {
-                what: "a manifest for a manifest.json image".into(),
-            });
-        }
-        let config_file = config_file.expect("present in full mode");
-        let config_bytes = config_file.data.clone().ok_or_else(|| LoadError::Invalid {
-            what: format!("config `{config_at}`"),
-            source: "too large, or not JSON".into(),
-        })?;
-        let config = parse_config(&config_bytes, &format!("config `{config_at}`"))?;
-        if config.diff_ids.len() != entry.layers.len() {
-            return Err(LoadError::Invalid {
-                what: format!("manifest.json entry for {config_digest}"),
-                source: format!(
-                    "it lists {} layers, its config {} diff_ids",
-                    entry.layers.len(),
-                    config.diff_ids.len()
-                )
-                .into(),
-            });
-        }
-        let mut layers = Vec::new();
-        for (i, (layer_path, diff_id)) in entry.layers.iter().zip(&config.diff_ids).enumerate() {
-            let clean = path::archive_path("", layer_path).map_err(|e| LoadError::Unsafe {
-                entry: MANIFEST_JSON.into(),
-                reason: format!("names `{layer_path}` ({e}): paths must stay inside the archive"),
-            })?;
-            let (at, file) = present(
-                contents,
-                &clean,
-                &format!("layer {} of {config_digest}", i + 1),
-                mode,
-            )?;
-            let file = file.expect("present in full mode");
-            let digest = file.digest.clone().ok_or_else(|| LoadError::Missing {
-                what: format!("layer `{at}`"),
-            })?;
-            let format = file
-                .layer
-                .as_ref()
-                .map(|l| l.format)
-                .unwrap_or(Format::Other);
-            layers.push(ArchiveLayer {
-                blob: BlobRef {
-                    digest,
-                    size: file.size,
-                    media_type: layer_media_type(format).into(),
-                },
-                path: at.to_string(),
-                diff_id: diff_id.clone(),
-            });
-        }
-        let config_ref = BlobRef {
-            digest: config_digest,
-            size: config_bytes.len() as u64,
-            media_type: media_type::DOCKER_CONFIG.into(),
-        };
-        let manifest_bytes = synthesize_manifest(&config_ref, &layers);
-        images.push(ArchiveImage {
-            names,
-            manifest: BlobRef {
-                digest: digest::sha256(&manifest_bytes),
-                size: manifest_bytes.len() as u64,
-                media_type: media_type::DOCKER_MANIFEST.into(),
-            },
-            manifest_bytes,
-            synthesized: true,
-            config: config_ref,
-            config_bytes,
-            platform: config.platform,
-            created: config.created,
-            layers,
-        });
+        from_manifest_json(contents, &entry, mode, notices, &mut images)?;
     }
     if images.is_empty() {
         return Err(LoadError::NoImages);
@@ -302,6 +178,165 @@ fn named_by_index(entry: &DockerManifestEntry, images: &[ArchiveImage]) -> bool 
             t.parse::<ImageReference>()
                 .is_ok_and(|n| images.iter().any(|i| i.names.contains(&n)))
         })
+}
+
+/// The images `index.json` names (see the module comment), added to `images`.
+fn from_index(
+    contents: &Contents,
+    bytes: &[u8],
+    platform: &Platform,
+    mode: Mode,
+    notices: &mut Vec<String>,
+    images: &mut Vec<ArchiveImage>,
+) -> Result<(), LoadError> {
+    let index: ImageIndex = parse_json(bytes, INDEX_JSON)?;
+    for d in index.manifests() {
+        let names: Vec<ImageReference> = annotated_name(d.annotations().as_ref())
+            .into_iter()
+            .collect();
+        let what = names
+            .first()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| format!("index.json entry {}", d.digest()));
+        let Some(manifest) = choose(contents, d, platform, &what, 0, &mut Vec::new())? else {
+            continue;
+        };
+        let Some(mut img) = image_from_manifest(contents, &manifest, &what, mode, notices)? else {
+            continue;
+        };
+        match images
+            .iter_mut()
+            .find(|i| i.manifest.digest == img.manifest.digest)
+        {
+            Some(same) => add_names(&mut same.names, names),
+            None => {
+                img.names = names;
+                images.push(img);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The image one `manifest.json` entry describes: its names added to the same image from the
+/// index, or a new image with a manifest written by ferry.
+fn from_manifest_json(
+    contents: &Contents,
+    entry: &DockerManifestEntry,
+    mode: Mode,
+    notices: &mut Vec<String>,
+    images: &mut Vec<ArchiveImage>,
+) -> Result<(), LoadError> {
+    let config_path = inside(&entry.config)?;
+    let mut names = Vec::new();
+    for tag in &entry.repo_tags {
+        match tag.parse::<ImageReference>() {
+            Ok(r) => names.push(r),
+            Err(e) => notices.push(format!("ignoring the name `{tag}` in manifest.json: {e}")),
+        }
+    }
+    if named_by_index(entry, images) {
+        return Ok(());
+    }
+    let (config_at, config_file) = present(contents, &config_path, "config", mode)?;
+    let Some(config_digest) = config_file.and_then(|f| f.digest.clone()) else {
+        return Ok(());
+    };
+    if let Some(same) = images.iter_mut().find(|i| i.config.digest == config_digest) {
+        add_names(&mut same.names, names);
+        return Ok(());
+    }
+    if mode == Mode::Plan {
+        return Err(LoadError::Missing {
+            what: "a manifest for a manifest.json image".into(),
+        });
+    }
+    let config_file = config_file.expect("present in full mode");
+    let config_bytes = config_file.data.clone().ok_or_else(|| LoadError::Invalid {
+        what: format!("config `{config_at}`"),
+        source: "too large, or not JSON".into(),
+    })?;
+    let config = parse_config(&config_bytes, &format!("config `{config_at}`"))?;
+    if config.diff_ids.len() != entry.layers.len() {
+        return Err(LoadError::Invalid {
+            what: format!("manifest.json entry for {config_digest}"),
+            source: format!(
+                "it lists {} layers, its config {} diff_ids",
+                entry.layers.len(),
+                config.diff_ids.len()
+            )
+            .into(),
+        });
+    }
+    let layers = entry
+        .layers
+        .iter()
+        .zip(&config.diff_ids)
+        .enumerate()
+        .map(|(i, (path, diff_id))| {
+            let what = format!("layer {} of {config_digest}", i + 1);
+            docker_layer(contents, path, diff_id, &what)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let config_ref = BlobRef {
+        digest: config_digest,
+        size: config_bytes.len() as u64,
+        media_type: media_type::DOCKER_CONFIG.into(),
+    };
+    let manifest_bytes = synthesize_manifest(&config_ref, &layers);
+    images.push(ArchiveImage {
+        names,
+        manifest: BlobRef {
+            digest: digest::sha256(&manifest_bytes),
+            size: manifest_bytes.len() as u64,
+            media_type: media_type::DOCKER_MANIFEST.into(),
+        },
+        manifest_bytes,
+        synthesized: true,
+        config: config_ref,
+        config_bytes,
+        platform: config.platform,
+        created: config.created,
+        layers,
+    });
+    Ok(())
+}
+
+/// A path `manifest.json` names, confined to the archive.
+fn inside(path: &str) -> Result<String, LoadError> {
+    path::archive_path("", path).map_err(|e| LoadError::Unsafe {
+        entry: MANIFEST_JSON.into(),
+        reason: format!("names `{path}` ({e}): paths must stay inside the archive"),
+    })
+}
+
+/// One layer of a `manifest.json` image: the archive entry at `path` (links followed).
+fn docker_layer(
+    contents: &Contents,
+    path: &str,
+    diff_id: &Digest,
+    what: &str,
+) -> Result<ArchiveLayer, LoadError> {
+    let clean = inside(path)?;
+    let (at, file) = present(contents, &clean, what, Mode::Full)?;
+    let file = file.expect("present in full mode");
+    let digest = file.digest.clone().ok_or_else(|| LoadError::Missing {
+        what: format!("layer `{at}`"),
+    })?;
+    let format = file
+        .layer
+        .as_ref()
+        .map(|l| l.format)
+        .unwrap_or(Format::Other);
+    Ok(ArchiveLayer {
+        blob: BlobRef {
+            digest,
+            size: file.size,
+            media_type: layer_media_type(format).into(),
+        },
+        path: at,
+        diff_id: diff_id.clone(),
+    })
 }
 
 /// Checks every layer of `images` against what the scan saw: unpacked without error, and

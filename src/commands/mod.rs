@@ -1,6 +1,8 @@
 //! One module per subcommand; each turns parsed arguments into one library call.
 
 #[cfg(unix)]
+pub mod build;
+#[cfg(unix)]
 pub mod bundle;
 pub mod completion;
 #[cfg(unix)]
@@ -77,6 +79,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(unix)]
         Command::Run(args) => run::run(args, &cli.global),
         #[cfg(unix)]
+        Command::Create(args) => run::create(args, &cli.global),
+        #[cfg(unix)]
         Command::Exec(args) => exec::run(args, &cli.global),
         #[cfg(unix)]
         Command::Ps(args) => ps::run(args, &cli.global),
@@ -106,6 +110,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Volume(cmd) => volume::run(cmd, &cli.global),
         #[cfg(unix)]
         Command::Bundle(args) => bundle::run(args, &cli.global),
+        #[cfg(unix)]
+        Command::Build(args) => build::run(args, &cli.global),
         #[cfg(unix)]
         Command::Load(args) => load::run(args, &cli.global),
         #[cfg(unix)]

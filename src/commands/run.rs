@@ -309,8 +309,22 @@ impl ContainerArgs {
     }
 }
 
-/// Runs `ferry run`: the container's exit status becomes ferry's.
-pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+/// `ferry create`: the container `ferry run` would make, not started; prints its ID.
+pub fn create(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let opts = options(&args)?;
+    let source = store::open(global)?;
+    let id = ferry_run::container::create::create(
+        &source,
+        &store::containers(global),
+        args.image(),
+        opts,
+    )?;
+    println!("{id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The library's options for `run` and `create`, checked as Docker checks them.
+fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     let mut opts = args.container.options()?;
     opts.command = args.command();
     opts.rm = args.rm;
@@ -326,6 +340,12 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if opts.network == Network::Host && (!opts.publish.is_empty() || opts.publish_all) {
         eprintln!("WARNING: Published ports are discarded when using host network mode");
     }
+    Ok(opts)
+}
+
+/// Runs `ferry run`: the container's exit status becomes ferry's.
+pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let opts = options(&args)?;
     let source = store::open(global)?;
     let containers = store::containers(global);
     match ferry_run::container::run::run(&source, &containers, args.image(), opts)? {
@@ -349,7 +369,7 @@ pub fn is_container_command() -> bool {
         if a.starts_with('-') || a == "container" {
             continue;
         }
-        return a == "run" || a == "exec";
+        return a == "run" || a == "exec" || a == "create";
     }
     false
 }

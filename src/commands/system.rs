@@ -15,7 +15,8 @@ use crate::progress::human_bytes;
 /// `ferry system …`.
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
-    /// Remove unnamed images no container uses, and every blob and snapshot no image needs.
+    /// Remove unnamed images no container uses, build cache no named image was built
+    /// through, and every blob and snapshot nothing needs.
     Prune(PruneArgs),
     /// Show the store's disk usage.
     Df(DfArgs),
@@ -43,7 +44,7 @@ const DF_TABLE: &str = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}
 /// Arguments of `ferry system prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Also remove named images that no container uses.
+    /// Also remove named images that no container uses, and all build cache.
     #[arg(short, long)]
     pub all: bool,
     /// Do not ask for confirmation.
@@ -71,9 +72,9 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     match cmd {
         SystemCommand::Prune(args) => {
             let what = if args.all {
-                "all images without a container using them"
+                "all images without a container using them, and all build cache"
             } else {
-                "all images without a name and a container using them"
+                "all images without a name and a container using them, and unused build cache"
             };
             if !args.force && !confirm(&format!("{what}, and every blob and layer no image needs"))?
             {
@@ -86,6 +87,13 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                     writeln!(stdout, "deleted: {id}")?;
                 }
                 writeln!(stdout)?;
+            }
+            if report.build_cache > 0 {
+                writeln!(
+                    stdout,
+                    "Deleted build cache objects: {}\n",
+                    report.build_cache
+                )?;
             }
             if report.deferred {
                 eprintln!(
@@ -131,6 +139,13 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                     size(0),
                 ),
                 row("Local Volumes", "0".into(), "0".into(), 0, size(0)),
+                row(
+                    "Build Cache",
+                    du.build_cache.records.to_string(),
+                    du.build_cache.active.to_string(),
+                    du.build_cache.bytes,
+                    size(du.build_cache.reclaimable),
+                ),
                 // ferry's own: blobs and snapshots no image needs (`system prune` frees them).
                 row(
                     "Unreferenced",

@@ -611,10 +611,11 @@ fn options_end_at_the_image_and_bad_values_get_dockers_words() {
     let h = home.path();
     let tag = format!("ferry-cli-{:x}", rand_u64());
     let img = format!("{tag}/args:1");
+    let made = format!("{tag}-made");
     let _docker = DockerSide {
         s,
         images: vec![img.clone()],
-        containers: vec![],
+        containers: vec![made.clone()],
     };
     let tar = h.join("rootfs.tar");
     rootfs_tar(&tar, &[]);
@@ -643,6 +644,49 @@ fn options_end_at_the_image_and_bad_values_get_dockers_words() {
             d.stderr
         );
     }
+    // `container create` makes it, `start -a` runs it: as Docker's.
+    let d = run(s.docker().args([
+        "container",
+        "create",
+        "--network",
+        "none",
+        "--name",
+        &made,
+        &img,
+        "sh",
+        "-c",
+        "echo made; exit 4",
+    ]))
+    .ok();
+    let f = run(ferry(h).args([
+        "container",
+        "create",
+        "--name",
+        &made,
+        &img,
+        "sh",
+        "-c",
+        "echo made; exit 4",
+    ]))
+    .ok();
+    assert_eq!((d.stdout.trim().len(), f.stdout.trim().len()), (64, 64));
+    same(
+        s,
+        h,
+        &[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={made}"),
+            "--format",
+            "{{.Status}} {{.State}} {{.Command}}",
+        ],
+    );
+    let (d, f) = both(s, h, &["start", "-a", &made]);
+    assert_eq!((f.code, &f.stdout), (d.code, &d.stdout), "{}", f.stderr);
+    assert_eq!(f.stdout, "made\n");
+    assert_eq!(f.code, Some(4));
+
     // `-e =foo`: refused with Docker's words and code.
     let d = run(s.docker().args([
         "run",

@@ -1,5 +1,9 @@
 //! Integration tests of the `ferry` binary against real services (see `harness`).
 
+#[cfg(unix)]
+mod build;
+#[cfg(unix)]
+mod build_support;
 mod cli;
 mod credentials;
 #[cfg(unix)]

@@ -76,10 +76,10 @@ fn insecure_registry_skips_verification_for_that_host_only() {
     ran.assert_stderr("TLS handshake with localhost:5004 failed");
 }
 
-/// A tinyproxy on a port of its own, killed when dropped.
-struct Tinyproxy {
+/// A tinyproxy on a port of its own, killed when dropped (also used by the build tests).
+pub(crate) struct Tinyproxy {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: PathBuf,
 }
 
@@ -88,7 +88,7 @@ impl Tinyproxy {
     /// `bind(0)` and outgoing connections: a port found free there and released can be taken
     /// again before tinyproxy binds it). A port someone else holds makes tinyproxy exit, and
     /// the next one is tried.
-    fn start(dir: &Path, basic_auth: Option<(&str, &str)>) -> Tinyproxy {
+    pub(crate) fn start(dir: &Path, basic_auth: Option<(&str, &str)>) -> Tinyproxy {
         let spread = (std::process::id() as u64 * 7919
             + std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -140,7 +140,7 @@ impl Tinyproxy {
         }
     }
 
-    fn connects_to(&self, target: &str) -> usize {
+    pub(crate) fn connects_to(&self, target: &str) -> usize {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()

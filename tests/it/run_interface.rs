@@ -154,7 +154,6 @@ fn int_hup_quit_usr1_and_usr2_are_forwarded_to_the_container() {
 }
 
 #[test]
-#[ignore = "crun 1.8 refuses this host's hybrid cgroups until the runtime branch's fix (issue 11) lands; then remove this line"]
 fn runtime_crun_runs_the_same_bundle() {
     let s = require_services!();
     let home = tempdir();

@@ -162,7 +162,7 @@ impl<'a> DockerNet<'a> {
 impl Drop for DockerNet<'_> {
     fn drop(&mut self) {
         for c in &self.containers {
-            let _ = self.s.docker().args(["rm", "-f", c]).output();
+            let _ = self.s.docker().args(["rm", "-f", "-v", c]).output();
         }
         let _ = self.s.docker().args(["network", "rm", &self.name]).output();
     }
@@ -678,6 +678,33 @@ fn services_network_container_shares_the_namespace_like_docker() {
         "true",
     ]));
     refused(theirs, conflict);
+    // A detached sidecar, restarted after the main container was: it joins the namespace the
+    // main container has now, not the one it had.
+    f(
+        home.path(),
+        &[
+            "run",
+            "-d",
+            "--name",
+            "side",
+            "--network",
+            "container:main",
+            &img,
+            "sleep",
+            "60",
+        ],
+    )
+    .ok();
+    f(home.path(), &["restart", "-t", "1", "main"]).ok();
+    assert_eq!(http_ready(port), "main-server\n");
+    f(home.path(), &["restart", "-t", "1", "side"]).ok();
+    let r = f(
+        home.path(),
+        &["exec", "side", "wget", "-qO-", "http://127.0.0.1:80/"],
+    )
+    .ok();
+    assert_eq!(r.stdout, "main-server\n");
+    f(home.path(), &["rm", "-f", "side"]).ok();
     // The main container must run.
     f(home.path(), &["stop", "-t", "1", "main"]).ok();
     let r = f(
@@ -1629,4 +1656,56 @@ fn services_rootless_publishes_ports_and_brings_loopback_up() {
     )
     .ok();
     assert_eq!(r.stdout, "lo-up\n");
+}
+
+#[test]
+fn services_ports_and_restarts_under_runc_and_crun() {
+    let s = require_services!();
+    let home = tempdir();
+    let img = install(s, home.path(), "ferry/busybox:oci");
+    for runtime in ["runc", "crun"] {
+        // The proxy finds the container's process through `RUNTIME state`.
+        let name = format!("web-{runtime}");
+        serve(
+            home.path(),
+            &img,
+            &name,
+            &["--runtime", runtime, "-p", "127.0.0.1::80"],
+            runtime,
+        );
+        let port = published_port(&f(home.path(), &["port", &name, "80"]).ok().stdout);
+        assert_eq!(http_ready(port), format!("{runtime}\n"));
+        f(home.path(), &["stop", "-t", "1", &name]).ok();
+        drop(std::net::TcpListener::bind(("127.0.0.1", port)).expect("port freed by stop"));
+        // The monitor runs the runtime again for each restart.
+        let flaky = format!("flaky-{runtime}");
+        f(
+            home.path(),
+            &[
+                "run",
+                "-d",
+                "--name",
+                &flaky,
+                "--runtime",
+                runtime,
+                "--restart",
+                "on-failure:2",
+                &img,
+                "sh",
+                "-c",
+                "echo run; exit 1",
+            ],
+        )
+        .ok();
+        let count = wait_until(30, "the restarts", || {
+            let doc = ferry_inspect(home.path(), &flaky);
+            (doc["State"]["Status"] == "exited" && doc["RestartCount"] == 2)
+                .then(|| doc["State"]["ExitCode"].clone())
+        });
+        assert_eq!(count, 1);
+        assert_eq!(
+            f(home.path(), &["logs", &flaky]).ok().stdout,
+            "run\nrun\nrun\n"
+        );
+    }
 }

@@ -25,7 +25,7 @@
 //! layer arrives, and blobs no chosen image needs (other platforms) are skipped unread. Blobs
 //! named `blobs/<alg>/<hex>` that the store already has are only hashed, not staged again.
 //!
-//! A load unpacks layers off the scanning thread (see [`layer`]): the scanner stages a layer's
+//! A load unpacks layers off the scanning thread (see its `layer` module): the scanner stages a layer's
 //! raw bytes and goes on reading the archive while workers decompress and apply layers, several
 //! at once, and skip those whose snapshot the store already has.
 
@@ -85,7 +85,7 @@ pub trait Stage {
     }
 }
 
-/// A store that layers are unpacked into by workers (see [`layer`]).
+/// A store that layers are unpacked into by workers (see the `layer` module).
 pub trait Unpacker: Send + Sync {
     /// Where the raw bytes of entry `id` are staged.
     fn spool_path(&self, id: usize) -> PathBuf;
@@ -98,6 +98,8 @@ pub trait Unpacker: Send + Sync {
     fn has_layer(&self, diff_id: &Digest) -> bool;
     /// Where the entries of layer `id` go.
     fn sink(&self, id: usize) -> Result<Box<dyn LayerSink + Send>, LayerError>;
+    /// The whole archive was read and staged; workers may still be unpacking.
+    fn archive_read(&self) {}
 }
 
 /// What happened to a layer-looking entry.
@@ -200,6 +202,11 @@ pub fn scan(
         workers: Workers::default(),
     };
     let read = scanner.read_all(&mut tar);
+    if read.is_ok()
+        && let Some(u) = &scanner.unpacker
+    {
+        u.archive_read();
+    }
     // Workers read what the scanner staged: they end (with an error) once it gave up.
     let outcomes = std::mem::take(&mut scanner.workers).join();
     read?;

@@ -28,9 +28,22 @@ pub struct SpoolReader {
 /// What the scanner has written so far, shared by both ends.
 #[derive(Default)]
 pub struct State {
-    progress: Mutex<(u64, End)>,
+    progress: Mutex<Progress>,
     changed: Condvar,
 }
+
+#[derive(Default)]
+struct Progress {
+    written: u64,
+    end: End,
+    /// Threads waiting for more: only then does a write wake anyone (a system call).
+    waiting: usize,
+    /// How far the reader waits for before it wants waking.
+    want: u64,
+}
+
+/// A reader that caught up waits for this much more (or the end), not for every write.
+const QUANTUM: u64 = 1024 * 1024;
 
 #[derive(Default, Clone)]
 enum End {
@@ -47,21 +60,33 @@ impl State {
     pub fn digest(&self) -> Option<Digest> {
         let mut p = self.progress.lock().expect("spool lock");
         loop {
-            match &p.1 {
-                End::Open => p = self.changed.wait(p).expect("spool lock"),
+            match &p.end {
+                End::Open => p = self.wait(p),
                 End::Complete(d) => return Some(d.clone()),
                 End::Aborted => return None,
             }
         }
     }
 
+    fn wait<'a>(
+        &self,
+        mut p: std::sync::MutexGuard<'a, Progress>,
+    ) -> std::sync::MutexGuard<'a, Progress> {
+        p.waiting += 1;
+        let mut p = self.changed.wait(p).expect("spool lock");
+        p.waiting -= 1;
+        p
+    }
+
     fn set(&self, written: u64, end: Option<End>) {
         let mut p = self.progress.lock().expect("spool lock");
-        p.0 = written;
+        p.written = written;
         if let Some(end) = end {
-            p.1 = end;
+            p.end = end;
         }
-        self.changed.notify_all();
+        if p.waiting > 0 && (p.written >= p.want || !matches!(p.end, End::Open)) {
+            self.changed.notify_all();
+        }
     }
 }
 
@@ -114,12 +139,18 @@ impl Read for SpoolReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let available = {
             let mut p = self.state.progress.lock().expect("spool lock");
+            let mut want = self.pos + 1;
             loop {
-                if p.0 > self.pos {
-                    break p.0 - self.pos;
+                if p.written >= want {
+                    break p.written - self.pos;
                 }
-                match p.1 {
-                    End::Open => p = self.state.changed.wait(p).expect("spool lock"),
+                match p.end {
+                    End::Open => {
+                        want = self.pos + QUANTUM;
+                        p.want = want;
+                        p = self.state.wait(p);
+                    }
+                    End::Complete(_) if p.written > self.pos => break p.written - self.pos,
                     End::Complete(_) => return Ok(0),
                     End::Aborted => {
                         return Err(io::Error::other("the archive ended before this blob"));

@@ -5,6 +5,7 @@
 //! alive: a load may have decided to reuse a blob or snapshot it saw at its start, and must
 //! find it at commit. Skipped collections happen at the next `rmi`, `system prune` or recovery.
 
+use std::collections::HashSet;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
@@ -33,6 +34,8 @@ pub struct PruneReport {
     pub freed: u64,
     /// Whether collection was put off because a load is running.
     pub deferred: bool,
+    /// Build-cache records removed.
+    pub build_cache: usize,
 }
 
 /// What `system df` shows.
@@ -52,6 +55,8 @@ pub struct DiskUsage {
     pub container_bytes: u64,
     /// Blobs, snapshots and staging nothing references (freed by `system prune`).
     pub unreferenced_bytes: u64,
+    /// The build cache.
+    pub build_cache: super::CacheUsage,
 }
 
 impl Store {
@@ -139,6 +144,7 @@ impl Store {
             }
         }
         catalog.write()?;
+        report.build_cache = self.prune_build_cache(&catalog, all)?;
         let (freed, deferred) = self.collect(&catalog)?;
         report.freed = freed;
         report.deferred = deferred;
@@ -170,6 +176,9 @@ impl Store {
         }
         du.images_in_use = needed.ids()?.len();
         let (kept_blobs, kept_chains) = needed.referenced(&used_ids)?;
+        du.build_cache = self.build_cache_usage(&catalog, &blobs, &chains)?;
+        let (mut cached_blobs, mut cached_chains) = (HashSet::new(), HashSet::new());
+        self.keep_build_cache(&catalog, &mut cached_blobs, &mut cached_chains);
         for (dir, names, kept) in [
             (BLOBS, &blobs, &kept_blobs),
             (SNAPSHOTS, &chains, &kept_chains),
@@ -190,7 +199,10 @@ impl Store {
                     if !kept.contains(&name) {
                         du.reclaimable_bytes += bytes;
                     }
-                } else if !kept.contains(&name) {
+                } else if !kept.contains(&name)
+                    && !cached_blobs.contains(&name)
+                    && !cached_chains.contains(&name)
+                {
                     du.unreferenced_bytes += bytes;
                 }
             }
@@ -274,7 +286,8 @@ impl Store {
             return Ok((freed, true));
         }
         let extra: Vec<Digest> = self.images_in_use().into_iter().map(|(_, id)| id).collect();
-        let (blobs, chains) = catalog.referenced(&extra)?;
+        let (mut blobs, mut chains) = catalog.referenced(&extra)?;
+        self.keep_build_cache(catalog, &mut blobs, &mut chains);
         for (base, keep) in [
             (self.root.join(BLOBS).join("sha256"), &blobs),
             (self.root.join(SNAPSHOTS), &chains),

@@ -19,7 +19,7 @@ use rustix::fs::FlockOperation;
 
 use crate::error::{LayerError, LoadError, StoreError};
 use crate::reporter::Reporter;
-use crate::resolve::{self, ArchiveImage, chain_ids};
+use crate::resolve::{self, ArchiveImage, ArchiveLayer, chain_ids};
 use crate::scan::{self, Contents, LayerSink, Stage, Unpacker};
 use crate::store::Store;
 use crate::store::apply::writers::Writers;
@@ -68,7 +68,7 @@ pub(crate) struct Staging {
 }
 
 impl Staging {
-    fn create(store: &Store) -> Result<Staging, StoreError> {
+    pub(crate) fn create(store: &Store) -> Result<Staging, StoreError> {
         // Created under the shared lock: cleanup runs under the exclusive one, so it never
         // sees a staging directory whose lock is not taken yet.
         let _shared = store.lock_shared()?;
@@ -133,9 +133,11 @@ struct StoreStage {
     dir: PathBuf,
     apply: ApplyOptions,
     reports: Reports,
-    writers: Option<Arc<Writers>>,
+    writers: Arc<Writers>,
     /// The store's snapshots, read when a worker first asks.
     known: OnceLock<Known>,
+    /// Writing back what is staged, started once the archive is read (see `archive_read`).
+    early_sync: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// What the store's snapshots are: how each layer starts, and its diff_id.
@@ -214,11 +216,28 @@ impl Unpacker for StoreStage {
             .create(&fs)
             .map_err(failed("create the snapshot"))?;
         let root = fsutil::open_dir(&fs).map_err(failed("open the snapshot"))?;
-        let mut applier = Applier::new(root, self.apply).reporting_to(self.reports.clone(), id);
-        if let Some(w) = &self.writers {
-            applier = applier.with_writers(w.clone());
+        Ok(Box::new(
+            Applier::new(root, self.apply)
+                .with_writers(self.writers.clone())
+                .reporting_to(self.reports.clone(), id),
+        ))
+    }
+
+    fn archive_read(&self) {
+        // The commit must wait until everything staged is on the disk. Starting the
+        // writeback now, while workers still unpack, overlaps most of that wait with their
+        // work; the commit's own sync then waits only for what was written since.
+        let dir = self.dir.clone();
+        let handle = std::thread::Builder::new()
+            .name("ferry-writeback".into())
+            .spawn(move || {
+                if let Err(e) = fsutil::sync_filesystem(&dir) {
+                    tracing::debug!("early writeback of {}: {e}", dir.display());
+                }
+            });
+        if let Ok(h) = handle {
+            *self.early_sync.lock().expect("early sync lock") = Some(h);
         }
-        Ok(Box::new(applier))
     }
 }
 
@@ -260,15 +279,9 @@ impl Store {
             dir: staging.path.clone(),
             apply,
             reports: reports.clone(),
-            writers: match std::env::var("FERRY_EXP_WRITERS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
-                Some(0) => None,
-                Some(n) => Some(Writers::new(n)),
-                None => Some(Writers::for_this_machine()),
-            },
+            writers: Writers::for_this_machine(),
             known: OnceLock::new(),
+            early_sync: Mutex::new(None),
         });
         let mut planner = |c: &Contents| resolve::plan(c, &opts.platform);
         let mut contents =
@@ -282,7 +295,10 @@ impl Store {
             reporter.on_notice(n);
         }
         resolve::check_layers(&mut contents, &images)?;
-        let plan = self.prepare(&stage, &contents, &images, &reports, reporter)?;
+        let plan = self.prepare(&stage, &contents, &images, reporter)?;
+        if let Some(h) = stage.early_sync.lock().expect("early sync lock").take() {
+            let _ = h.join();
+        }
         self.commit(&staging, &images, &plan)?;
         Ok(plan.loaded)
     }
@@ -294,135 +310,41 @@ impl Store {
         stage: &StoreStage,
         contents: &Contents,
         images: &[ArchiveImage],
-        reports: &Reports,
         reporter: &dyn Reporter,
     ) -> Result<Plan, LoadError> {
-        let mut blobs: Vec<(PathBuf, Digest)> = Vec::new();
-        let mut planned_blobs: HashSet<Digest> = HashSet::new();
-        let mut snapshots = Vec::new();
-        let mut planned_chains: HashMap<Digest, PathBuf> = HashMap::new();
-        let mut claimed: HashSet<usize> = HashSet::new();
-        let mut loaded = Vec::new();
-        let mut devices_skipped = 0;
-        let mut fallback = 0;
+        let mut plan = Planning {
+            store: self,
+            stage,
+            contents,
+            plan: Plan {
+                blobs: Vec::new(),
+                snapshots: Vec::new(),
+                loaded: Vec::new(),
+            },
+            planned_blobs: HashSet::new(),
+            planned_chains: HashMap::new(),
+            claimed: HashSet::new(),
+            devices_skipped: 0,
+            fallbacks: 0,
+        };
         for img in images {
-            for (blob, bytes) in [
-                (&img.manifest, &img.manifest_bytes),
-                (&img.config, &img.config_bytes),
-            ] {
-                if self.blob_path(&blob.digest).is_file()
-                    || !planned_blobs.insert(blob.digest.clone())
-                {
-                    continue;
-                }
-                let p = stage.dir.join(format!("meta-{}", blob.digest.digest()));
-                std::fs::write(&p, bytes).map_err(StoreError::io("write", &p))?;
-                blobs.push((p, blob.digest.clone()));
-            }
+            plan.metadata(img)?;
             let diff_ids: Vec<Digest> = img.layers.iter().map(|l| l.diff_id.clone()).collect();
             let chains = chain_ids(&diff_ids);
             let mut lowers: Vec<PathBuf> = Vec::new();
             let mut new_layers = 0;
             for (i, layer) in img.layers.iter().enumerate() {
-                let file = &contents.files[&layer.path];
-                let in_store = self.blob_path(&layer.blob.digest).is_file();
-                let staged_blob = stage.blob_file(file.id);
-                if !in_store && planned_blobs.insert(layer.blob.digest.clone()) {
-                    if !staged_blob.is_file() {
-                        return Err(LoadError::Missing {
-                            what: format!(
-                                "layer {} of {} (it was removed from the store during the load; load again)",
-                                layer.blob.digest,
-                                img.label()
-                            ),
-                        });
+                plan.layer_blob(img, layer)?;
+                let fs = match plan.existing_snapshot(&chains[i]) {
+                    Some(fs) => fs,
+                    None => {
+                        new_layers += 1;
+                        plan.new_snapshot(img, i, &chains, &lowers)?
                     }
-                    blobs.push((staged_blob.clone(), layer.blob.digest.clone()));
-                }
-                let chain = &chains[i];
-                let fs = if self.snapshot_dir(chain).join(INFO_JSON).is_file() {
-                    self.snapshot_fs(chain)
-                } else if let Some(fs) = planned_chains.get(chain) {
-                    fs.clone()
-                } else {
-                    let layer_err = |source: LayerError| LoadError::Layer {
-                        image: img.label(),
-                        blob: layer.blob.digest.to_string(),
-                        path: layer.path.clone(),
-                        source: Box::new(source),
-                    };
-                    let streamed = file.layer.as_ref().is_some_and(|o| o.unpacked)
-                        && !claimed.contains(&file.id);
-                    let report = if streamed {
-                        reports.lock().expect("reports lock").remove(&file.id)
-                    } else {
-                        None
-                    };
-                    let (dir, report, head) = match report {
-                        Some(r) => {
-                            claimed.insert(file.id);
-                            let head = file.layer.as_ref().and_then(|o| o.head.clone());
-                            (stage.snapshot(file.id), r, head)
-                        }
-                        None => {
-                            // Not unpacked while streaming (the blob was already stored, or
-                            // this diff_id sits on a second chain): unpack the blob now.
-                            fallback += 1;
-                            let dir = stage.dir.join(format!("fallback-{fallback}"));
-                            let fs = dir.join(FS_DIR);
-                            std::fs::DirBuilder::new()
-                                .recursive(true)
-                                .mode(0o755)
-                                .create(&fs)
-                                .map_err(StoreError::io("create", &fs))?;
-                            let source = if in_store || !staged_blob.is_file() {
-                                self.blob_path(&layer.blob.digest)
-                            } else {
-                                staged_blob.clone()
-                            };
-                            let (diff_id, head, stats, pending) =
-                                snapshot::apply_blob(&source, &fs, stage.apply)
-                                    .map_err(layer_err)?;
-                            if diff_id != layer.diff_id {
-                                return Err(LoadError::DiffId {
-                                    image: img.label(),
-                                    index: i + 1,
-                                    blob: Box::new(layer.blob.digest.clone()),
-                                    expected: Box::new(layer.diff_id.clone()),
-                                    actual: Box::new(diff_id),
-                                });
-                            }
-                            (dir, ApplyReport { stats, pending }, Some(head))
-                        }
-                    };
-                    let fs = dir.join(FS_DIR);
-                    resolve_links(&fs, &report.pending, &lowers, self.privileged)
-                        .map_err(layer_err)?;
-                    devices_skipped += report.stats.devices_skipped;
-                    let info = SnapshotInfo {
-                        chain_id: chain.to_string(),
-                        diff_id: layer.diff_id.to_string(),
-                        parent: i.checked_sub(1).map(|p| chains[p].to_string()),
-                        format: self.format,
-                        size: report.stats.bytes,
-                        entries: report.stats.entries,
-                        devices_skipped: report.stats.devices_skipped,
-                        head: head.map(|h| h.to_string()),
-                    };
-                    let info_path = dir.join(INFO_JSON);
-                    std::fs::write(
-                        &info_path,
-                        serde_json::to_vec_pretty(&info).expect("serializes"),
-                    )
-                    .map_err(StoreError::io("write", &info_path))?;
-                    snapshots.push((dir, chain.clone()));
-                    planned_chains.insert(chain.clone(), fs.clone());
-                    new_layers += 1;
-                    fs
                 };
                 lowers.push(fs);
             }
-            loaded.push(LoadedImage {
+            plan.plan.loaded.push(LoadedImage {
                 id: img.config.digest.clone(),
                 names: img.names.clone(),
                 manifest: img.manifest.digest.clone(),
@@ -430,17 +352,14 @@ impl Store {
                 new_layers,
             });
         }
-        if devices_skipped > 0 {
+        if plan.devices_skipped > 0 {
+            let n = plan.devices_skipped;
             reporter.on_notice(&format!(
-                "skipped {devices_skipped} device node{} (only root can create them); containers get /dev from the runtime anyway",
-                if devices_skipped == 1 { "" } else { "s" }
+                "skipped {n} device node{} (only root can create them); containers get /dev from the runtime anyway",
+                if n == 1 { "" } else { "s" }
             ));
         }
-        Ok(Plan {
-            blobs,
-            snapshots,
-            loaded,
-        })
+        Ok(plan.plan)
     }
 
     /// Moves the plan into the store and names the images, under the exclusive lock, in the
@@ -510,6 +429,179 @@ impl Store {
         }
         catalog.write()?;
         Ok(())
+    }
+}
+
+/// The decisions of [`Store::prepare`] as they are made.
+struct Planning<'a> {
+    store: &'a Store,
+    stage: &'a StoreStage,
+    contents: &'a Contents,
+    plan: Plan,
+    planned_blobs: HashSet<Digest>,
+    /// Chains this load provides, with their staged `fs`.
+    planned_chains: HashMap<Digest, PathBuf>,
+    /// Entries whose streamed snapshot a chain took (one chain per staged snapshot).
+    claimed: HashSet<usize>,
+    devices_skipped: u64,
+    fallbacks: usize,
+}
+
+impl Planning<'_> {
+    /// The manifest and config of an image, written for the store where it lacks them.
+    fn metadata(&mut self, img: &ArchiveImage) -> Result<(), LoadError> {
+        for (blob, bytes) in [
+            (&img.manifest, &img.manifest_bytes),
+            (&img.config, &img.config_bytes),
+        ] {
+            if self.store.blob_path(&blob.digest).is_file()
+                || !self.planned_blobs.insert(blob.digest.clone())
+            {
+                continue;
+            }
+            let p = self
+                .stage
+                .dir
+                .join(format!("meta-{}", blob.digest.digest()));
+            std::fs::write(&p, bytes).map_err(StoreError::io("write", &p))?;
+            self.plan.blobs.push((p, blob.digest.clone()));
+        }
+        Ok(())
+    }
+
+    /// The staged blob of a layer, where the store lacks it.
+    fn layer_blob(&mut self, img: &ArchiveImage, layer: &ArchiveLayer) -> Result<(), LoadError> {
+        let file = &self.contents.files[&layer.path];
+        if self.store.blob_path(&layer.blob.digest).is_file()
+            || !self.planned_blobs.insert(layer.blob.digest.clone())
+        {
+            return Ok(());
+        }
+        let staged = self.stage.blob_file(file.id);
+        if !staged.is_file() {
+            return Err(LoadError::Missing {
+                what: format!(
+                    "layer {} of {} (it was removed from the store during the load; load again)",
+                    layer.blob.digest,
+                    img.label()
+                ),
+            });
+        }
+        self.plan.blobs.push((staged, layer.blob.digest.clone()));
+        Ok(())
+    }
+
+    /// The `fs` of a snapshot the store or this load already has for `chain`.
+    fn existing_snapshot(&self, chain: &Digest) -> Option<PathBuf> {
+        if self.store.snapshot_dir(chain).join(INFO_JSON).is_file() {
+            return Some(self.store.snapshot_fs(chain));
+        }
+        self.planned_chains.get(chain).cloned()
+    }
+
+    /// The snapshot of layer `i` of `img` on its chain: the one a worker unpacked while the
+    /// archive streamed, or the blob unpacked now; its hard links resolved against `lowers`
+    /// and its `info.json` written.
+    fn new_snapshot(
+        &mut self,
+        img: &ArchiveImage,
+        i: usize,
+        chains: &[Digest],
+        lowers: &[PathBuf],
+    ) -> Result<PathBuf, LoadError> {
+        let layer = &img.layers[i];
+        let file = &self.contents.files[&layer.path];
+        let layer_err = |source| layer_error(img, layer, source);
+        let streamed =
+            file.layer.as_ref().is_some_and(|o| o.unpacked) && !self.claimed.contains(&file.id);
+        let report = streamed
+            .then(|| {
+                self.stage
+                    .reports
+                    .lock()
+                    .expect("reports lock")
+                    .remove(&file.id)
+            })
+            .flatten();
+        let (dir, report, head) = match report {
+            Some(r) => {
+                self.claimed.insert(file.id);
+                let head = file.layer.as_ref().and_then(|o| o.head.clone());
+                (self.stage.snapshot(file.id), r, head)
+            }
+            // Not unpacked while streaming (the store had the layer, or this diff_id sits
+            // on a second chain): unpack the blob now.
+            None => self.unpack_again(img, i)?,
+        };
+        let fs = dir.join(FS_DIR);
+        resolve_links(&fs, &report.pending, lowers, self.store.privileged).map_err(layer_err)?;
+        self.devices_skipped += report.stats.devices_skipped;
+        let info = SnapshotInfo {
+            chain_id: chains[i].to_string(),
+            diff_id: layer.diff_id.to_string(),
+            parent: i.checked_sub(1).map(|p| chains[p].to_string()),
+            format: self.store.format,
+            size: report.stats.bytes,
+            entries: report.stats.entries,
+            devices_skipped: report.stats.devices_skipped,
+            head: head.map(|h| h.to_string()),
+        };
+        let info_path = dir.join(INFO_JSON);
+        std::fs::write(
+            &info_path,
+            serde_json::to_vec_pretty(&info).expect("serializes"),
+        )
+        .map_err(StoreError::io("write", &info_path))?;
+        self.plan.snapshots.push((dir, chains[i].clone()));
+        self.planned_chains.insert(chains[i].clone(), fs.clone());
+        Ok(fs)
+    }
+
+    /// Unpacks the blob of layer `i` of `img` into a staged snapshot of its own, checking its
+    /// diff_id.
+    fn unpack_again(
+        &mut self,
+        img: &ArchiveImage,
+        i: usize,
+    ) -> Result<(PathBuf, ApplyReport, Option<Digest>), LoadError> {
+        let layer = &img.layers[i];
+        let file = &self.contents.files[&layer.path];
+        self.fallbacks += 1;
+        let dir = self.stage.dir.join(format!("fallback-{}", self.fallbacks));
+        let fs = dir.join(FS_DIR);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&fs)
+            .map_err(StoreError::io("create", &fs))?;
+        let staged = self.stage.blob_file(file.id);
+        let source = if self.store.blob_path(&layer.blob.digest).is_file() || !staged.is_file() {
+            self.store.blob_path(&layer.blob.digest)
+        } else {
+            staged
+        };
+        let (diff_id, head, stats, pending) = snapshot::apply_blob(&source, &fs, self.stage.apply)
+            .map_err(|e| layer_error(img, layer, e))?;
+        if diff_id != layer.diff_id {
+            return Err(LoadError::DiffId {
+                image: img.label(),
+                index: i + 1,
+                blob: Box::new(layer.blob.digest.clone()),
+                expected: Box::new(layer.diff_id.clone()),
+                actual: Box::new(diff_id),
+            });
+        }
+        Ok((dir, ApplyReport { stats, pending }, Some(head)))
+    }
+}
+
+/// A layer of `img` that cannot be unpacked.
+fn layer_error(img: &ArchiveImage, layer: &ArchiveLayer, source: LayerError) -> LoadError {
+    LoadError::Layer {
+        image: img.label(),
+        blob: layer.blob.digest.to_string(),
+        path: layer.path.clone(),
+        source: Box::new(source),
     }
 }
 

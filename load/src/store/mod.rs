@@ -17,15 +17,17 @@
 //! ```
 //!
 //! Consistency rests on one rule: index.json names an image only after all its blobs and
-//! snapshots are in place, and it is replaced atomically (write, fsync, rename). A load stages
-//! everything under `tmp/`, then, holding the exclusive lock, renames blobs and snapshots into
-//! place and writes index.json. A command killed at any point leaves either no new image or
+//! snapshots are in place *and on the disk*, and it is replaced atomically (write, fsync,
+//! rename, fsync of the directory). A load stages everything under `tmp/`, syncs it (one
+//! `syncfs`), then, holding the exclusive lock, renames blobs and snapshots into place, syncs
+//! the directories the renames changed, and writes index.json. A command killed at any point leaves either no new image or
 //! the complete one; what it staged or half-committed is unreferenced, and the next command
 //! that finds a dead staging directory removes it and collects what no image references.
 //! Removal of unreferenced files waits while a load is running, so a load can rely on the blobs
 //! and snapshots it saw at its start.
 
 pub mod apply;
+pub mod build;
 mod fsutil;
 mod gc;
 mod index;
@@ -43,6 +45,7 @@ use ferry_oci::{Digest, ImageConfig, ImageReference, Platform};
 use rustix::fs::FlockOperation;
 
 pub use apply::SnapshotFormat;
+pub use build::{BuildImage, BuildLayer, BuildSession, CacheUsage, NewBuildLayer};
 pub use gc::{DiskUsage, PruneReport, Removal};
 pub use load::{LoadOptions, LoadedImage};
 pub use materialize::materialize;

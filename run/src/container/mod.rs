@@ -3,9 +3,11 @@
 //! an OCI bundle), `rootfs/`, overlay `upper/` and `work/`, `/etc` files, `state.json` and logs.
 //!
 //! One file per verb: [`run`], [`exec`], [`kill`], [`stop`], [`remove`], [`list`], [`logs`],
-//! [`bundle`]; [`supervise`] and [`monitor`] watch a running container.
+//! [`bundle`]; [`supervise`] and [`monitor`] watch a running container; [`step`] runs one
+//! `ferry build` step.
 
 pub mod bundle;
+pub mod create;
 pub mod exec;
 pub mod external;
 pub mod health;
@@ -21,6 +23,7 @@ pub mod restart;
 pub mod run;
 pub mod start;
 pub mod state;
+pub mod step;
 pub mod stop;
 pub mod supervise;
 pub mod systemd;

@@ -344,7 +344,7 @@ pub(crate) fn write_etc_files(
 const LOOPBACK_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
 
 /// Switches to the copy fallback: materialises the layers into `rootfs/`.
-fn use_copy(p: &mut Prepared, source: Option<&dyn ImageSource>) -> Result<(), RunError> {
+pub(crate) fn use_copy(p: &mut Prepared, source: Option<&dyn ImageSource>) -> Result<(), RunError> {
     let rootfs = rootfs::rootfs_dir(&p.container.dir);
     let r = match source {
         Some(s) => s.materialise(&p.layers, &rootfs),
@@ -375,11 +375,21 @@ pub fn start(
     // Ports first: one that is taken fails the start before anything runs.
     let listeners = crate::net::bind(&p.container, &p.meta.name, &p.meta.host.publish)?;
     let pid = {
-        // `container:NAME` with ferry's runtime: born in NAME's namespace.
-        let _joined = match crate::net::join::joined_path(&p.spec) {
-            Some(path) if p.meta.runtime.is_none() => Some(crate::net::join::enter(&path)?),
-            _ => None,
-        };
+        // `container:NAME`: NAME as it runs now; ferry's runtime makes the container in it.
+        let containers = super::Containers::new(
+            p.container
+                .dir
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        );
+        let bundle = p.meta.runtime.is_some().then(|| p.container.dir.clone());
+        let _joined = crate::net::join::prepare_start(
+            &containers,
+            &p.meta.host.network,
+            &mut p.spec,
+            bundle.as_deref(),
+        )?;
         spawn_process(p, source, stdio, console)?
     };
     p.published = listeners.iter().map(|l| l.port).collect();

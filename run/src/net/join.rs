@@ -1,5 +1,7 @@
 //! `--network container:NAME`: the container shares NAME's network namespace (a sidecar sees
-//! NAME's `lo` and ports). ferry's runtime enters that namespace in the supervisor just for
+//! NAME's `lo` and ports). NAME is looked up again at every start (it may have restarted with
+//! a new process since): ferry's runtime opens the namespace, checks that the process it
+//! belongs to is still NAME's (a pid can be reused), and enters it in the supervisor just for
 //! the `clone`, so the container is born in it; an external runtime gets its path in
 //! `config.json`. NAME must be running, as with Docker.
 
@@ -15,22 +17,63 @@ use crate::error::RunError;
 
 /// `/proc/<pid>/ns/net` of the running container `reference`.
 pub fn namespace_of(containers: &Containers, reference: &str) -> Result<PathBuf, RunError> {
+    Ok(open_namespace(containers, reference)?.0)
+}
+
+/// The network namespace of the running container `reference`: its path, and a descriptor
+/// opened while the process was checked to be that container's.
+fn open_namespace(
+    containers: &Containers,
+    reference: &str,
+) -> Result<(PathBuf, OwnedFd), RunError> {
     let (c, meta) = containers.find(reference)?;
-    let s = c.current_state();
-    if s.status != Status::Running {
-        return Err(RunError::Invalid(format!(
+    let not_running = || {
+        RunError::Invalid(format!(
             "cannot join network of a non running container: {}",
             meta.name
-        )));
+        ))
+    };
+    let s = c.current_state();
+    if s.status != Status::Running || !s.alive() && meta.runtime.is_none() {
+        return Err(not_running());
     }
     let pid = match &meta.runtime {
         Some(runtime) => runtime_pid(runtime, &c.id)?,
         None => s.pid,
     };
-    Ok(Path::new("/proc")
+    let path = Path::new("/proc")
         .join(pid.to_string())
         .join("ns")
-        .join("net"))
+        .join("net");
+    let fd = std::fs::File::open(&path)
+        .map(OwnedFd::from)
+        .map_err(|_| not_running())?;
+    // Still the same process once its namespace is held open.
+    if meta.runtime.is_none() && !c.state().alive() {
+        return Err(not_running());
+    }
+    Ok((path, fd))
+}
+
+/// For a container started with `container:NAME`: looks NAME up again, names its namespace
+/// in `spec` (rewriting `config.json` for an external runtime), and for ferry's own runtime
+/// enters it until the returned guard is dropped. `None` for other networks.
+pub fn prepare_start(
+    containers: &Containers,
+    network: &crate::options::Network,
+    spec: &mut Spec,
+    bundle: Option<&Path>,
+) -> Result<Option<Entered>, RunError> {
+    let crate::options::Network::Container(name) = network else {
+        return Ok(None);
+    };
+    let (path, fd) = open_namespace(containers, name)?;
+    set_path(spec, &path);
+    if let Some(dir) = bundle {
+        crate::container::write_json(&dir.join("config.json"), spec)?;
+        return Ok(None);
+    }
+    enter_fd(&fd, &path).map(Some)
 }
 
 /// Names `path` as the network namespace to join in `spec` (replacing a new one).
@@ -47,33 +90,19 @@ pub fn set_path(spec: &mut Spec, path: &Path) {
     linux.set_namespaces(Some(nss));
 }
 
-/// The path of the network namespace `spec` joins, if it joins one.
-pub fn joined_path(spec: &Spec) -> Option<PathBuf> {
-    spec.linux()
-        .as_ref()?
-        .namespaces()
-        .as_ref()?
-        .iter()
-        .find(|ns| ns.typ() == LinuxNamespaceType::Network)?
-        .path()
-        .clone()
-}
-
 /// The caller, moved into another network namespace until dropped.
 #[derive(Debug)]
 pub struct Entered {
     back: OwnedFd,
 }
 
-/// Moves the calling (single-threaded) process into the network namespace at `path`.
-pub fn enter(path: &Path) -> Result<Entered, RunError> {
+/// Moves the calling (single-threaded) process into the network namespace `target` (opened
+/// from `path`, named in messages).
+fn enter_fd(target: &OwnedFd, path: &Path) -> Result<Entered, RunError> {
     let sys = |action: String| move |source: std::io::Error| RunError::Sys { action, source };
     let back = std::fs::File::open("/proc/self/ns/net")
         .map(OwnedFd::from)
         .map_err(sys("open this process's network namespace".into()))?;
-    let target = std::fs::File::open(path)
-        .map(OwnedFd::from)
-        .map_err(sys(format!("open {}", path.display())))?;
     rustix::thread::move_into_link_name_space(target.as_fd(), Some(LinkNameSpaceType::Network))
         .map_err(|e| sys(format!("join network namespace {}", path.display()))(e.into()))?;
     Ok(Entered { back })

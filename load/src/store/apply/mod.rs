@@ -614,3 +614,6 @@ pub fn probe_format(dir: &std::path::Path) -> SnapshotFormat {
         SnapshotFormat::Portable
     }
 }
+
+#[cfg(test)]
+mod tests;

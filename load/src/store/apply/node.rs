@@ -130,25 +130,35 @@ pub(super) fn creation_mode(mode: u32, umask: u32) -> (u32, bool) {
 /// Creates a name with `create`, an `*at` call that fails with EEXIST when the name is taken.
 ///
 /// A non-directory in the way is an earlier entry of the same path: it is removed and the call
-/// made once more. A directory in the way was made by a *later* entry: directories are made in
+/// made again. A directory in the way was made by a *later* entry: directories are made in
 /// stream order on the applier's thread, which removes a directory before it hands out an entry
-/// that replaces it. Then this entry lost, and `None` says so.
+/// that replaces it. Then this entry lost, and `None` says so. (That directory may appear
+/// between the removal and the next call: hence the loop.)
 pub(super) fn replacing<T>(
     dir: BorrowedFd<'_>,
     name: &[u8],
     mut create: impl FnMut() -> Result<T, Errno>,
 ) -> Result<Option<T>, Errno> {
-    match create() {
-        Err(Errno::EXIST) => {}
-        other => return other.map(Some),
+    for _ in 0..3 {
+        match create() {
+            Err(Errno::EXIST) => {}
+            other => return other.map(Some),
+        }
+        match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                return Ok(None);
+            }
+            Ok(_) => match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                // Became a directory since the stat.
+                Err(Errno::ISDIR) => return Ok(None),
+                Err(e) => return Err(e),
+            },
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
+        }
     }
-    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => return Ok(None),
-        Ok(_) => rustix::fs::unlinkat(dir, name, AtFlags::empty())?,
-        Err(Errno::NOENT) => {}
-        Err(e) => return Err(e),
-    }
-    create().map(Some)
+    Err(Errno::EXIST)
 }
 
 /// Owner, xattrs, mode, times of an open file, in that order (`chown` clears setuid bits and

@@ -7,8 +7,9 @@
 //! the same path (a file replaced by a symlink, say) are created in tar order. Entries of
 //! different paths do not depend on each other, except through directories and hard links,
 //! which the applier's thread handles itself after waiting for the lanes involved
-//! (`Lanes::flush_path`, `Lanes::flush_all`). Memory is bounded: a lane queues a few dozen
-//! entries, and the file data in flight is capped in bytes.
+//! (`Lanes::flush_path`, `Lanes::flush_all`). Entries travel in batches, so that handing
+//! one over costs no system call of its own. Memory is bounded: a lane queues a few batches,
+//! and the file data in flight is capped in bytes.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -17,11 +18,15 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use super::node::Node;
+use super::node::{Content, Node};
 use crate::error::LayerError;
 
-/// Entries a lane queues before the applier waits.
-const QUEUE: usize = 64;
+/// Batches a lane queues before the applier waits.
+const QUEUE: usize = 4;
+/// Entries per batch.
+const BATCH: usize = 32;
+/// File data per batch.
+const BATCH_BYTES: u64 = 1024 * 1024;
 /// File data in flight, all lanes together.
 const BYTES_IN_FLIGHT: u64 = 16 * 1024 * 1024;
 
@@ -34,42 +39,42 @@ pub struct Writers {
 }
 
 struct Lane {
-    /// The queue and the number of entries ever sent to it (each entry's ticket).
-    queue: Mutex<(Option<SyncSender<Task>>, u64)>,
-    /// Entries this lane finished.
+    /// The queue and the number of batches ever sent to it (each batch's ticket).
+    queue: Mutex<(Option<SyncSender<Batch>>, u64)>,
+    /// Batches this lane finished.
     done: Arc<Counter>,
 }
 
-struct Task {
-    node: Node,
+struct Batch {
+    nodes: Vec<Node>,
     bytes: u64,
     layer: Arc<LayerState>,
 }
 
-/// A count with a condition variable, to wait for it to reach a value.
+/// A count that threads can wait on; waking costs a system call only when one does.
 #[derive(Default)]
 struct Counter {
-    value: Mutex<u64>,
+    /// The value, and how many threads wait for it to change.
+    state: Mutex<(u64, usize)>,
     changed: Condvar,
 }
 
 impl Counter {
-    fn add(&self, n: u64) {
-        *self.value.lock().expect("counter lock") += n;
-        self.changed.notify_all();
-    }
-
-    fn sub(&self, n: u64) {
-        *self.value.lock().expect("counter lock") -= n;
-        self.changed.notify_all();
-    }
-
-    fn wait_until(&self, ok: impl Fn(u64) -> bool) -> u64 {
-        let mut v = self.value.lock().expect("counter lock");
-        while !ok(*v) {
-            v = self.changed.wait(v).expect("counter lock");
+    fn update(&self, f: impl FnOnce(&mut u64)) {
+        let mut s = self.state.lock().expect("counter lock");
+        f(&mut s.0);
+        if s.1 > 0 {
+            self.changed.notify_all();
         }
-        *v
+    }
+
+    fn wait_until(&self, ok: impl Fn(u64) -> bool) {
+        let mut s = self.state.lock().expect("counter lock");
+        while !ok(s.0) {
+            s.1 += 1;
+            s = self.changed.wait(s).expect("counter lock");
+            s.1 -= 1;
+        }
     }
 }
 
@@ -97,7 +102,7 @@ impl Writers {
         let mut handles = Vec::new();
         let budget = Arc::new(Counter::default());
         for i in 0..threads.max(1) {
-            let (tx, rx) = sync_channel::<Task>(QUEUE);
+            let (tx, rx) = sync_channel::<Batch>(QUEUE);
             let done = Arc::new(Counter::default());
             let budget = budget.clone();
             lanes.push(Lane {
@@ -107,14 +112,21 @@ impl Writers {
             let handle = std::thread::Builder::new()
                 .name(format!("ferry-writer-{i}"))
                 .spawn(move || {
-                    for Task { node, bytes, layer } in rx {
-                        if !layer.failed.load(Ordering::Acquire)
-                            && let Err(e) = node.create()
-                        {
-                            layer.fail(e);
+                    for Batch {
+                        nodes,
+                        bytes,
+                        layer,
+                    } in rx
+                    {
+                        for node in nodes {
+                            if !layer.failed.load(Ordering::Acquire)
+                                && let Err(e) = node.create()
+                            {
+                                layer.fail(e);
+                            }
                         }
-                        budget.sub(bytes);
-                        done.add(1);
+                        budget.update(|b| *b -= bytes);
+                        done.update(|d| *d += 1);
                     }
                 })
                 .expect("spawn a writer thread");
@@ -149,8 +161,10 @@ impl Drop for Writers {
 pub(super) struct Lanes {
     pool: Option<Arc<Writers>>,
     state: Arc<LayerState>,
-    /// Per lane, the ticket of this layer's last entry.
+    /// Per lane, the ticket of this layer's last batch sent.
     sent: Vec<u64>,
+    /// Per lane, the batch being filled, and its bytes.
+    filling: Vec<(Vec<Node>, u64)>,
 }
 
 impl Lanes {
@@ -160,6 +174,7 @@ impl Lanes {
             pool: None,
             state: Arc::default(),
             sent: Vec::new(),
+            filling: Vec::new(),
         }
     }
 
@@ -170,6 +185,7 @@ impl Lanes {
             pool: Some(pool),
             state: Arc::default(),
             sent: vec![0; n],
+            filling: (0..n).map(|_| (Vec::new(), 0)).collect(),
         }
     }
 
@@ -181,28 +197,46 @@ impl Lanes {
 
     /// Creates `node` (whose full path is `path`), now or on its lane.
     pub fn run(&mut self, path: &[Vec<u8>], node: Node) -> Result<(), LayerError> {
-        let Some(pool) = self.pool.clone() else {
+        if self.pool.is_none() {
             return node.create();
-        };
+        }
         self.check()?;
         let bytes = match &node.content {
-            super::node::Content::File(d) => d.len() as u64,
+            Content::File(d) => d.len() as u64,
             _ => 0,
         };
+        let i = self.lane_of(path);
+        let batch = &mut self.filling[i];
+        batch.0.push(node);
+        batch.1 += bytes;
+        if batch.0.len() >= BATCH || batch.1 >= BATCH_BYTES {
+            self.send(i)?;
+        }
+        Ok(())
+    }
+
+    /// Hands lane `i` the batch being filled.
+    fn send(&mut self, i: usize) -> Result<(), LayerError> {
+        let Some(pool) = self.pool.clone() else {
+            return Ok(());
+        };
+        let (nodes, bytes) = std::mem::take(&mut self.filling[i]);
+        if nodes.is_empty() {
+            return Ok(());
+        }
         pool.budget
             .wait_until(|used| used == 0 || used + bytes <= BYTES_IN_FLIGHT);
-        pool.budget.add(bytes);
-        let i = self.lane_of(path);
+        pool.budget.update(|b| *b += bytes);
         let lane = &pool.lanes[i];
         let mut q = lane.queue.lock().expect("queue lock");
         let tx = q.0.as_ref().expect("the pool lives while layers use it");
-        let task = Task {
-            node,
+        let batch = Batch {
+            nodes,
             bytes,
             layer: self.state.clone(),
         };
-        if tx.send(task).is_err() {
-            pool.budget.sub(bytes);
+        if tx.send(batch).is_err() {
+            pool.budget.update(|b| *b -= bytes);
             return Err(gone());
         }
         q.1 += 1;
@@ -213,13 +247,18 @@ impl Lanes {
     /// Waits until every entry this layer handed out for `path` is created.
     pub fn flush_path(&mut self, path: &[Vec<u8>]) -> Result<(), LayerError> {
         if self.pool.is_some() {
-            self.wait_lane(self.lane_of(path));
+            let i = self.lane_of(path);
+            self.send(i)?;
+            self.wait_lane(i);
         }
         self.check()
     }
 
     /// Waits until every entry this layer handed out is created.
     pub fn flush_all(&mut self) -> Result<(), LayerError> {
+        for i in 0..self.sent.len() {
+            self.send(i)?;
+        }
         for i in 0..self.sent.len() {
             self.wait_lane(i);
         }
@@ -252,6 +291,7 @@ impl Drop for Lanes {
         // Nothing of this layer may still be written once its applier is gone (its snapshot
         // may be removed next).
         self.state.failed.store(true, Ordering::Release);
+        self.filling.clear();
         for i in 0..self.sent.len() {
             self.wait_lane(i);
         }
