@@ -138,6 +138,9 @@ struct StoreStage {
     known: OnceLock<Known>,
     /// Writing back what is staged, started once the archive is read (see `archive_read`).
     early_sync: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Whether a worker began unpacking a layer (a load of known layers writes nothing worth
+    /// syncing).
+    unpacking: std::sync::atomic::AtomicBool,
 }
 
 /// What the store's snapshots are: how each layer starts, and its diff_id.
@@ -201,6 +204,8 @@ impl Unpacker for StoreStage {
     }
 
     fn sink(&self, id: usize) -> Result<Box<dyn LayerSink + Send>, LayerError> {
+        self.unpacking
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let fs = self.snapshot(id).join(FS_DIR);
         let failed = |action| {
             let entry = fs.display().to_string();
@@ -224,6 +229,9 @@ impl Unpacker for StoreStage {
     }
 
     fn archive_read(&self) {
+        if !self.unpacking.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         // The commit must wait until everything staged is on the disk. Starting the
         // writeback now, while workers still unpack, overlaps most of that wait with their
         // work; the commit's own sync then waits only for what was written since.
@@ -282,6 +290,7 @@ impl Store {
             writers: Writers::for_this_machine(),
             known: OnceLock::new(),
             early_sync: Mutex::new(None),
+            unpacking: Default::default(),
         });
         let mut planner = |c: &Contents| resolve::plan(c, &opts.platform);
         let mut contents =
