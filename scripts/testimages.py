@@ -25,6 +25,8 @@ The images (repository: tags):
   ferry/multiarch   docker (Docker list), oci (OCI index), oci-nested (index -> index)
   ferry/duplayer    docker, oci   the same layer twice
   ferry/zstd        oci           busybox layer compressed with zstd
+  ferry/update      1, 2 (oci)    busybox + a 4 MiB base layer + an app layer; 2 changes only
+                                  the app layer (what a weekly update looks like: deltas)
   ferry/service     docker, oci   busybox httpd on 8080: EXPOSE, VOLUME, STOPSIGNAL, HEALTHCHECK
 
 The output (images.json) maps "repo:tag" to the facts tests need; see facts_*().
@@ -349,6 +351,15 @@ def dup_entries():
     return [D("dup"), F("dup/file", "duplicate\n")]
 
 
+def update_base_entries():
+    data = random.Random(4242).randbytes(4 * MIB)
+    return [D("base"), F("base/runtime.bin", data)]
+
+
+def update_app_entries(version):
+    return lambda: [D("app"), F("app/version", "%d\n" % version)]
+
+
 def platform_entries(plat):
     return lambda: [F("platform", plat + "\n")]
 
@@ -581,6 +592,18 @@ def build_all(no_cache=False):
     zcfg = make_config([busybox_zstd], cmd=sh("echo hello from ferry zstd"))
     repos["ferry/zstd"] = {"oci": make_manifest("oci", zcfg, [busybox_zstd],
                                                 "hello from ferry zstd")}
+
+    # ferry/update: 1 and 2 share everything but the top layer
+    ubase = build_layer("update-base", recipe_key("update-base", 4 * MIB), update_base_entries,
+                        level=1, no_cache=no_cache)
+    repos["ferry/update"] = {}
+    for v in (1, 2):
+        app = build_layer("update-app-%d" % v, recipe_key("update-app", v),
+                          update_app_entries(v), no_cache=no_cache)
+        layers = [busybox, ubase, app]
+        cfg = make_config(layers, cmd=sh('echo "update version=$(cat /app/version)"'))
+        repos["ferry/update"][str(v)] = make_manifest("oci", cfg, layers,
+                                                      "update version=%d" % v)
 
     # ferry/multiarch
     ma = {}

@@ -37,6 +37,10 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Download images from a registry into one archive for `docker load` or `ferry load`.
     Fetch(commands::fetch::FetchArgs),
+    /// Copy images from archives or the store into a registry, digests unchanged.
+    Push(commands::push::PushArgs),
+    /// List what the store (or an internal registry) holds, for `ferry fetch --have`.
+    Inventory(commands::inventory::InventoryArgs),
     /// moby's download-frozen-image-v2.sh, same arguments: images into a directory for
     /// `tar -cC DIR . | docker load`.
     #[command(name = "download-frozen-image-v2")]

@@ -67,6 +67,10 @@ fn hint(err: &anyhow::Error) -> Option<String> {
             .downcast_ref::<ferry_fetch::FetchError>()
             .and_then(|e| e.hint())
             .or_else(|| {
+                c.downcast_ref::<ferry_fetch::push::PushError>()
+                    .and_then(|e| e.hint())
+            })
+            .or_else(|| {
                 c.downcast_ref::<ferry_load::LoadError>()
                     .and_then(|e| e.hint())
             })

@@ -1,5 +1,5 @@
-//! Showing a fetch's progress: bars on a terminal, plain lines every few seconds where stderr
-//! is not one (mintty, Cygwin, CI logs, pipes, wine), or nothing.
+//! Showing a fetch's (or a push's) progress: bars on a terminal, plain lines every few seconds
+//! where stderr is not one (mintty, Cygwin, CI logs, pipes, wine), or nothing.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -60,6 +60,8 @@ struct Counts {
 /// The command line's [`Reporter`].
 pub struct CliReporter {
     mode: ProgressMode,
+    /// `fetch` or `push`, for plain lines.
+    verb: &'static str,
     started: Instant,
     counts: Mutex<Counts>,
     bars: Option<(MultiProgress, ProgressBar)>,
@@ -86,11 +88,41 @@ impl CliReporter {
         });
         CliReporter {
             mode,
+            verb: "fetch",
             started: Instant::now(),
             counts: Mutex::default(),
             bars,
             last_line: Mutex::new(Instant::now()),
         }
+    }
+
+    /// A reporter for a push.
+    pub fn for_push(mode: ProgressMode) -> Self {
+        CliReporter {
+            verb: "push",
+            ..CliReporter::new(mode)
+        }
+    }
+
+    /// Counts `layers` for `image`, each for the first image that lists it.
+    fn add_image(&self, image: &ImageReference, layers: &[BlobRef]) {
+        let mut counts = self.counts();
+        let index = counts.images.len();
+        let mut total = 0;
+        for l in layers {
+            if let std::collections::hash_map::Entry::Vacant(e) =
+                counts.owner.entry(l.digest.to_string())
+            {
+                e.insert(index);
+                total += l.size;
+            }
+        }
+        counts.images.push(ImageProgress {
+            name: image.to_string(),
+            total,
+            done: 0,
+            present: 0,
+        });
     }
 
     /// Prints a message line without tearing the bars.
@@ -144,7 +176,8 @@ impl CliReporter {
                 "?".into()
             };
             eprintln!(
-                "fetch {}: {} / {} ({pct}%), {}/s, ETA {eta}",
+                "{} {}: {} / {} ({pct}%), {}/s, ETA {eta}",
+                self.verb,
                 img.name,
                 human_bytes(img.done),
                 human_bytes(img.total),
@@ -160,23 +193,25 @@ impl Reporter for CliReporter {
             "resolved {image} for {platform} ({} layers)",
             layers.len()
         ));
-        let mut counts = self.counts();
-        let index = counts.images.len();
-        let mut total = 0;
-        for l in layers {
-            if let std::collections::hash_map::Entry::Vacant(e) =
-                counts.owner.entry(l.digest.to_string())
-            {
-                e.insert(index);
-                total += l.size;
+        self.add_image(image, layers);
+    }
+
+    fn on_push_image(&self, target: &ImageReference, blobs: &[BlobRef]) {
+        self.add_image(target, blobs);
+    }
+
+    fn on_blob_skipped(&self, blob: &BlobRef, _from: Option<&str>) {
+        {
+            let mut counts = self.counts();
+            let image = counts.owner.get(&blob.digest.to_string()).copied();
+            if let Some(img) = image.and_then(|i| counts.images.get_mut(i)) {
+                img.done += blob.size;
+                img.present += blob.size;
             }
         }
-        counts.images.push(ImageProgress {
-            name: image.to_string(),
-            total,
-            done: 0,
-            present: 0,
-        });
+        if let Some((_, total)) = &self.bars {
+            total.inc(blob.size);
+        }
     }
 
     fn on_download_start(&self, total: u64, present: u64, _blobs: usize) {

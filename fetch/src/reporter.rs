@@ -1,4 +1,4 @@
-//! How a fetch tells its caller what it is doing. The library never draws anything: the
+//! How a fetch or a push tells its caller what it is doing. The library never draws anything: the
 //! command line implements this trait with progress bars, plain lines or nothing at all.
 
 use std::time::Duration;
@@ -11,7 +11,8 @@ use ferry_oci::{ImageReference, Platform};
 pub trait Reporter: Send + Sync {
     /// An image's platform manifest was chosen; `layers` are its layer blobs.
     fn on_resolved(&self, _image: &ImageReference, _platform: &Platform, _layers: &[BlobRef]) {}
-    /// Downloads begin: `total` bytes of blobs in all, `present` of them already on disk.
+    /// Downloads (or, for a push, uploads) begin: `total` bytes of blobs in all, `present` of
+    /// them already on disk.
     fn on_download_start(&self, _total: u64, _present: u64, _blobs: usize) {}
     /// A blob download started (or resumed at `offset`); returns an id for the calls below.
     fn on_blob_start(&self, _blob: &BlobRef, _offset: u64) -> usize {
@@ -26,8 +27,13 @@ pub trait Reporter: Send + Sync {
     fn on_blob_done(&self, _id: usize) {}
     /// A request failed and will be tried again after `delay`.
     fn on_retry(&self, _what: &str, _attempt: u32, _delay: Duration, _reason: &str) {}
-    /// All blobs are in; the archive is being finished (checksummed and renamed).
+    /// All blobs are in; the archive is being finished (checksummed and renamed), or, for a
+    /// push, the manifests are being put.
     fn on_finishing(&self) {}
+    /// A push of the image to `target` begins; `blobs` are its configs and layers.
+    fn on_push_image(&self, _target: &ImageReference, _blobs: &[BlobRef]) {}
+    /// A blob needs no upload: the registry has it, or mounted it `from` another repository.
+    fn on_blob_skipped(&self, _blob: &BlobRef, _from: Option<&str>) {}
 }
 
 /// A reporter that ignores everything.

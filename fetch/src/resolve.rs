@@ -8,15 +8,15 @@ use ferry_oci::archive::{BlobRef, ImageRecord};
 use ferry_oci::media_type::Kind;
 use ferry_oci::platform::is_attestation;
 use ferry_oci::spec::{ImageIndex, ImageManifest};
-use ferry_oci::{ImageConfig, ImageReference, Platform, digest};
+use ferry_oci::{ImageConfig, ImageReference, Platform, PlatformChoice, digest};
 
 use crate::error::FetchError;
 use crate::registry::{FetchedManifest, Registry};
 
 /// Image configs larger than this are refused; real ones are a few KiB.
-const CONFIG_LIMIT: u64 = 64 * 1024 * 1024;
+pub(crate) const CONFIG_LIMIT: u64 = 64 * 1024 * 1024;
 /// How deep indexes may nest before ferry gives up (a loop, or a hostile registry).
-const MAX_NESTING: usize = 4;
+pub(crate) const MAX_NESTING: usize = 4;
 
 /// A resolved image: what goes into the archive, with the small blobs already in memory.
 #[derive(Debug, Clone)]
@@ -27,6 +27,54 @@ pub struct ResolvedImage {
     pub manifest_bytes: Vec<u8>,
     /// The config's bytes.
     pub config_bytes: Vec<u8>,
+    /// Whether the manifest was picked out of an index by its platform entry.
+    pub chosen_from_index: bool,
+}
+
+/// Every image of `reference` that `choice` takes, with what else the archive keeps of a
+/// multi-platform image.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// One per chosen platform, the default one first.
+    pub images: Vec<ResolvedImage>,
+    /// Small documents the archive keeps besides the images' manifests and configs: the
+    /// index, nested indexes, attestation manifests.
+    pub extra_small: Vec<(BlobRef, Vec<u8>)>,
+    /// Blobs to download besides the images' layers: attestations' configs and layers.
+    pub extra_blobs: Vec<BlobRef>,
+}
+
+/// Resolves `reference` on `registry` for the platforms `choice` takes.
+pub fn resolve_choice(
+    registry: &Registry,
+    reference: &ImageReference,
+    choice: &PlatformChoice,
+) -> Result<Resolved, FetchError> {
+    let single = |image| Resolved {
+        images: vec![image],
+        extra_small: Vec::new(),
+        extra_blobs: Vec::new(),
+    };
+    if let PlatformChoice::One(platform) = choice {
+        return resolve(registry, reference, platform).map(single);
+    }
+    let top = registry.manifest(reference.repository(), &reference.manifest_reference())?;
+    match top.kind {
+        Kind::Index => crate::multi::resolve_index(registry, reference, top, choice),
+        _ => {
+            // A single-platform image: taken when its platform is among the chosen.
+            let image = image_from(registry, reference, top, None)?;
+            let found = image.record.platform.clone().unwrap_or_default();
+            if !choice.takes(&found) {
+                return Err(FetchError::PlatformMismatch {
+                    reference: reference.to_string(),
+                    wanted: choice.to_string(),
+                    found: found.to_string(),
+                });
+            }
+            Ok(single(image))
+        }
+    }
 }
 
 /// Resolves `reference` for `platform` on `registry`.
@@ -65,6 +113,44 @@ pub fn resolve(
             });
         }
     };
+    let image = image_from(registry, reference, manifest, chosen_platform)?;
+    // A single-platform image for another platform would only fail later, on the server.
+    if let Some(found) = image.record.platform.as_ref()
+        && !image.chosen_from_index
+        && !platform.matches(found)
+    {
+        return Err(FetchError::PlatformMismatch {
+            reference: reference.to_string(),
+            wanted: platform.to_string(),
+            found: found.to_string(),
+        });
+    }
+    Ok(image)
+}
+
+/// The image of one platform manifest: its config fetched, its layers listed. `chosen` is
+/// the platform its index entry declared, when it came from an index.
+pub(crate) fn image_from(
+    registry: &Registry,
+    reference: &ImageReference,
+    manifest: FetchedManifest,
+    chosen: Option<Platform>,
+) -> Result<ResolvedImage, FetchError> {
+    match manifest.kind {
+        Kind::Schema1 => {
+            return Err(FetchError::Schema1 {
+                reference: reference.to_string(),
+            });
+        }
+        Kind::Manifest => {}
+        _ => {
+            return Err(FetchError::Invalid {
+                what: format!("manifest of {reference}"),
+                source: format!("unexpected media type `{}`", manifest.media_type).into(),
+            });
+        }
+    }
+    let repo = reference.repository();
     let parsed: ImageManifest =
         serde_json::from_slice(&manifest.bytes).map_err(|e| FetchError::Invalid {
             what: format!("manifest {} of {reference}", manifest.digest),
@@ -83,19 +169,12 @@ pub fn resolve(
             source: Box::new(e),
         })?
         .platform;
-    // A single-platform image for another platform would only fail later, on the server.
-    if chosen_platform.is_none() && !platform.matches(&image_platform) {
-        return Err(FetchError::PlatformMismatch {
-            reference: reference.to_string(),
-            wanted: platform.to_string(),
-            found: image_platform.to_string(),
-        });
-    }
     let layers = parsed
         .layers()
         .iter()
         .map(|l| blob_ref(l.digest().as_ref(), l.size(), l.media_type().to_string()))
         .collect::<Result<Vec<_>, _>>()?;
+    let chosen_from_index = chosen.is_some();
     Ok(ResolvedImage {
         record: ImageRecord {
             reference: Some(reference.clone()),
@@ -104,17 +183,19 @@ pub fn resolve(
                 size: manifest.bytes.len() as u64,
                 media_type: manifest.media_type.clone(),
             },
-            platform: Some(chosen_platform.unwrap_or(image_platform)),
+            platform: Some(chosen.unwrap_or(image_platform)),
             config,
             layers,
+            index: None,
         },
         manifest_bytes: manifest.bytes,
         config_bytes,
+        chosen_from_index,
     })
 }
 
 /// Picks the manifest for `wanted` out of an index, descending into nested indexes.
-fn choose(
+pub(crate) fn choose(
     registry: &Registry,
     reference: &ImageReference,
     index: &FetchedManifest,
@@ -138,18 +219,12 @@ fn choose(
                 what: format!("index {} of {reference}", index.digest),
                 source: Box::new(e),
             })?;
-            let m = registry.manifest(reference.repository(), d.as_ref())?;
-            if m.bytes.len() as u64 != desc.size() {
-                return Err(FetchError::Verify {
-                    what: format!("manifest {d}"),
-                    host: registry.host().to_string(),
-                    source: Box::new(ferry_oci::DigestError::Size {
-                        expected: desc.size(),
-                        actual: m.bytes.len() as u64,
-                    }),
-                });
-            }
-            Ok(m)
+            let blob = BlobRef {
+                digest: d,
+                size: desc.size(),
+                media_type: desc.media_type().to_string(),
+            };
+            fetch_listed(registry, reference, &blob)
         };
         match kind {
             Kind::Index if depth < MAX_NESTING => {
@@ -186,7 +261,27 @@ fn choose(
     Ok(None)
 }
 
-fn blob_ref(digest: &str, size: u64, media_type: String) -> Result<BlobRef, FetchError> {
+/// Fetches a manifest an index lists, checked against the index's digest and size.
+pub(crate) fn fetch_listed(
+    registry: &Registry,
+    reference: &ImageReference,
+    blob: &BlobRef,
+) -> Result<FetchedManifest, FetchError> {
+    let m = registry.manifest(reference.repository(), blob.digest.as_ref())?;
+    if m.bytes.len() as u64 != blob.size {
+        return Err(FetchError::Verify {
+            what: format!("manifest {}", blob.digest),
+            host: registry.host().to_string(),
+            source: Box::new(ferry_oci::DigestError::Size {
+                expected: blob.size,
+                actual: m.bytes.len() as u64,
+            }),
+        });
+    }
+    Ok(m)
+}
+
+pub(crate) fn blob_ref(digest: &str, size: u64, media_type: String) -> Result<BlobRef, FetchError> {
     let digest = digest::parse(digest).map_err(|e| FetchError::Invalid {
         what: "descriptor".into(),
         source: Box::new(e),

@@ -110,6 +110,9 @@ pub enum LoadError {
     /// The store refused.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A delta archive needs layers that are not here.
+    #[error(transparent)]
+    Delta(#[from] crate::delta::DeltaError),
 }
 
 impl LoadError {
@@ -131,6 +134,7 @@ impl LoadError {
                 available.first().map(String::as_str).unwrap_or("linux/amd64")
             ),
             LoadError::Store(e) => return e.hint(),
+            LoadError::Delta(e) => e.hint(),
             _ => return None,
         })
     }

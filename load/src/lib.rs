@@ -18,17 +18,23 @@
 #![forbid(unsafe_code)]
 
 pub mod compression;
+pub mod delta;
 pub mod error;
+pub mod graph;
 pub mod layer;
+pub mod locate;
 pub mod path;
 pub mod reporter;
 pub mod resolve;
 pub mod scan;
+pub mod split;
 pub mod tar;
 pub mod verify;
 
 #[cfg(unix)]
 pub mod store;
+#[cfg(unix)]
+pub mod store_inventory;
 
 pub use error::{LayerError, LoadError, StoreError};
 pub use reporter::{Reporter, Silent};

@@ -131,6 +131,9 @@ pub fn plan(contents: &Contents, platform: &Platform) -> Option<HashSet<String>>
     // manifest.json must not point anywhere the index does not: otherwise it is not certain.
     let entries = manifest_json(contents).ok()??;
     for e in entries {
+        if named_by_index(&e, &images) {
+            continue;
+        }
         for l in e.layers.iter().chain([&e.config]) {
             if !needed.contains(l.as_str()) {
                 return None;
@@ -164,6 +167,17 @@ fn resolve_in(
         return Err(LoadError::NoImages);
     }
     Ok(images)
+}
+
+/// Whether index.json already chose an image for every name of a manifest.json entry: a
+/// multi-platform archive lists only its default platform there, for `docker load`, while the
+/// index chose the wanted one.
+fn named_by_index(entry: &DockerManifestEntry, images: &[ArchiveImage]) -> bool {
+    !entry.repo_tags.is_empty()
+        && entry.repo_tags.iter().all(|t| {
+            t.parse::<ImageReference>()
+                .is_ok_and(|n| images.iter().any(|i| i.names.contains(&n)))
+        })
 }
 
 /// The images `index.json` names (see the module comment), added to `images`.
@@ -220,6 +234,9 @@ fn from_manifest_json(
             Ok(r) => names.push(r),
             Err(e) => notices.push(format!("ignoring the name `{tag}` in manifest.json: {e}")),
         }
+    }
+    if named_by_index(entry, images) {
+        return Ok(());
     }
     let (config_at, config_file) = present(contents, &config_path, "config", mode)?;
     let Some(config_digest) = config_file.and_then(|f| f.digest.clone()) else {

@@ -27,6 +27,8 @@ pub struct ArchiveReport {
     pub layer_stats: Vec<Vec<Option<LayerStats>>>,
     /// Things worth telling that are not errors.
     pub notices: Vec<String>,
+    /// What a delta archive leaves out (its layers were not checked: the far side has them).
+    pub delta: Option<ferry_oci::archive::DeltaInfo>,
 }
 
 struct CheckStage {
@@ -68,6 +70,7 @@ fn read(
     let mut stage = CheckStage { unpack };
     let mut planner = |c: &scan::Contents| resolve::plan(c, platform);
     let mut contents = scan::scan(input, &mut stage, &mut planner, reporter)?;
+    let delta = crate::delta::provide(&mut contents, &|_| true, "")?;
     reporter.on_finishing();
     let mut notices = Vec::new();
     let images = resolve::resolve(&contents, platform, &mut notices)?;
@@ -95,5 +98,6 @@ fn read(
         outer: contents.outer.unwrap_or(Format::Tar),
         layer_stats,
         notices,
+        delta,
     })
 }

@@ -9,7 +9,9 @@
 //! - [`mod@reference`]: `[host[:port]/]name[:tag][@digest]`, normalised the way Docker does.
 //! - [`platform`]: `os/arch[/variant]`, matching and choosing from an index.
 //! - [`media_type`]: Docker schema2 and OCI media types and what kind of object each names.
-//! - [`archive`]: the hybrid OCI-layout + `docker load` tar that fetch writes and load reads.
+//! - [`archive`]: the hybrid OCI-layout + `docker load` tar that fetch writes and load reads,
+//!   whole, split into parts, or as a delta.
+//! - [`inventory`]: what the far side holds (`have.json`), from which deltas are made.
 //! - [`time`]: RFC 3339 times, as configs and Docker write them.
 //!
 //! Image JSON types (manifests, indexes, configs, descriptors) come from the `oci-spec` crate and
@@ -20,6 +22,7 @@
 pub mod archive;
 pub mod config;
 pub mod digest;
+pub mod inventory;
 pub mod media_type;
 pub mod platform;
 pub mod reference;
@@ -28,5 +31,5 @@ pub mod time;
 pub use config::ImageConfig;
 pub use digest::{Digest, DigestError, Hasher, VerifyingReader};
 pub use oci_spec::image as spec;
-pub use platform::Platform;
+pub use platform::{Platform, PlatformChoice};
 pub use reference::{ImageReference, ReferenceError};

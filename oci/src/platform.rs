@@ -123,6 +123,82 @@ impl Platform {
     }
 }
 
+/// Which platforms of a multi-platform image to take: one (the index is left behind and the
+/// archive holds that platform's image), several, or all of them (the archive keeps the index,
+/// with its digest, and every chosen platform's blobs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlatformChoice {
+    /// One platform.
+    One(Platform),
+    /// These platforms; the first is the default one (what `docker load` gets).
+    Several(Vec<Platform>),
+    /// Every platform of the index, attestations included.
+    All,
+}
+
+impl Default for PlatformChoice {
+    fn default() -> Self {
+        PlatformChoice::One(Platform::default())
+    }
+}
+
+impl FromStr for PlatformChoice {
+    type Err = PlatformError;
+
+    /// `linux/amd64`, `linux/amd64,linux/arm64`, or `all`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("all") {
+            return Ok(PlatformChoice::All);
+        }
+        let list = s
+            .split(',')
+            .map(|p| p.trim().parse())
+            .collect::<Result<Vec<Platform>, _>>()?;
+        Ok(match <[Platform; 1]>::try_from(list) {
+            Ok([one]) => PlatformChoice::One(one),
+            Err(list) => PlatformChoice::Several(list),
+        })
+    }
+}
+
+impl fmt::Display for PlatformChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlatformChoice::One(p) => p.fmt(f),
+            PlatformChoice::Several(list) => {
+                let names: Vec<String> = list.iter().map(Platform::to_string).collect();
+                f.write_str(&names.join(","))
+            }
+            PlatformChoice::All => f.write_str("all platforms"),
+        }
+    }
+}
+
+impl PlatformChoice {
+    /// Whether an image for `candidate` is among the chosen.
+    pub fn takes(&self, candidate: &Platform) -> bool {
+        match self {
+            PlatformChoice::One(p) => p.matches(candidate),
+            PlatformChoice::Several(list) => list.iter().any(|p| p.matches(candidate)),
+            PlatformChoice::All => true,
+        }
+    }
+
+    /// Whether the index is kept (several or all platforms).
+    pub fn keeps_index(&self) -> bool {
+        !matches!(self, PlatformChoice::One(_))
+    }
+
+    /// The platform preferred as the default image: the first asked for, else `linux/amd64`.
+    pub fn preferred(&self) -> Platform {
+        match self {
+            PlatformChoice::One(p) => p.clone(),
+            PlatformChoice::Several(list) => list.first().cloned().unwrap_or_default(),
+            PlatformChoice::All => Platform::default(),
+        }
+    }
+}
+
 /// Whether an index entry is an attestation (SBOM, provenance) rather than a runnable image.
 pub fn is_attestation(descriptor: &Descriptor) -> bool {
     let by_annotation = descriptor
@@ -170,6 +246,29 @@ mod tests {
         assert!(p("linux/arm/v7").matches(&p("linux/arm/v7")));
         assert!(!p("linux/arm/v7").matches(&p("linux/arm/v6")));
         assert!(p("linux/arm").matches(&p("linux/arm/v7")));
+    }
+
+    #[test]
+    fn platform_choices_parse() {
+        assert_eq!(
+            "linux/arm64".parse::<PlatformChoice>().unwrap(),
+            PlatformChoice::One(p("linux/arm64"))
+        );
+        assert_eq!(
+            "linux/amd64, linux/arm64"
+                .parse::<PlatformChoice>()
+                .unwrap(),
+            PlatformChoice::Several(vec![p("linux/amd64"), p("linux/arm64")])
+        );
+        assert_eq!(
+            "ALL".parse::<PlatformChoice>().unwrap(),
+            PlatformChoice::All
+        );
+        assert!("linux/amd64,".parse::<PlatformChoice>().is_err());
+        let several = PlatformChoice::Several(vec![p("linux/arm/v7"), p("linux/amd64")]);
+        assert!(several.takes(&p("linux/amd64")));
+        assert!(!several.takes(&p("linux/arm/v6")));
+        assert_eq!(several.preferred(), p("linux/arm/v7"));
     }
 
     #[test]

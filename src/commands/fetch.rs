@@ -1,19 +1,20 @@
-//! `ferry fetch IMAGE… -o FILE`: download images into one archive.
+//! `ferry fetch IMAGE… -o FILE`: download images into one archive (whole, split into parts,
+//! or a delta leaving out what the far side holds), or into the directory moby's script writes.
 
-use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ferry_fetch::{
-    AgentOptions, Credentials, Destination, DockerConfig, FetchOptions, RetryPolicy,
-};
-use ferry_oci::{ImageReference, Platform};
+use ferry_fetch::{Destination, FetchOptions, Have, Wanted};
+use ferry_oci::inventory::Inventory;
+use ferry_oci::{ImageReference, PlatformChoice};
 
 use crate::cli::GlobalArgs;
-use crate::env;
+use crate::commands::registry::{RegistryArgs, cache_dir, docker_config};
 use crate::progress::{CliReporter, ProgressMode, human_bytes};
 
 /// Arguments of `ferry fetch`.
@@ -22,18 +23,33 @@ use crate::progress::{CliReporter, ProgressMode, human_bytes};
 pub struct FetchArgs {
     /// Images to fetch.
     #[arg(
-        required = true,
+        required_unless_present = "file",
         value_name = "IMAGE",
         help = "Images to fetch: [HOST[:PORT]/]NAME[:TAG][@DIGEST]. Docker Hub is the default registry."
     )]
     pub images: Vec<ImageReference>,
+    /// Also fetch the images listed in FILE: one per line, `#` comments, optionally
+    /// `--platform P` after an image.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// The archive to write (`-` for standard output).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Write the directory moby's download-frozen-image-v2.sh writes instead of an archive
     /// (for `tar -cC DIR . | docker load`).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["split", "have", "since"])]
     pub dir: Option<PathBuf>,
+    /// Write the archive as FILE.000, FILE.001, … of at most SIZE bytes each (K, M, G in
+    /// powers of 1024; `fat32` is 4 GiB − 1 byte), with one FILE.sha256 for all parts.
+    #[arg(long, value_name = "SIZE", value_parser = ferry_fetch::parse_split_size)]
+    pub split: Option<u64>,
+    /// Leave out the layers the far side holds, as listed by `ferry inventory` there (a
+    /// delta archive: `ferry load` and `ferry push` complete it from what they have).
+    #[arg(long, value_name = "have.json", conflicts_with = "since")]
+    pub have: Option<PathBuf>,
+    /// Leave out the layers of an earlier archive the far side loaded (a delta archive).
+    #[arg(long, value_name = "ARCHIVE")]
+    pub since: Option<PathBuf>,
     #[command(flatten)]
     pub opts: FetchOpts,
 }
@@ -41,29 +57,19 @@ pub struct FetchArgs {
 /// How to reach registries and show progress (shared with `download-frozen-image-v2`).
 #[derive(Debug, Args)]
 pub struct FetchOpts {
-    /// Platform to pick from multi-platform images.
-    #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH[/VARIANT]")]
-    pub platform: Platform,
+    /// Platform(s) to take from multi-platform images: one (`linux/arm64`), several
+    /// (`linux/amd64,linux/arm64`) or `all`; with more than one the image index is kept.
+    #[arg(
+        long,
+        default_value = "linux/amd64",
+        value_name = "OS/ARCH[/VARIANT][,…]|all"
+    )]
+    pub platform: PlatformChoice,
     /// Number of blobs downloaded at once.
     #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
-    /// Allow plain HTTP and unverified TLS for this registry (repeatable). Never implied.
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    pub insecure_registries: Vec<String>,
-    /// Also trust the certificate authorities in this PEM file (repeatable), on top of the
-    /// system's trust store.
-    #[arg(long = "ca-cert", value_name = "FILE")]
-    pub ca_certs: Vec<PathBuf>,
-    /// Registry user name (the password is read with --password-stdin, or FERRY_PASSWORD).
-    /// Without it, credentials come from Docker's config.json (DOCKER_CONFIG, ~/.docker).
-    #[arg(short, long, env = env::FERRY_USERNAME, value_name = "NAME")]
-    pub username: Option<String>,
-    /// Read the registry password (or token) from standard input.
-    #[arg(long)]
-    pub password_stdin: bool,
-    /// How many times a failed request or dropped download is tried in all.
-    #[arg(long, default_value_t = 6, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub retries: u32,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// How progress is shown.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
@@ -72,10 +78,17 @@ pub struct FetchOpts {
     pub quiet: bool,
 }
 
+/// What besides the images shapes an archive.
+#[derive(Debug, Default)]
+pub struct Shape {
+    /// Parts of at most this many bytes.
+    pub split: Option<u64>,
+    /// The layers the far side holds (a delta).
+    pub have: Option<Have>,
+}
+
 /// Runs `ferry fetch`.
 pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let cache_dir =
-        ferry_fetch::cache_dir(std::env::var_os(env::FERRY_CACHE_DIR).map(PathBuf::from));
     let destination = match (&args.output, &args.dir) {
         (_, Some(dir)) => Destination::Directory(crate::paths::native(dir)),
         (Some(o), None) if o.as_os_str() == "-" => {
@@ -84,8 +97,11 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                     "refusing to write an archive to a terminal; redirect standard output or use -o FILE"
                 );
             }
+            if args.split.is_some() {
+                bail!("--split writes files: use -o FILE");
+            }
             Destination::Stdout {
-                staging: cache_dir.join("partial"),
+                staging: cache_dir().join("partial"),
             }
         }
         (Some(o), None) => Destination::File(crate::paths::native(o)),
@@ -97,50 +113,77 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         (Some(o), _) => o.display().to_string(),
         (None, None) => String::new(),
     };
-    fetch(&args.images, &destination, &args.opts, &target)?;
+    let mut wanted: Vec<Wanted> = args
+        .images
+        .iter()
+        .map(|r| Wanted {
+            reference: r.clone(),
+            platform: None,
+        })
+        .collect();
+    if let Some(list) = &args.file {
+        wanted.extend(read_list(list)?);
+    }
+    if wanted.is_empty() {
+        bail!(
+            "no image to fetch: {} lists none",
+            args.file.as_deref().unwrap_or(Path::new("-")).display()
+        );
+    }
+    let several = |w: &Wanted| {
+        w.platform
+            .as_ref()
+            .unwrap_or(&args.opts.platform)
+            .keeps_index()
+    };
+    if args.dir.is_some() && wanted.iter().any(several) {
+        bail!(
+            "--dir writes one platform per image (the script's format): choose one with --platform"
+        );
+    }
+    let shape = Shape {
+        split: args.split,
+        have: match (&args.have, &args.since) {
+            (Some(inv), _) => Some(have_from_inventory(inv)?),
+            (None, Some(old)) => Some(have_from_archive(old)?),
+            (None, None) => None,
+        },
+    };
+    fetch(&wanted, &destination, &args.opts, shape, &target)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Fetches `images` into `destination` and reports it (`target` names it for people).
 pub fn fetch(
-    images: &[ImageReference],
+    images: &[Wanted],
     destination: &Destination,
     args: &FetchOpts,
+    shape: Shape,
     target: &str,
 ) -> anyhow::Result<ferry_fetch::Summary> {
-    let credentials = credentials(args)?;
-    let cache_dir =
-        ferry_fetch::cache_dir(std::env::var_os(env::FERRY_CACHE_DIR).map(PathBuf::from));
     let mode = if args.quiet {
         ProgressMode::None
     } else {
         args.progress.resolve()
     };
     let reporter = Arc::new(CliReporter::new(mode));
+    let split = shape.split;
     let opts = FetchOptions {
         platform: args.platform.clone(),
         concurrency: args.concurrency.into(),
-        insecure_registries: args.insecure_registries.clone(),
-        credentials,
-        docker_config: Some(Arc::new(docker_config()?)),
-        cache_dir: Some(cache_dir),
-        agent: AgentOptions {
-            ca_certs: args
-                .ca_certs
-                .iter()
-                .map(|p| crate::paths::native(p))
-                .collect(),
-            ..AgentOptions::default()
-        },
-        retry: RetryPolicy {
-            attempts: args.retries,
-            ..RetryPolicy::default()
-        },
+        insecure_registries: args.registry.insecure_registries.clone(),
+        credentials: args.registry.credentials()?,
+        docker_config: Some(docker_config()?),
+        cache_dir: Some(cache_dir()),
+        agent: args.registry.agent(),
+        retry: args.registry.retry(),
+        split: shape.split,
+        have: shape.have,
     };
-    let result = ferry_fetch::fetch(images, destination, &opts, reporter.clone());
+    let result = ferry_fetch::fetch_list(images, destination, &opts, reporter.clone());
     reporter.clear();
     let summary = result.with_context(|| match images {
-        [one] => format!("failed to fetch {one}"),
+        [one] => format!("failed to fetch {}", one.reference),
         many => format!("failed to fetch {} images", many.len()),
     })?;
     if !args.quiet {
@@ -152,10 +195,23 @@ pub fn fetch(
             ),
             _ => human_bytes(summary.archive_bytes),
         };
+        let parts = match (split, summary.checksums.len()) {
+            (Some(size), n) => format!(
+                " ({n} part{} of at most {})",
+                if n == 1 { "" } else { "s" },
+                human_bytes(size)
+            ),
+            (None, _) => String::new(),
+        };
+        let checksum = match (destination, summary.checksums.as_slice()) {
+            (Destination::Directory(_), _) => String::new(),
+            (_, [one]) if split.is_none() => format!(", sha256 {}", &one.digest()[..12]),
+            _ => String::new(),
+        };
+        let images = summary.images.len();
         eprintln!(
-            "fetched {} image{} for {} into {target}: {what} ({} downloaded{}) in {secs:.1}s{}",
-            summary.images.len(),
-            if summary.images.len() == 1 { "" } else { "s" },
+            "fetched {images} image{} for {} into {target}{parts}: {what} ({} downloaded{}) in {secs:.1}s{checksum}",
+            if images == 1 { "" } else { "s" },
             args.platform,
             human_bytes(summary.downloaded_bytes),
             if summary.reused_bytes > 0 {
@@ -166,42 +222,67 @@ pub fn fetch(
             } else {
                 String::new()
             },
-            match destination {
-                Destination::Directory(_) => String::new(),
-                _ => format!(", sha256 {}", &summary.checksum.digest()[..12]),
-            },
         );
+        if let Some(delta) = &summary.delta {
+            eprintln!(
+                "delta archive: {} layer{} ({}) left out, which the far side must hold ({}); {} travels",
+                delta.needs.len(),
+                if delta.needs.len() == 1 { "" } else { "s" },
+                human_bytes(delta.needed_bytes()),
+                delta.based_on,
+                human_bytes(summary.archive_bytes),
+            );
+        }
     }
     Ok(summary)
 }
 
-/// Credentials from `--username` + `--password-stdin`, or the FERRY_USERNAME/FERRY_PASSWORD pair.
-fn credentials(args: &FetchOpts) -> anyhow::Result<Option<Credentials>> {
-    let password = if args.password_stdin {
-        if args.username.is_none() {
-            bail!("--password-stdin needs --username");
-        }
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read the password from standard input")?;
-        Some(s.trim_end_matches(['\n', '\r']).to_string())
-    } else {
-        std::env::var(env::FERRY_PASSWORD).ok()
-    };
-    match (&args.username, password) {
-        (Some(u), Some(p)) => Ok(Some(Credentials::new(u.clone(), p))),
-        (Some(_), None) => {
-            bail!("--username needs a password: use --password-stdin or set FERRY_PASSWORD")
-        }
-        (None, _) => Ok(None),
-    }
+/// The images of an image list file.
+pub fn read_list(path: &Path) -> anyhow::Result<Vec<Wanted>> {
+    let text = std::fs::read_to_string(crate::paths::native(path))
+        .with_context(|| format!("cannot read the image list {}", path.display()))?;
+    ferry_fetch::image_list::parse(&text)
+        .with_context(|| format!("cannot read the image list {}", path.display()))
 }
 
-/// Docker's client configuration, as the Docker client would find it.
-fn docker_config() -> anyhow::Result<DockerConfig> {
-    match DockerConfig::path(std::env::var_os(env::DOCKER_CONFIG).map(PathBuf::from)) {
-        Some(path) => Ok(DockerConfig::load(&path)?),
-        None => Ok(DockerConfig::default()),
-    }
+/// What an inventory (`ferry inventory` on the far side) says is there.
+fn have_from_inventory(path: &Path) -> anyhow::Result<Have> {
+    let bytes = std::fs::read(crate::paths::native(path))
+        .with_context(|| format!("cannot read the inventory {}", path.display()))?;
+    let inv = Inventory::parse(&bytes).with_context(|| {
+        format!(
+            "{} is not an inventory written by ferry inventory",
+            path.display()
+        )
+    })?;
+    let repositories: HashMap<String, Vec<String>> = inv
+        .blobs
+        .iter()
+        .filter(|b| !b.repositories.is_empty())
+        .map(|b| (b.digest.clone(), b.repositories.clone()))
+        .collect();
+    Ok(Have {
+        digests: inv.digests(),
+        based_on: inv.source.clone(),
+        repositories,
+    })
+}
+
+/// What the far side holds after loading an earlier archive: its blobs, and what it needed
+/// if it was a delta itself.
+fn have_from_archive(path: &Path) -> anyhow::Result<Have> {
+    let native = crate::paths::native(path);
+    let digests = ferry_load::delta::archive_blobs(&native)
+        .with_context(|| format!("cannot read the earlier archive {}", path.display()))?;
+    Ok(Have {
+        digests,
+        based_on: format!(
+            "archive {}",
+            native
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ),
+        repositories: HashMap::new(),
+    })
 }

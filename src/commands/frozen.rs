@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use ferry_fetch::Destination;
-use ferry_oci::{ImageReference, Platform};
+use ferry_fetch::{Destination, Wanted};
+use ferry_oci::{ImageReference, Platform, PlatformChoice};
 
 use super::fetch::FetchOpts;
 use crate::cli::GlobalArgs;
@@ -38,16 +38,26 @@ pub fn run(mut args: FrozenArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCod
         } else {
             format!("linux/{arch}/{variant}")
         };
-        args.opts.platform = text
-            .parse::<Platform>()
-            .map_err(|e| anyhow::anyhow!("TARGETARCH={arch}: {e}"))?;
+        args.opts.platform = PlatformChoice::One(
+            text.parse::<Platform>()
+                .map_err(|e| anyhow::anyhow!("TARGETARCH={arch}: {e}"))?,
+        );
     }
     let dir = crate::paths::native(&args.dir);
     let shown = args.dir.display().to_string();
+    let images: Vec<Wanted> = args
+        .images
+        .iter()
+        .map(|r| Wanted {
+            reference: r.clone(),
+            platform: None,
+        })
+        .collect();
     super::fetch::fetch(
-        &args.images,
+        &images,
         &Destination::Directory(dir),
         &args.opts,
+        Default::default(),
         &shown,
     )?;
     println!("Download of images into '{shown}' complete.");

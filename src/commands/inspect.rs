@@ -74,7 +74,9 @@ pub fn run(args: InspectArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 /// `-` (standard input) or an existing file: today's archive listing, so nothing breaks.
 fn is_archive(name: &str) -> bool {
-    name == "-" || crate::paths::native(Path::new(name)).is_file()
+    let path = crate::paths::native(Path::new(name));
+    // A split archive may be named without its part suffix.
+    name == "-" || path.is_file() || ferry_load::split::part_name(&path, 0).is_file()
 }
 
 #[cfg(not(unix))]

@@ -51,6 +51,7 @@ pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     let started = Instant::now();
     let mut writer = None;
+    let mut parts = None;
     let (mut input, total, label): (Box<dyn Read>, Option<u64>, String) = match &args.input {
         // A directory (what `download-frozen-image-v2.sh` or `fetch --dir` writes) is read as
         // the tar it would make.
@@ -61,10 +62,13 @@ pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             (Box::new(r), None, p.display().to_string())
         }
         Some(p) if p.as_os_str() != "-" => {
-            let f = std::fs::File::open(p)
+            // A split archive is named by its first part (or its name without the suffix).
+            let found = ferry_load::split::Parts::find(p)
                 .with_context(|| format!("cannot open archive {}", p.display()))?;
-            let len = f.metadata().ok().map(|m| m.len());
-            (Box::new(f), len, p.display().to_string())
+            let len = found.len();
+            let reader = found.reader();
+            parts = Some(found);
+            (Box::new(reader), Some(len), p.display().to_string())
         }
         _ => {
             if std::io::stdin().is_terminal() {
@@ -78,6 +82,18 @@ pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let store = crate::store::open(global)?;
+    if let Some(delta) = parts.as_ref().and_then(ferry_load::delta::peek) {
+        refuse_incomplete_delta(&store, &delta)
+            .with_context(|| format!("failed to load {label}"))?;
+        if !args.quiet {
+            eprintln!(
+                "delta archive: {} layer{} ({}) it leaves out come from the store",
+                delta.needs.len(),
+                if delta.needs.len() == 1 { "" } else { "s" },
+                crate::progress::human_bytes(delta.needed_bytes())
+            );
+        }
+    }
     let mode = if args.quiet {
         ProgressMode::None
     } else {
@@ -105,6 +121,15 @@ pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 .context(format!("failed to load {label}")));
         }
     }
+    if result.is_err()
+        && let Some(parts) = parts.filter(|p| p.is_split())
+    {
+        // A corrupt part is the cause worth naming, not the blob it broke.
+        parts
+            .reader()
+            .check_rest()
+            .with_context(|| format!("failed to load {label}"))?;
+    }
     let loaded = result.with_context(|| format!("failed to load {label}"))?;
     for img in &loaded {
         if img.names.is_empty() {
@@ -131,4 +156,20 @@ pub fn run(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses, before reading it, a delta archive that leaves out layers the store lacks.
+fn refuse_incomplete_delta(
+    store: &ferry_load::Store,
+    delta: &ferry_oci::archive::DeltaInfo,
+) -> Result<(), ferry_load::LoadError> {
+    let missing = ferry_load::delta::missing_in_store(store.root(), delta);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ferry_load::delta::DeltaError {
+        where_: "the store".into(),
+        missing,
+    }
+    .into())
 }

@@ -26,6 +26,7 @@ pub mod images;
 #[cfg(unix)]
 pub mod import;
 pub mod inspect;
+pub mod inventory;
 #[cfg(unix)]
 pub mod kill;
 #[cfg(unix)]
@@ -36,6 +37,8 @@ pub mod logs;
 pub mod port;
 #[cfg(unix)]
 pub mod ps;
+pub mod push;
+pub mod registry;
 #[cfg(unix)]
 pub mod restart;
 #[cfg(unix)]
@@ -70,6 +73,8 @@ use crate::cli::{Cli, Command};
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Fetch(args) => fetch::run(args, &cli.global),
+        Command::Push(args) => push::run(args, &cli.global),
+        Command::Inventory(args) => inventory::run(args, &cli.global),
         Command::DownloadFrozenImageV2(args) => frozen::run(args, &cli.global),
         #[cfg(unix)]
         Command::Run(args) => run::run(args, &cli.global),

@@ -2,12 +2,13 @@
 //! it can be checked before the trip and again after it.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use ferry_load::Reporter;
+use ferry_load::split::Parts;
 use ferry_oci::{Hasher, Platform, VerifyingReader};
 
 use crate::cli::GlobalArgs;
@@ -41,27 +42,50 @@ pub fn default_platform() -> Platform {
     }
 }
 
-/// Opens FILE (or stdin for `-`), with its size when known.
-pub fn open_input(file: &PathBuf) -> anyhow::Result<(Box<dyn Read>, Option<u64>)> {
+/// An archive opened for reading.
+pub struct Input {
+    /// Its bytes.
+    pub reader: Box<dyn Read>,
+    /// Its size, when known.
+    pub len: Option<u64>,
+    /// The file or parts it is in (none for standard input).
+    pub parts: Option<Parts>,
+}
+
+/// Opens FILE (or stdin for `-`; the first part, or the name without suffix, of a split
+/// archive).
+pub fn open_input(file: &Path) -> anyhow::Result<Input> {
     if file.as_os_str() == "-" {
         if std::io::stdin().is_terminal() {
             bail!("no archive on standard input");
         }
-        return Ok((Box::new(std::io::stdin().lock()), None));
+        return Ok(Input {
+            reader: Box::new(std::io::stdin().lock()),
+            len: None,
+            parts: None,
+        });
     }
-    let f = std::fs::File::open(file)
-        .with_context(|| format!("cannot open archive {}", file.display()))?;
-    let len = f.metadata().ok().map(|m| m.len());
-    Ok((
-        Box::new(std::io::BufReader::with_capacity(1024 * 1024, f)),
-        len,
-    ))
+    let parts =
+        Parts::find(file).with_context(|| format!("cannot open archive {}", file.display()))?;
+    Ok(Input {
+        reader: Box::new(std::io::BufReader::with_capacity(
+            1024 * 1024,
+            parts.reader(),
+        )),
+        len: Some(parts.len()),
+        parts: Some(parts),
+    })
 }
 
 /// Runs `ferry verify`.
 pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    let (input, total) = open_input(&args.file)?;
+    let Input {
+        reader: input,
+        len: total,
+        parts,
+    } = open_input(&args.file)?;
+    let split = parts.as_ref().filter(|p| p.is_split());
     // Hashed while it is verified, so the `FILE.sha256` of `ferry fetch` is checked in the
     // same pass.
     let mut input = VerifyingReader::hashing(input, Hasher::sha256());
@@ -75,6 +99,15 @@ pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let platform = args.platform.clone().unwrap_or_else(default_platform);
     let result = ferry_load::verify(&mut input, &platform, &reporter);
     reporter.clear();
+    if result.is_err()
+        && let Some(parts) = split
+    {
+        // A corrupt part is the cause worth naming, not the blob it broke.
+        parts
+            .reader()
+            .check_rest()
+            .with_context(|| format!("{} failed verification", args.file.display()))?;
+    }
     let report = result.with_context(|| format!("{} failed verification", args.file.display()))?;
     // The end of the tar may leave padding unread; the checksum covers the whole file.
     std::io::copy(&mut input, &mut std::io::sink())
@@ -84,6 +117,8 @@ pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     sidecar.push(".sha256");
     let sidecar = PathBuf::from(sidecar);
     let sidecar_ok = match std::fs::read_to_string(&sidecar) {
+        // Each part was checked against the parts' checksum file as it was read.
+        _ if split.is_some() => None,
         Ok(text) => {
             let want = text
                 .split_whitespace()
@@ -125,14 +160,33 @@ pub fn run(args: VerifyArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 }
             )?;
         }
-        match sidecar_ok {
-            Some(p) => writeln!(
+        if let Some(delta) = &report.delta {
+            writeln!(
+                stdout,
+                "ok  delta archive: leaves out {} layer{} ({}) the far side must hold ({})",
+                delta.needs.len(),
+                if delta.needs.len() == 1 { "" } else { "s" },
+                human_bytes(delta.needed_bytes()),
+                delta.based_on
+            )?;
+        }
+        match (split, sidecar_ok) {
+            (Some(parts), _) => writeln!(
+                stdout,
+                "ok  {} parts{}",
+                parts.files().len(),
+                match parts.sums_file() {
+                    Some(f) => format!(", each matches {}", f.display()),
+                    None => " (no .sha256 file beside them to compare)".into(),
+                }
+            )?,
+            (None, Some(p)) => writeln!(
                 stdout,
                 "ok  archive sha256 {} matches {}",
                 checksum.digest(),
                 p.display()
             )?,
-            None => writeln!(
+            (None, None) => writeln!(
                 stdout,
                 "ok  archive sha256 {} (no .sha256 file beside it to compare)",
                 checksum.digest()

@@ -9,6 +9,11 @@
 //! second proxy standing in for a CDN (which records whether an `Authorization` header reached
 //! it). It counts the blob bytes it sends, so tests can tell how much a rerun downloaded.
 //!
+//! Uploads (`/blobs/uploads/`) are read whole before they are forwarded, as nginx does in front
+//! of Harbor and most registries (`proxy_request_buffering`); the proxy counts the bytes clients
+//! send in them, can drop the connection partway through a request body (the registry then
+//! never sees that request), and can refuse uploads with a status (`413`).
+//!
 //! Only plain HTTP/1.1 is spoken, which is all a registry on loopback needs.
 
 #![forbid(unsafe_code)]
@@ -51,26 +56,44 @@ pub struct Plan {
     /// Once this many blob bytes were sent, refuse the bearer token in use with a 401 (as if
     /// it expired), and every later request carrying it. Fires once.
     pub revoke_token_after: Option<u64>,
+    /// Close the connection after reading this many body bytes of a chunk of an upload that
+    /// does not start at byte 0 (`PATCH` to `/blobs/uploads/` with `Content-Range` past 0),
+    /// without forwarding it, `.1` times: the registry keeps what the earlier chunks brought.
+    pub cut_upload_after: Option<(u64, u32)>,
+    /// With `cut_upload_after`: forward the part of the body read before the cut, as a proxy
+    /// that does not buffer would (distribution then forgets the upload).
+    pub cut_forwards_partial: bool,
+    /// Answer upload requests (after reading their body) with this status, `.1` times.
+    pub upload_status: Option<StatusFault>,
 }
 
 /// One request the proxy saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The method.
+    pub method: String,
     /// Request target (path and query).
     pub path: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
     /// The `Range` header, if any.
     pub range: Option<String>,
-    /// The status answered.
+    /// The status answered (`0` when the connection was dropped instead).
     pub status: u16,
+    /// Body bytes the client sent with it.
+    pub body_bytes: u64,
 }
 
 struct Shared {
-    upstream: String,
+    /// Where the proxy listens.
+    addr: String,
+    upstream: Mutex<String>,
+    /// Repositories are looked up below this prefix upstream (`/v2/NAME` → `/v2/PREFIX/NAME`).
+    prefix: Mutex<Option<String>>,
     plan: Mutex<Plan>,
     seen: Mutex<Vec<Seen>>,
     blob_bytes: AtomicU64,
+    upload_bytes: AtomicU64,
     revoked: Mutex<HashSet<String>>,
     presigned: AtomicU64,
 }
@@ -94,10 +117,13 @@ impl FaultProxy {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?.to_string();
         let shared = Arc::new(Shared {
-            upstream: upstream.to_string(),
+            addr: addr.clone(),
+            upstream: Mutex::new(upstream.to_string()),
+            prefix: Mutex::default(),
             plan: Mutex::new(plan),
             seen: Mutex::default(),
             blob_bytes: AtomicU64::new(0),
+            upload_bytes: AtomicU64::new(0),
             revoked: Mutex::default(),
             presigned: AtomicU64::new(0),
         });
@@ -111,6 +137,19 @@ impl FaultProxy {
             }
         });
         Ok(FaultProxy { addr, shared })
+    }
+
+    /// Sends later requests to another upstream (`host:port`), so one address can stand for
+    /// one registry, then another.
+    pub fn set_upstream(&self, upstream: &str) {
+        *self.shared.upstream.lock().expect("upstream") = upstream.to_string();
+    }
+
+    /// Serves the upstream's repositories below `prefix` as if they were at the top
+    /// (`/v2/a/b/…` is asked upstream as `/v2/PREFIX/a/b/…`), so one name can stand for a
+    /// fresh place in a shared registry.
+    pub fn set_upstream_prefix(&self, prefix: Option<&str>) {
+        *self.shared.prefix.lock().expect("prefix") = prefix.map(str::to_string);
     }
 
     /// Replaces the plan.
@@ -128,10 +167,16 @@ impl FaultProxy {
         self.shared.blob_bytes.load(Ordering::SeqCst)
     }
 
+    /// Upload body bytes received from clients so far (forwarded or not).
+    pub fn upload_bytes(&self) -> u64 {
+        self.shared.upload_bytes.load(Ordering::SeqCst)
+    }
+
     /// Forgets the requests seen and the bytes counted.
     pub fn reset_counters(&self) {
         self.shared.seen.lock().expect("seen").clear();
         self.shared.blob_bytes.store(0, Ordering::SeqCst);
+        self.shared.upload_bytes.store(0, Ordering::SeqCst);
     }
 }
 
@@ -139,6 +184,8 @@ struct Request {
     method: String,
     target: String,
     headers: Headers,
+    /// The body, read whole before anything is forwarded.
+    body: Vec<u8>,
 }
 
 impl Request {
@@ -150,7 +197,17 @@ impl Request {
     }
 
     fn is_blob(&self) -> bool {
-        self.target.contains("/blobs/")
+        self.target.contains("/blobs/") && !self.is_upload()
+    }
+
+    fn is_upload(&self) -> bool {
+        self.target.contains("/blobs/uploads/")
+    }
+
+    fn content_length(&self) -> u64 {
+        self.header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     fn is_manifest(&self) -> bool {
@@ -185,11 +242,45 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
     let mut writer = client;
     while let Some((line, headers)) = read_head(&mut reader)? {
         let mut parts = line.split_whitespace();
-        let req = Request {
+        let mut req = Request {
             method: parts.next().unwrap_or("GET").to_string(),
             target: parts.next().unwrap_or("/").to_string(),
             headers,
+            body: Vec::new(),
         };
+        let length = req.content_length();
+        let later_chunk = req.method == "PATCH"
+            && req
+                .header("content-range")
+                .and_then(|r| {
+                    r.split('-')
+                        .next()
+                        .and_then(|a| a.trim().parse::<u64>().ok())
+                })
+                .is_some_and(|start| start > 0);
+        let (cut, partial) = if req.is_upload() && later_chunk && length > 0 {
+            let mut plan = shared.plan.lock().expect("plan");
+            (take(&mut plan.cut_upload_after), plan.cut_forwards_partial)
+        } else {
+            (None, false)
+        };
+        let want = cut.map_or(length, |c| c.min(length));
+        (&mut reader).take(want).read_to_end(&mut req.body)?;
+        if req.is_upload() {
+            shared
+                .upload_bytes
+                .fetch_add(req.body.len() as u64, Ordering::SeqCst);
+        }
+        if cut.is_some_and(|c| c < length) {
+            // The connection drops partway through the body: a buffering proxy never passes
+            // the request on; one that streams has passed on what it read.
+            record(shared, &req, 0);
+            if partial {
+                forward_partial(&req, length, shared);
+            }
+            let _ = writer.shutdown(Shutdown::Both);
+            return Ok(());
+        }
         if !handle(&req, &mut writer, shared)? {
             let _ = writer.shutdown(Shutdown::Both);
             return Ok(());
@@ -200,10 +291,12 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
 
 fn record(shared: &Shared, req: &Request, status: u16) {
     shared.seen.lock().expect("seen").push(Seen {
+        method: req.method.clone(),
         path: req.target.clone(),
         authorization: req.header("authorization"),
         range: req.header("range"),
         status,
+        body_bytes: req.body.len() as u64,
     });
 }
 
@@ -272,7 +365,9 @@ fn handle(req: &Request, w: &mut TcpStream, shared: &Shared) -> io::Result<bool>
     }
     let injected = {
         let mut plan = shared.plan.lock().expect("plan");
-        if req.is_blob() {
+        if req.is_upload() {
+            take3(&mut plan.upload_status)
+        } else if req.is_blob() {
             take3(&mut plan.blob_status)
         } else if req.is_manifest() {
             take3(&mut plan.manifest_status)
@@ -284,12 +379,11 @@ fn handle(req: &Request, w: &mut TcpStream, shared: &Shared) -> io::Result<bool>
         record(shared, req, status);
         let mut headers = headers;
         headers.push(("Content-Type".into(), "application/json".into()));
-        respond(
-            w,
-            status,
-            &headers,
-            br#"{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}"#,
-        )?;
+        let body: &[u8] = match status {
+            413 => br#"{"errors":[{"code":"SIZE_INVALID","message":"request entity too large"}]}"#,
+            _ => br#"{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}"#,
+        };
+        respond(w, status, &headers, body)?;
         return Ok(true);
     }
     if req.is_blob()
@@ -306,15 +400,51 @@ fn handle(req: &Request, w: &mut TcpStream, shared: &Shared) -> io::Result<bool>
     forward(req, w, shared, &plan_now)
 }
 
+/// The request target upstream: repositories below the prefix, if one is set.
+fn upstream_target(target: &str, prefix: Option<&str>) -> String {
+    match (prefix, target.strip_prefix("/v2/")) {
+        (Some(p), Some(rest)) if !rest.is_empty() && !rest.starts_with('_') => {
+            format!("/v2/{p}/{rest}")
+        }
+        _ => target.to_string(),
+    }
+}
+
+/// Sends `req` upstream announcing `length` body bytes, sends what was read, and hangs up.
+fn forward_partial(req: &Request, length: u64, shared: &Shared) {
+    let upstream = shared.upstream.lock().expect("upstream").clone();
+    let prefix = shared.prefix.lock().expect("prefix").clone();
+    let Ok(mut up) = TcpStream::connect(&upstream) else {
+        return;
+    };
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n",
+        req.method,
+        upstream_target(&req.target, prefix.as_deref())
+    );
+    for (k, v) in &req.headers {
+        if !matches!(
+            k.to_ascii_lowercase().as_str(),
+            "host" | "connection" | "content-length"
+        ) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str(&format!("Content-Length: {length}\r\n\r\n"));
+    let _ = up.write_all(head.as_bytes());
+    let _ = up.write_all(&req.body);
+    let _ = up.flush();
+    // Give the registry a moment to take in what arrived before the connection drops.
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = up.shutdown(Shutdown::Both);
+}
+
 /// Asks the upstream for its `/v2/` challenge, to answer revoked tokens like it would.
 fn upstream_challenge(shared: &Shared) -> Option<String> {
-    let mut s = TcpStream::connect(&shared.upstream).ok()?;
+    let upstream = shared.upstream.lock().expect("upstream").clone();
+    let mut s = TcpStream::connect(&upstream).ok()?;
     s.write_all(
-        format!(
-            "GET /v2/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            shared.upstream
-        )
-        .as_bytes(),
+        format!("GET /v2/ HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .ok()?;
     let mut r = BufReader::new(s);
@@ -326,10 +456,13 @@ fn upstream_challenge(shared: &Shared) -> Option<String> {
 }
 
 fn forward(req: &Request, w: &mut TcpStream, shared: &Shared, plan: &Plan) -> io::Result<bool> {
-    let mut up = TcpStream::connect(&shared.upstream)?;
+    let upstream = shared.upstream.lock().expect("upstream").clone();
+    let prefix = shared.prefix.lock().expect("prefix").clone();
+    let target = upstream_target(&req.target, prefix.as_deref());
+    let mut up = TcpStream::connect(&upstream)?;
     let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-        req.method, req.target, shared.upstream
+        "{} {target} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n",
+        req.method
     );
     for (k, v) in &req.headers {
         let lower = k.to_ascii_lowercase();
@@ -342,6 +475,7 @@ fn forward(req: &Request, w: &mut TcpStream, shared: &Shared, plan: &Plan) -> io
     }
     head.push_str("\r\n");
     up.write_all(head.as_bytes())?;
+    up.write_all(&req.body)?;
     let mut ur = BufReader::new(up);
     let Some((status_line, headers)) = read_head(&mut ur)? else {
         return Ok(false);
@@ -361,6 +495,18 @@ fn forward(req: &Request, w: &mut TcpStream, shared: &Shared, plan: &Plan) -> io
         if k.eq_ignore_ascii_case("connection") {
             continue;
         }
+        // Upload locations name the registry's own address: point them back at the proxy, as
+        // a reverse proxy does (nginx's proxy_redirect).
+        let v = match k.eq_ignore_ascii_case("location") {
+            true => {
+                let v = v.replace(&format!("//{upstream}/"), &format!("//{}/", shared.addr));
+                match &prefix {
+                    Some(p) => v.replace(&format!("/v2/{p}/"), "/v2/"),
+                    None => v,
+                }
+            }
+            false => v.clone(),
+        };
         out.push_str(&format!("{k}: {v}\r\n"));
     }
     if length.is_none() {

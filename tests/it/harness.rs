@@ -33,6 +33,11 @@ impl Services {
         self.var("REGISTRY")
     }
 
+    /// The registry `ferry push` tests write into (plain, starts empty): `127.0.0.1:5005`.
+    pub fn push_registry(&self) -> &str {
+        self.var("PUSH_REGISTRY")
+    }
+
     /// `host/repo:tag` on the plain registry.
     pub fn image(&self, repo_tag: &str) -> String {
         format!("{}/{repo_tag}", self.registry())
@@ -207,6 +212,21 @@ pub fn run(mut cmd: impl std::borrow::BorrowMut<Command>) -> Ran {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
         .into()
+}
+
+/// A repository prefix no other test run uses, for what tests write into shared registries.
+pub fn unique(what: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "it-{what}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A fresh temporary directory.

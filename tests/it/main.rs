@@ -7,6 +7,8 @@ mod build_support;
 mod cli;
 mod credentials;
 #[cfg(unix)]
+mod delta;
+#[cfg(unix)]
 mod durability;
 mod fake_registry;
 mod faults;
@@ -16,6 +18,7 @@ mod harness;
 mod load;
 mod load_support;
 mod network;
+mod push;
 mod resume;
 #[cfg(unix)]
 mod run;
@@ -25,6 +28,7 @@ mod run_interface;
 mod security;
 #[cfg(unix)]
 mod services;
+mod split;
 #[cfg(unix)]
 mod store_location;
 mod windows;

@@ -1,5 +1,6 @@
-//! Tokens: one per repository scope, fetched once and shared by every parallel download, and
-//! fetched again when it expires mid-download.
+//! Tokens: one per set of scopes (a repository's pull, or pull and push, or push plus pull on
+//! the repository a blob is mounted from), fetched once and shared by every parallel transfer,
+//! and fetched again when it expires mid-way.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -10,6 +11,32 @@ use super::challenge::Challenge;
 use super::{Ping, Registry, url};
 use crate::credentials::Secret;
 use crate::error::FetchError;
+
+/// What a request may do, as a token service's scope (`repository:NAME:pull,push`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope(String);
+
+impl Scope {
+    /// Reading a repository.
+    pub fn pull(repo: &str) -> Scope {
+        Scope(format!("repository:{repo}:pull"))
+    }
+
+    /// Reading and writing a repository.
+    pub fn push(repo: &str) -> Scope {
+        Scope(format!("repository:{repo}:pull,push"))
+    }
+
+    /// Listing the registry's repositories.
+    pub fn catalog() -> Scope {
+        Scope("registry:catalog:*".into())
+    }
+
+    /// The scope as the token service spells it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// A bearer token and when to stop using it.
 #[derive(Debug, Clone)]
@@ -29,37 +56,39 @@ struct TokenResponse {
 }
 
 impl Registry {
-    /// The `Authorization` header for a request on `repo`, if the registry wants one.
+    /// The `Authorization` header for a request needing `scopes`, if the registry wants one.
     pub(super) fn authorization(
         &self,
         ping: &Ping,
-        repo: &str,
+        scopes: &[Scope],
     ) -> Result<Option<String>, FetchError> {
         match &ping.challenge {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self.credentials.as_ref().map(|c| c.basic_header())),
             Some(Challenge::Bearer { realm, service, .. }) => {
-                let scope = format!("repository:{repo}:pull");
-                // Held across the token request, so parallel downloads wait for one token
+                let key = token_key(scopes);
+                // Held across the token request, so parallel transfers wait for one token
                 // instead of each asking for their own.
                 let mut tokens = self.tokens.lock().expect("token lock");
-                if let Some(t) = tokens.get(&scope)
+                if let Some(t) = tokens.get(&key)
                     && Instant::now() < t.renew_at
                 {
                     return Ok(Some(format!("Bearer {}", t.value.expose())));
                 }
-                let token = self.request_token(ping, realm, service.as_deref(), &scope)?;
+                let token = self.request_token(ping, realm, service.as_deref(), scopes)?;
                 let header = format!("Bearer {}", token.value.expose());
-                tokens.insert(scope, token);
+                tokens.insert(key, token);
                 Ok(Some(header))
             }
         }
     }
 
-    /// Forgets the token for `repo`, so the next request gets a fresh one.
-    pub(super) fn invalidate_token(&self, repo: &str) {
-        let scope = format!("repository:{repo}:pull");
-        self.tokens.lock().expect("token lock").remove(&scope);
+    /// Forgets the token for `scopes`, so the next request gets a fresh one.
+    pub(super) fn invalidate_token(&self, scopes: &[Scope]) {
+        self.tokens
+            .lock()
+            .expect("token lock")
+            .remove(&token_key(scopes));
     }
 
     fn request_token(
@@ -67,7 +96,7 @@ impl Registry {
         ping: &Ping,
         realm: &str,
         service: Option<&str>,
-        scope: &str,
+        scopes: &[Scope],
     ) -> Result<Token, FetchError> {
         let auth_error = |reason: String| FetchError::Auth {
             host: self.host.clone(),
@@ -77,7 +106,10 @@ impl Registry {
         if let Some(s) = service {
             query.push(format!("service={}", url::encode(s)));
         }
-        query.push(format!("scope={}", url::encode(scope)));
+        for scope in scopes {
+            query.push(format!("scope={}", url::encode(scope.as_str())));
+        }
+        let scope = token_key(scopes);
         let creds = self
             .credentials
             .as_ref()
@@ -92,7 +124,7 @@ impl Registry {
         if let Some(c) = creds {
             req = req.header("Authorization", c.basic_header());
         }
-        tracing::debug!(realm = %url::redacted(realm), scope, with_credentials = creds.is_some(), "requesting token");
+        tracing::debug!(realm = %url::redacted(realm), %scope, with_credentials = creds.is_some(), "requesting token");
         let started = Instant::now();
         let resp = req
             .call()
@@ -154,4 +186,13 @@ impl Registry {
             && self.shared.is_insecure(&self.host)
             && realm_host == url::hostname(&self.host)
     }
+}
+
+/// The cache key of a token: its scopes, in the order asked.
+fn token_key(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(Scope::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -1,27 +1,33 @@
 //! A client for the OCI distribution API of one registry host.
 //!
-//! Every request goes through [`Registry::get`], which pings `/v2/` once to learn the scheme and
-//! the authentication challenge, attaches a token for the repository's pull scope (or Basic
-//! credentials), follows redirects itself so that the registry's `Authorization` never leaves
-//! its host, and retries what is worth retrying.
+//! Every request goes through [`Registry::call`] (or, for uploads that recover on their own,
+//! [`Registry::send_once`]), which pings `/v2/` once to learn the scheme and the authentication
+//! challenge, attaches a token for the request's scopes (pull, or pull and push) or Basic
+//! credentials, follows redirects itself so that the registry's `Authorization` never leaves
+//! its host, and retries what is worth retrying. Both `ferry fetch` and `ferry push` use it.
 
 pub mod api_error;
 mod auth;
+mod catalog;
 pub mod challenge;
 mod manifest;
+mod request;
+mod upload;
 mod url;
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use ureq::http::Response;
+use ureq::http::{Method, Response};
 use ureq::{Agent, Body};
 
 use self::api_error::ApiError;
+pub use self::auth::Scope;
 use self::challenge::Challenge;
 pub use self::manifest::FetchedManifest;
+pub use self::request::{Failure, OpenBody, Request, SendBody};
+pub use self::upload::{Started, Upload};
 use crate::credentials::Credentials;
 use crate::error::FetchError;
 use crate::http::agent::Agents;
@@ -85,19 +91,6 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// How a request failed, before it is turned into a [`FetchError`] with context.
-enum Failure {
-    /// The registry answered with a status that is not success.
-    Status {
-        api: ApiError,
-        retry_after: Option<Duration>,
-        /// The answer came from a host the registry redirected to (a CDN, a presigned URL).
-        foreign: bool,
-    },
-    /// The transport failed.
-    Transport(ureq::Error),
-}
-
 impl Registry {
     /// A client for `host` (`host[:port]`, as in image references).
     pub fn new(host: &str, shared: Arc<Shared>, credentials: Option<Credentials>) -> Self {
@@ -126,124 +119,10 @@ impl Registry {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Response<Body>, FetchError> {
-        let ping = self.ping()?;
-        let url = format!("{}{}", ping.base, path);
-        let policy = &self.shared.retry;
-        let mut attempt = 0;
-        let mut refreshed = false;
-        loop {
-            attempt += 1;
-            let auth = self.authorization(&ping, repo)?;
-            let failure = match self.send(&url, auth.as_deref(), headers) {
-                Ok((resp, foreign)) => {
-                    let status = resp.status().as_u16();
-                    if (200..300).contains(&status) {
-                        return Ok(resp);
-                    }
-                    if status == 401 && !refreshed && !foreign {
-                        // An expired or revoked token: get a fresh one, once, without counting
-                        // it as a failed attempt.
-                        refreshed = true;
-                        attempt -= 1;
-                        self.invalidate_token(repo);
-                        continue;
-                    }
-                    let retry_after =
-                        header(&resp, "retry-after").and_then(|v| retry::parse_retry_after(&v));
-                    let body = read_error_body(resp);
-                    Failure::Status {
-                        api: ApiError::from_response(status, &body),
-                        retry_after,
-                        foreign,
-                    }
-                }
-                Err(e) => Failure::Transport(e),
-            };
-            let (retryable, retry_after, reason) = match &failure {
-                Failure::Status {
-                    api,
-                    retry_after,
-                    foreign,
-                } => (
-                    retry::retryable_status(api.status)
-                        // A presigned URL that expired: ask the registry for a fresh one.
-                        || (*foreign && matches!(api.status, 400 | 403 | 404)),
-                    *retry_after,
-                    api.to_string(),
-                ),
-                Failure::Transport(e) => (transport_retryable(e), None, e.to_string()),
-            };
-            if retryable && attempt < policy.attempts {
-                let delay = policy.delay(attempt, retry_after);
-                self.shared.reporter.on_retry(what, attempt, delay, &reason);
-                tracing::debug!(what, attempt, ?delay, reason, "retrying");
-                std::thread::sleep(delay);
-                continue;
-            }
-            return Err(match failure {
-                Failure::Status { api, .. } if !retryable => FetchError::Registry {
-                    what: what.to_string(),
-                    host: self.host.clone(),
-                    source: api,
-                },
-                Failure::Status { api, .. } => FetchError::Transfer {
-                    what: what.to_string(),
-                    host: self.host.clone(),
-                    attempts: attempt,
-                    source: Box::new(api),
-                },
-                Failure::Transport(e) => self.transport_error(what, attempt, e),
-            });
-        }
-    }
-
-    /// Sends one request, following redirects. The `Authorization` header goes only to the
-    /// registry's own origin: a CDN or presigned S3 URL must not see the registry's credentials
-    /// (moby/moby#33707), and S3 rejects requests that carry two kinds of auth.
-    ///
-    /// Returns the final response and whether it came from another origin.
-    fn send(
-        &self,
-        url: &str,
-        auth: Option<&str>,
-        headers: &[(&str, &str)],
-    ) -> Result<(Response<Body>, bool), ureq::Error> {
-        let origin = url::origin(url).to_string();
-        let mut current = url.to_string();
-        for _ in 0..=10 {
-            let host = url::host_port(&current);
-            let mut req = self.shared.agent_for(host).get(&current);
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            let same_origin = url::origin(&current) == origin;
-            if let Some(a) = auth
-                && same_origin
-            {
-                req = req.header("Authorization", a);
-            }
-            tracing::debug!(url = %url::redacted(&current), auth = auth.is_some() && same_origin, "GET");
-            let resp = req.call()?;
-            let status = resp.status().as_u16();
-            if matches!(status, 301 | 302 | 303 | 307 | 308)
-                && let Some(location) = header(&resp, "location")
-            {
-                let next = url::resolve(&current, &location);
-                if current.starts_with("https://")
-                    && next.starts_with("http://")
-                    && !self.shared.is_insecure(url::host_port(&next))
-                {
-                    return Err(ureq::Error::BadUri(format!(
-                        "refusing redirect from HTTPS to plain HTTP ({})",
-                        url::host_port(&next)
-                    )));
-                }
-                current = next;
-                continue;
-            }
-            return Ok((resp, !same_origin));
-        }
-        Err(ureq::Error::TooManyRedirects)
+        self.call(&Request {
+            headers: headers.to_vec(),
+            ..Request::new(Method::GET, what, path, vec![Scope::pull(repo)])
+        })
     }
 
     /// Pings `/v2/` once per run to learn the scheme and the authentication challenge.
@@ -287,7 +166,13 @@ impl Registry {
         let mut attempt = 0;
         let resp = loop {
             attempt += 1;
-            match self.send(&format!("{base}/v2/"), None, &[]) {
+            match self.send(
+                &Method::GET,
+                &format!("{base}/v2/"),
+                None,
+                &[],
+                &SendBody::Empty,
+            ) {
                 Ok((r, _))
                     if retry::retryable_status(r.status().as_u16())
                         && attempt < policy.attempts =>

@@ -295,6 +295,8 @@ impl Store {
         let mut planner = |c: &Contents| resolve::plan(c, &opts.platform);
         let mut contents =
             scan::scan(input, &mut LoadStage(stage.clone()), &mut planner, reporter)?;
+        // A delta archive is completed from the store, or refused before anything is committed.
+        crate::delta::provide(&mut contents, &|d| self.blob_path(d).is_file(), "the store")?;
         reporter.on_finishing();
         let mut notices = Vec::new();
         let images = resolve::resolve(&contents, &opts.platform, &mut notices)?;

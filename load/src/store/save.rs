@@ -37,6 +37,7 @@ impl Store {
                 platform: Some(platform),
                 config: facts.config.clone(),
                 layers: facts.layers.clone(),
+                index: None,
             });
         }
         Ok(ArchivePlan::new(records))

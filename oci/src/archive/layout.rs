@@ -50,6 +50,31 @@ pub struct ImageRecord {
     pub config: BlobRef,
     /// The layers, bottom first, as listed in the manifest.
     pub layers: Vec<BlobRef>,
+    /// The image index this manifest was chosen from, when the archive keeps it (several
+    /// platforms fetched): `index.json` then names the index, and of the records sharing it
+    /// only the first (the default platform) goes into `manifest.json` for `docker load`.
+    pub index: Option<BlobRef>,
+}
+
+impl ImageRecord {
+    /// The blob `index.json` names for this image: its index, else its manifest.
+    pub fn top(&self) -> &BlobRef {
+        self.index.as_ref().unwrap_or(&self.manifest)
+    }
+}
+
+/// The records that stand for their image in `index.json`, `manifest.json` and
+/// `repositories`: every record of a single-platform image, the first of each kept index.
+fn firsts(images: &[ImageRecord]) -> impl Iterator<Item = &ImageRecord> {
+    images.iter().enumerate().filter_map(move |(i, img)| {
+        let Some(index) = &img.index else {
+            return Some(img);
+        };
+        let earlier = images[..i]
+            .iter()
+            .any(|o| o.index.as_ref() == Some(index) && o.reference == img.reference);
+        (!earlier).then_some(img)
+    })
 }
 
 /// One entry of `manifest.json`, the list `docker load` reads.
@@ -70,15 +95,16 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, 
     Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
-/// `index.json`: one descriptor per image name (an unnamed image gets one without names).
+/// `index.json`: one descriptor per image name (an unnamed image gets one without names),
+/// naming the kept index of a multi-platform image, else the platform manifest.
 pub(crate) fn index_json(images: &[ImageRecord]) -> Vec<u8> {
-    let manifests: Vec<Value> = images
-        .iter()
+    let manifests: Vec<Value> = firsts(images)
         .map(|img| {
+            let top = img.top();
             let mut d = json!({
-                "mediaType": img.manifest.media_type,
-                "digest": img.manifest.digest.to_string(),
-                "size": img.manifest.size,
+                "mediaType": top.media_type,
+                "digest": top.digest.to_string(),
+                "size": top.size,
             });
             if let Some(r) = &img.reference {
                 let mut ann = serde_json::Map::new();
@@ -88,7 +114,7 @@ pub(crate) fn index_json(images: &[ImageRecord]) -> Vec<u8> {
                 }
                 d["annotations"] = ann.into();
             }
-            if let Some(p) = &img.platform {
+            if let Some(p) = img.platform.as_ref().filter(|_| img.index.is_none()) {
                 let mut pj = json!({"architecture": p.architecture, "os": p.os});
                 if let Some(v) = &p.variant {
                     pj["variant"] = v.clone().into();
@@ -108,7 +134,7 @@ pub(crate) fn index_json(images: &[ImageRecord]) -> Vec<u8> {
 /// `manifest.json`: one entry per distinct manifest, with every name it was fetched as.
 pub(crate) fn docker_manifest(images: &[ImageRecord]) -> Vec<DockerManifestEntry> {
     let mut entries: Vec<(Digest, DockerManifestEntry)> = Vec::new();
-    for img in images {
+    for img in firsts(images) {
         let tag = img.reference.as_ref().and_then(|r| r.familiar_tagged());
         if let Some((_, e)) = entries.iter_mut().find(|(d, _)| d == &img.manifest.digest) {
             if let Some(t) = tag
@@ -134,7 +160,7 @@ pub(crate) fn docker_manifest(images: &[ImageRecord]) -> Vec<DockerManifestEntry
 /// tools do, and it costs a few bytes.
 pub(crate) fn repositories(images: &[ImageRecord]) -> Vec<u8> {
     let mut map: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for img in images {
+    for img in firsts(images) {
         if let Some(r) = &img.reference
             && let Some(tag) = r.tag()
         {

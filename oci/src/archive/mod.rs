@@ -17,13 +17,15 @@
 //! known from the descriptors: that lets `fetch` write downloaded bytes straight to their final
 //! offset, in parallel, and lets a rerun recognise an interrupted archive as the same one.
 
+pub mod delta;
 mod layout;
 mod plan;
 mod write;
 
+pub use delta::{DELTA_JSON, DeltaInfo, NeededBlob};
 pub use layout::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, BlobRef, DockerManifestEntry, INDEX_JSON,
     ImageRecord, MANIFEST_JSON, OCI_LAYOUT, OCI_LAYOUT_CONTENT, REPOSITORIES, annotated_name,
 };
-pub use plan::{ArchivePlan, Content, Entry};
+pub use plan::{ArchivePlan, Content, Entry, PlanExtras};
 pub use write::{BlobSource, publish, sync_parent, write_archive};

@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 
+use crate::archive::delta::{DELTA_JSON, DeltaInfo};
 use crate::archive::layout::{
     self, BlobRef, INDEX_JSON, ImageRecord, MANIFEST_JSON, OCI_LAYOUT, OCI_LAYOUT_CONTENT,
     REPOSITORIES,
@@ -74,18 +75,34 @@ impl Entry {
     }
 }
 
+/// What an archive holds besides its images' manifests, configs and layers.
+#[derive(Debug, Clone, Default)]
+pub struct PlanExtras {
+    /// Other blobs: the kept indexes of multi-platform images, nested indexes, attestation
+    /// manifests and their blobs. They go after the manifests and configs, before the layers.
+    pub blobs: Vec<BlobRef>,
+    /// A delta archive: the blobs it leaves out, listed in `ferry-delta.json`.
+    pub delta: Option<DeltaInfo>,
+}
+
 /// The complete layout of an archive.
 #[derive(Debug, Clone)]
 pub struct ArchivePlan {
     images: Vec<ImageRecord>,
     entries: Vec<Entry>,
     total_len: u64,
+    delta: Option<DeltaInfo>,
 }
 
 impl ArchivePlan {
     /// Lays out an archive holding `images`: metadata first, then each distinct blob once,
     /// manifests and configs before layers.
     pub fn new(images: Vec<ImageRecord>) -> Self {
+        Self::with_extras(images, PlanExtras::default())
+    }
+
+    /// Lays out an archive holding `images` and `extras`.
+    pub fn with_extras(images: Vec<ImageRecord>, extras: PlanExtras) -> Self {
         let mut contents: Vec<(String, Content)> = vec![
             (OCI_LAYOUT.into(), Content::Bytes(OCI_LAYOUT_CONTENT.into())),
             (
@@ -101,12 +118,20 @@ impl ArchivePlan {
                 Content::Bytes(layout::repositories(&images)),
             ),
         ];
+        if let Some(delta) = &extras.delta {
+            contents.push((DELTA_JSON.into(), Content::Bytes(layout::to_bytes(delta))));
+        }
         let mut seen_dirs = HashSet::new();
         let mut seen = HashSet::new();
         let small = images.iter().flat_map(|i| [&i.manifest, &i.config]);
         let layers = images.iter().flat_map(|i| i.layers.iter());
-        for blob in small.chain(layers) {
-            if !seen.insert(blob.digest.clone()) {
+        for blob in small.chain(&extras.blobs).chain(layers) {
+            if !seen.insert(blob.digest.clone())
+                || extras
+                    .delta
+                    .as_ref()
+                    .is_some_and(|d| d.leaves_out(&blob.digest))
+            {
                 continue;
             }
             let algo = blob.digest.algorithm().to_string();
@@ -136,7 +161,13 @@ impl ArchivePlan {
             entries,
             // Two zero blocks end a tar.
             total_len: offset + 2 * BLOCK,
+            delta: extras.delta,
         }
+    }
+
+    /// What a delta archive leaves out.
+    pub fn delta(&self) -> Option<&DeltaInfo> {
+        self.delta.as_ref()
     }
 
     /// The images, as given.
@@ -184,4 +215,124 @@ impl ArchivePlan {
 /// `n` rounded up to whole tar blocks.
 pub(crate) fn padded(n: u64) -> u64 {
     n.div_ceil(BLOCK) * BLOCK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::NeededBlob;
+    use crate::digest::sha256;
+    use crate::media_type;
+
+    fn blob(bytes: &[u8], mt: &str) -> BlobRef {
+        BlobRef {
+            digest: sha256(bytes),
+            size: bytes.len() as u64,
+            media_type: mt.into(),
+        }
+    }
+
+    /// Two platforms of one index under one name, sharing a base layer.
+    fn two_platforms() -> (Vec<ImageRecord>, BlobRef) {
+        let index = blob(b"index", media_type::OCI_INDEX);
+        let base = blob(b"base", media_type::OCI_LAYER_GZIP);
+        let images = ["linux/amd64", "linux/arm64/v8"]
+            .iter()
+            .map(|p| ImageRecord {
+                reference: Some("reg.lan/app:1".parse().unwrap()),
+                manifest: blob(format!("m {p}").as_bytes(), media_type::OCI_MANIFEST),
+                platform: Some(p.parse().unwrap()),
+                config: blob(format!("c {p}").as_bytes(), media_type::OCI_CONFIG),
+                layers: vec![base.clone(), blob(p.as_bytes(), media_type::OCI_LAYER_GZIP)],
+                index: Some(index.clone()),
+            })
+            .collect();
+        (images, index)
+    }
+
+    fn bytes_of<'a>(plan: &'a ArchivePlan, path: &str) -> &'a [u8] {
+        match &plan
+            .entries()
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap()
+            .content
+        {
+            Content::Bytes(b) => b,
+            _ => panic!("{path} holds no bytes"),
+        }
+    }
+
+    #[test]
+    fn a_kept_index_is_named_once_and_docker_gets_the_first_platform() {
+        let (images, index) = two_platforms();
+        let plan = ArchivePlan::with_extras(
+            images.clone(),
+            PlanExtras {
+                blobs: vec![index.clone()],
+                delta: None,
+            },
+        );
+        let idx: serde_json::Value = serde_json::from_slice(bytes_of(&plan, INDEX_JSON)).unwrap();
+        let manifests = idx["manifests"].as_array().unwrap();
+        assert_eq!(manifests.len(), 1);
+        assert_eq!(manifests[0]["digest"], index.digest.to_string());
+        assert_eq!(manifests[0]["mediaType"], media_type::OCI_INDEX);
+        assert!(manifests[0].get("platform").is_none());
+        let docker: serde_json::Value =
+            serde_json::from_slice(bytes_of(&plan, MANIFEST_JSON)).unwrap();
+        assert_eq!(docker.as_array().unwrap().len(), 1);
+        assert_eq!(docker[0]["Config"], blob_path(&images[0].config.digest));
+        // Every blob once: the index, two manifests, two configs, three layers.
+        assert_eq!(plan.blobs().count(), 8);
+    }
+
+    #[test]
+    fn a_delta_leaves_out_what_it_lists_and_says_so_first() {
+        let (images, index) = two_platforms();
+        let base = images[0].layers[0].clone();
+        let delta = DeltaInfo::new(
+            "store /var/lib/ferry".into(),
+            vec![NeededBlob {
+                digest: base.digest.to_string(),
+                size: base.size,
+                media_type: base.media_type.clone(),
+                repositories: Vec::new(),
+            }],
+        );
+        let whole = ArchivePlan::with_extras(
+            images.clone(),
+            PlanExtras {
+                blobs: vec![index.clone()],
+                delta: None,
+            },
+        );
+        let plan = ArchivePlan::with_extras(
+            images,
+            PlanExtras {
+                blobs: vec![index],
+                delta: Some(delta.clone()),
+            },
+        );
+        assert!(plan.blobs().all(|(_, b)| b.digest != base.digest));
+        assert_eq!(plan.blobs().count(), whole.blobs().count() - 1);
+        // The marker comes with the metadata, before any blob.
+        let at = plan
+            .entries()
+            .iter()
+            .position(|e| e.path == DELTA_JSON)
+            .unwrap();
+        assert!(
+            at < plan
+                .entries()
+                .iter()
+                .position(|e| e.path.starts_with("blobs/"))
+                .unwrap()
+        );
+        assert_eq!(
+            DeltaInfo::parse(bytes_of(&plan, DELTA_JSON)).unwrap(),
+            delta
+        );
+        assert_eq!(plan.delta(), Some(&delta));
+    }
 }

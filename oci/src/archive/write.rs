@@ -123,6 +123,7 @@ mod tests {
                 platform: Some(Default::default()),
                 config,
                 layers,
+                index: None,
             });
         }
         (ArchivePlan::new(images), mem)

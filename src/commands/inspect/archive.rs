@@ -16,7 +16,8 @@ use crate::progress::human_bytes;
 /// Lists the archive at `file`: a text listing, `json`, or a Go template over that JSON.
 pub fn run(file: &Path, args: &InspectArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    let (mut input, total) = open_input(&file.to_path_buf())?;
+    let input = open_input(file)?;
+    let (mut input, total) = (input.reader, input.len);
     let reporter = LoadReporter::new(args.progress.resolve(), "inspect", false);
     reporter.on_start(total);
     let platform = args.platform.clone().unwrap_or_else(default_platform);
@@ -52,7 +53,8 @@ pub fn run(file: &Path, args: &InspectArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        let v = json!({"Compression": report.outer.name(), "Images": images});
+        let v =
+            json!({"Compression": report.outer.name(), "Images": images, "Delta": report.delta});
         match template {
             Some(t) => writeln!(stdout, "{}", crate::format::execute(&t, &v, "archive")?)?,
             None => writeln!(stdout, "{}", serde_json::to_string_pretty(&v)?)?,
@@ -65,6 +67,19 @@ pub fn run(file: &Path, args: &InspectArgs) -> anyhow::Result<ExitCode> {
         file.display(),
         report.outer.name()
     )?;
+    if let Some(delta) = &report.delta {
+        writeln!(
+            stdout,
+            "delta:   leaves out {} layer{} ({}) the far side must hold ({}):",
+            delta.needs.len(),
+            if delta.needs.len() == 1 { "" } else { "s" },
+            human_bytes(delta.needed_bytes()),
+            delta.based_on
+        )?;
+        for n in &delta.needs {
+            writeln!(stdout, "  {}  {:>10}", n.digest, human_bytes(n.size))?;
+        }
+    }
     for img in &report.images {
         let size: u64 = img.layers.iter().map(|l| l.blob.size).sum();
         writeln!(stdout)?;
@@ -93,12 +108,21 @@ pub fn run(file: &Path, args: &InspectArgs) -> anyhow::Result<ExitCode> {
             human_bytes(size)
         )?;
         for l in &img.layers {
+            let left_out = report
+                .delta
+                .as_ref()
+                .is_some_and(|d| d.leaves_out(&l.blob.digest));
             writeln!(
                 stdout,
-                "  {}  {:>10}  {}",
+                "  {}  {:>10}  {}{}",
                 l.blob.digest,
                 human_bytes(l.blob.size),
-                l.blob.media_type
+                l.blob.media_type,
+                if left_out {
+                    "  (left out: the far side holds it)"
+                } else {
+                    ""
+                }
             )?;
         }
     }
