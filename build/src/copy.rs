@@ -217,26 +217,9 @@ fn copy_children(
 }
 
 /// Writes one entry of a tree, with the extended attributes a layer carries (`user.*`, file
-/// capabilities), as BuildKit's copy keeps them.
+/// capabilities), as BuildKit's copy keeps them. With `links`, files hard-linked to each
+/// other in the source stay hard links.
 fn put_entry(
-    writer: &mut Writer,
-    target: &Path,
-    entry: &Entry,
-    meta: Meta,
-    parent_owner: (u32, u32),
-    links: Option<&mut std::collections::HashMap<(u64, u64), PathBuf>>,
-) -> io::Result<PathBuf> {
-    let written = put_node(writer, target, entry, meta, parent_owner, links)?;
-    if !entry.implicit && !entry.meta.file_type().is_symlink() {
-        let xattrs = crate::fs::layer_xattrs(&entry.path);
-        if !xattrs.is_empty() {
-            writer.set_xattrs(&written, &xattrs)?;
-        }
-    }
-    Ok(written)
-}
-
-fn put_node(
     writer: &mut Writer,
     target: &Path,
     entry: &Entry,
@@ -246,30 +229,21 @@ fn put_node(
 ) -> io::Result<PathBuf> {
     let m = &entry.meta;
     let ft = m.file_type();
-    if ft.is_dir() {
-        return writer.put(target, Item::Dir, meta, parent_owner);
+    let link_key = (ft.is_file() && m.nlink() > 1).then(|| (m.dev(), m.ino()));
+    if let (Some(key), Some(links)) = (link_key, links.as_deref())
+        && let Some(first) = links.get(&key)
+    {
+        return writer.put(target, Item::HardLink(first.clone()), meta, parent_owner);
     }
-    if ft.is_file() {
-        // Hard links inside a copied directory stay hard links.
-        if m.nlink() > 1
-            && let Some(links) = links
-        {
-            if let Some(first) = links.get(&(m.dev(), m.ino())) {
-                return writer.put(target, Item::HardLink(first.clone()), meta, parent_owner);
-            }
-            let mut f = std::fs::File::open(&entry.path)?;
-            let written = writer.put(target, Item::File(&mut f), meta, parent_owner)?;
-            links.insert((m.dev(), m.ino()), written.clone());
-            return Ok(written);
-        }
-        let mut f = std::fs::File::open(&entry.path)?;
-        return writer.put(target, Item::File(&mut f), meta, parent_owner);
-    }
-    if ft.is_symlink() {
-        let t = std::fs::read_link(&entry.path)?;
-        return writer.put(target, Item::Symlink(t), meta, parent_owner);
-    }
-    let item = if ft.is_fifo() {
+    let mut file;
+    let item = if ft.is_dir() {
+        Item::Dir
+    } else if ft.is_file() {
+        file = std::fs::File::open(&entry.path)?;
+        Item::File(&mut file)
+    } else if ft.is_symlink() {
+        Item::Symlink(std::fs::read_link(&entry.path)?)
+    } else if ft.is_fifo() {
         Item::Fifo
     } else if ft.is_char_device() {
         Item::Char(m.rdev())
@@ -279,7 +253,17 @@ fn put_node(
         // Sockets are not copied.
         return Ok(target.to_path_buf());
     };
-    writer.put(target, item, meta, parent_owner)
+    let written = writer.put(target, item, meta, parent_owner)?;
+    if let (Some(key), Some(links)) = (link_key, links) {
+        links.insert(key, written.clone());
+    }
+    if !entry.implicit && !ft.is_symlink() {
+        let xattrs = crate::fs::layer_xattrs(&entry.path);
+        if !xattrs.is_empty() {
+            writer.set_xattrs(&written, &xattrs)?;
+        }
+    }
+    Ok(written)
 }
 
 fn source_io(e: SourceError) -> io::Error {

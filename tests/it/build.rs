@@ -845,3 +845,45 @@ fn layers_keep_xattrs_and_hard_links() {
     let r = run(ferry(home.path()).args(["run", "--rm", "xattr:1", "cat", "/x"])).ok();
     assert_eq!(r.stdout, "x\nmore\n", "/x and /y are one file in the image");
 }
+
+#[test]
+fn run_steps_mount_their_overlay_volatile_and_containers_do_not() {
+    // overlayfs fsyncs every file it copies up unless mounted `volatile` (Linux 5.10 on); a
+    // build step's upper directory becomes a layer that the store syncs once. Containers of
+    // `ferry run` keep the default.
+    let s = require_services!();
+    let (home, ctx) = setup(
+        s,
+        &format!("FROM {BASE}\nRUN grep ' / / ' /proc/self/mountinfo > /root-mount\n"),
+    );
+    build(home.path(), ctx.path(), &["-t", "volatile:1"]).ok();
+    let step = run(ferry(home.path()).args(["run", "--rm", "volatile:1", "cat", "/root-mount"]))
+        .ok()
+        .stdout;
+    let here = run(ferry(home.path()).args([
+        "run",
+        "--rm",
+        "volatile:1",
+        "grep",
+        " / / ",
+        "/proc/self/mountinfo",
+    ]))
+    .ok()
+    .stdout;
+    assert!(step.contains(" overlay "), "{step}");
+    assert!(here.contains(" overlay "), "{here}");
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let kernel = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    assert_eq!(
+        step.contains("volatile"),
+        kernel >= (5, 10),
+        "{release}: {step}"
+    );
+    assert!(!here.contains("volatile"), "{here}");
+}

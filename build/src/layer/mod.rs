@@ -129,11 +129,10 @@ fn write_inner(
     let blob = raw.inner.finish().map_err(io_err)?;
     let size = blob.bytes;
     let digest = blob.hasher.finish();
-    let file = blob
-        .inner
+    // Not synced here: the store makes it durable with the snapshot, in one `syncfs`.
+    blob.inner
         .into_inner()
         .map_err(|e| io_err(e.into_error()))?;
-    file.sync_all().map_err(io_err)?;
     Ok(LayerFile {
         path: dest.to_path_buf(),
         digest,

@@ -481,6 +481,10 @@ impl BuildSession<'_> {
             .map_err(StoreError::io("write", &info_path))?;
             Some(dir)
         };
+        // The store's rule: a snapshot is in place only once it is on the disk. A step's
+        // files were written without a flush each (COPY's by ferry, RUN's by a `volatile`
+        // overlay): one `syncfs` makes the blob and the snapshot durable together.
+        fsutil::sync_filesystem(self.dir()).map_err(StoreError::io("sync", self.dir()))?;
         let _lock = store.lock_exclusive()?;
         let blob_dst = store.blob_path(layer.digest);
         if !blob_dst.exists() {

@@ -15,7 +15,7 @@ pub struct Overlay {
 /// Mount data must fit in one page, which 40 layers with long paths do not: then the lower
 /// directories are named relative to their common parent and the mount is made from there
 /// (Docker's overlay2 shortens them with symlinks for the same reason).
-const MAX_DATA: usize = 4095;
+pub const MAX_DATA: usize = 4095;
 
 /// The overlay mount for `layers` (bottom first).
 pub fn plan(layers: &[PathBuf], upper: &Path, work: &Path) -> Overlay {
