@@ -516,7 +516,8 @@ impl BuildSession<'_> {
                 continue;
             }
             let p = self.fresh("blob");
-            std::fs::write(&p, bytes).map_err(StoreError::io("write", &p))?;
+            // On the disk before a cache record (fsynced) can name it.
+            write_synced(&p, bytes).map_err(StoreError::io("write", &p))?;
             staged.push((p, d));
         }
         let _lock = store.lock_exclusive()?;
@@ -562,6 +563,14 @@ fn layer_head(blob: &Path) -> Option<String> {
         .read_to_end(&mut head)
         .ok()?;
     Some(digest::sha256(&head).to_string())
+}
+
+/// Writes a new file and flushes it to the disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// Bytes of file content and entries of a snapshot made from a directory.
