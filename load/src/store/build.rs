@@ -487,16 +487,21 @@ impl BuildSession<'_> {
         fsutil::sync_filesystem(self.dir()).map_err(StoreError::io("sync", self.dir()))?;
         let _lock = store.lock_exclusive()?;
         let blob_dst = store.blob_path(layer.digest);
+        let mut changed = Vec::new();
         if !blob_dst.exists() {
             std::fs::rename(layer.blob, &blob_dst)
                 .map_err(StoreError::io("move into the store", &blob_dst))?;
+            changed.push(store.root.join(super::BLOBS).join("sha256"));
         }
         if let Some(dir) = staged {
             let dst = store.snapshot_dir(&chain);
             if !dst.join(INFO_JSON).is_file() {
                 std::fs::rename(&dir, &dst).map_err(StoreError::io("move into the store", &dst))?;
+                changed.push(store.root.join(super::SNAPSHOTS));
+                changed.push(dst);
             }
         }
+        sync_dirs(&changed)?;
         Ok(store.snapshot_fs(&chain))
     }
 
@@ -521,11 +526,16 @@ impl BuildSession<'_> {
             staged.push((p, d));
         }
         let _lock = store.lock_exclusive()?;
+        let mut moved = false;
         for (p, d) in staged {
             let dst = store.blob_path(&d);
             if !dst.exists() {
                 std::fs::rename(&p, &dst).map_err(StoreError::io("move into the store", &dst))?;
+                moved = true;
             }
+        }
+        if moved {
+            sync_dirs(&[store.root.join(super::BLOBS).join("sha256")])?;
         }
         if let Some((key, parent)) = cache {
             let dir = store.cache_dir();
@@ -563,6 +573,15 @@ fn layer_head(blob: &Path) -> Option<String> {
         .read_to_end(&mut head)
         .ok()?;
     Some(digest::sha256(&head).to_string())
+}
+
+/// Makes renames into these directories durable (a moved directory's `..` changed too), as
+/// a load does.
+fn sync_dirs(dirs: &[PathBuf]) -> Result<(), StoreError> {
+    for dir in dirs {
+        fsutil::sync_dir(dir).map_err(StoreError::io("sync", dir))?;
+    }
+    Ok(())
 }
 
 /// Writes a new file and flushes it to the disk.
