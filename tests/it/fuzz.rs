@@ -22,6 +22,19 @@ fn inputs(target: &str) -> Vec<PathBuf> {
     files
 }
 
+/// The seeds of `target` (its kept inputs but the `crash-*` ones).
+fn seeds(target: &str) -> Vec<PathBuf> {
+    inputs(target)
+        .into_iter()
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("crash-")
+        })
+        .collect()
+}
+
 #[test]
 fn every_kept_fuzz_input_replays_without_a_panic() {
     let mut failures = Vec::new();
@@ -87,15 +100,7 @@ fn the_archive_seeds_are_accepted_archives() {
         ("archive", (|b: &[u8]| b.to_vec()) as fn(&[u8]) -> Vec<u8>),
         ("archive_json", targets::archive_json_tar),
     ] {
-        for file in inputs(target) {
-            if file
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("crash-")
-            {
-                continue;
-            }
+        for file in seeds(target) {
             let archive = build(&std::fs::read(&file).unwrap());
             let report = ferry_load::verify(&mut &archive[..], &platform, &ferry_load::Silent)
                 .unwrap_or_else(|e| panic!("seed {} is refused: {e:?}", file.display()));
@@ -138,15 +143,7 @@ fn deeply_nested_substitutions_are_an_error_not_a_stack_overflow() {
 #[test]
 fn the_dockerfile_seeds_parse() {
     let mut checked = 0;
-    for file in inputs("dockerfile") {
-        if file
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("crash-")
-        {
-            continue;
-        }
+    for file in seeds("dockerfile") {
         let bytes = std::fs::read(&file).unwrap();
         let mut parts = bytes.split(|&b| b == 0);
         let text = std::str::from_utf8(parts.next().unwrap()).unwrap();
