@@ -179,7 +179,9 @@ fn pushed_images_keep_their_digests_and_pull_by_tag_and_digest_with_docker_and_c
         run(s.docker().args(["rmi", image]));
     }
     // containerd pulls them, by tag and by digest, and keeps the digests.
-    let ns = ["-n", "ferry-it-push"];
+    // A namespace of this run's own: engineers' and CI's runs share one containerd.
+    let ns = format!("ferry-it-push-{}", std::process::id());
+    let ns = ["-n", ns.as_str()];
     for (image, facts) in [
         (&by_tag, "ferry/busybox:docker"),
         (&by_digest, "ferry/multilayer:oci"),
@@ -861,7 +863,8 @@ fn containerd_nodes_pull_the_origin_names_from_the_internal_registry_through_hos
         ),
     )
     .unwrap();
-    let ns = ["-n", "ferry-it-mirror"];
+    let ns = format!("ferry-it-mirror-{}", std::process::id());
+    let ns = ["-n", ns.as_str()];
     let image = s.image("ferry/busybox:oci");
     run(s.ctr().args(ns).args(["images", "rm", &image]));
     run(s
