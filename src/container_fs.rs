@@ -15,6 +15,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
+pub use ferry_load::store::fsutil::{is_whiteout, kind_at, open_child_dir};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -206,7 +207,7 @@ impl Dir {
             if whited_out(fd.as_fd(), name)? {
                 break;
             }
-            let Some(st) = stat_at(fd.as_fd(), name)? else {
+            let Some(st) = kind_at(fd.as_fd(), name)? else {
                 continue;
             };
             if is_whiteout(&st) {
@@ -223,7 +224,7 @@ impl Dir {
                 // Something else below a directory ends the merge.
                 break;
             }
-            let child = open_dir_at(fd.as_fd(), name)?;
+            let child = open_child_dir(fd.as_fd(), name)?;
             let opaque = is_opaque(child.as_fd());
             dirs.push(child);
             if opaque {
@@ -249,7 +250,7 @@ impl Dir {
                     here.push((hidden.to_vec(), false));
                     continue;
                 }
-                let visible = stat_at(fd.as_fd(), &name)?.is_none_or(|st| !is_whiteout(&st));
+                let visible = kind_at(fd.as_fd(), &name)?.is_none_or(|st| !is_whiteout(&st));
                 here.push((name, visible));
             }
             for (name, visible) in here {
@@ -268,41 +269,17 @@ impl Dir {
 fn whited_out(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<bool> {
     let mut wh = WHITEOUT_PREFIX.to_vec();
     wh.extend_from_slice(name);
-    Ok(stat_at(dir, &wh)?.is_some())
-}
-
-/// An overlay whiteout: a 0:0 character device.
-pub fn is_whiteout(st: &Stat) -> bool {
-    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+    Ok(kind_at(dir, &wh)?.is_some())
 }
 
 fn is_opaque(dir: BorrowedFd<'_>) -> bool {
-    if stat_at(dir, OPAQUE_MARKER).ok().flatten().is_some() {
+    if kind_at(dir, OPAQUE_MARKER).ok().flatten().is_some() {
         return true;
     }
     let mut buf = [0u8; 4];
     OPAQUE_XATTRS
         .iter()
         .any(|x| matches!(rustix::fs::fgetxattr(dir, *x, &mut buf[..]), Ok(1) if buf[0] == b'y'))
-}
-
-/// The status of `name` in `dir` (not following a symlink), or `None` when absent.
-pub fn stat_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Stat>> {
-    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => Ok(Some(st)),
-        Err(rustix::io::Errno::NOENT) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Opens `name` in `dir` as a directory, refusing a symlink.
-pub fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
 }
 
 /// Opens the regular file `name` in `dir` for reading, refusing a symlink.
@@ -332,7 +309,7 @@ pub fn walk(dir: &Dir, path: &mut Vec<OsString>, visit: &mut Visitor<'_>) -> io:
                     .fds
                     .iter()
                     .find(|fd| {
-                        stat_at(fd.as_fd(), name.as_bytes())
+                        kind_at(fd.as_fd(), name.as_bytes())
                             .ok()
                             .flatten()
                             .is_some()
@@ -376,7 +353,7 @@ pub fn open_writable(view: &View, top: BorrowedFd<'_>, path: &[OsString]) -> io:
                 ));
             }
         };
-        match stat_at(cur.as_fd(), b)? {
+        match kind_at(cur.as_fd(), b)? {
             Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
             Some(st) if is_whiteout(&st) => {
                 rustix::fs::unlinkat(cur.as_fd(), b, AtFlags::empty())?;
@@ -390,7 +367,7 @@ pub fn open_writable(view: &View, top: BorrowedFd<'_>, path: &[OsString]) -> io:
             }
             None => copy_up_dir(cur.as_fd(), b, &next)?,
         }
-        cur = open_dir_at(cur.as_fd(), b)?;
+        cur = open_child_dir(cur.as_fd(), b)?;
         merged = next;
     }
     Ok(cur)

@@ -149,27 +149,31 @@ mod tests {
                     .join(" ")
             })
         };
-        assert_eq!(
-            r("ferry container ls -a", "container", "ls").unwrap(),
-            "ferry ps -a"
-        );
-        assert_eq!(
-            r("ferry --root /s container ps -q", "container", "ls").unwrap(),
-            "ferry --root /s ps -q"
-        );
-        assert_eq!(
-            r("ferry image inspect busybox", "image", "inspect").unwrap(),
-            "ferry inspect --type image busybox"
-        );
-        assert_eq!(
-            r("ferry image rm -f x", "image", "rm").unwrap(),
-            "ferry rmi -f x"
-        );
-        // The container's own arguments are never touched.
-        assert_eq!(
-            r("ferry container run img ls -a", "container", "run").unwrap(),
-            "ferry run img ls -a"
-        );
+        for (line, group, verb, short) in [
+            ("ferry container ls -a", "container", "ls", "ferry ps -a"),
+            (
+                "ferry --root /s container ps -q",
+                "container",
+                "ls",
+                "ferry --root /s ps -q",
+            ),
+            (
+                "ferry image inspect busybox",
+                "image",
+                "inspect",
+                "ferry inspect --type image busybox",
+            ),
+            ("ferry image rm -f x", "image", "rm", "ferry rmi -f x"),
+            // The container's own arguments are never touched.
+            (
+                "ferry container run img ls -a",
+                "container",
+                "run",
+                "ferry run img ls -a",
+            ),
+        ] {
+            assert_eq!(r(line, group, verb).as_deref(), Some(short), "{line}");
+        }
         assert!(r("ferry image prune -f", "image", "prune").is_none());
     }
 

@@ -78,7 +78,13 @@ struct Scanner<'a> {
     raw_escapes: bool,
     /// Quotes are ordinary characters.
     keep_quotes: bool,
+    /// How many `${…}` the scanner is inside (each one a recursion).
+    depth: usize,
 }
+
+/// How deeply `${…}` may nest: each level recurses, and a Dockerfile nesting thousands
+/// overflowed the stack (found by fuzzing). Real ones nest two or three.
+const MAX_NESTING: usize = 64;
 
 /// The words being split while a word is built.
 #[derive(Default)]
@@ -133,6 +139,7 @@ impl<'a> Scanner<'a> {
             env,
             raw_escapes: false,
             keep_quotes: false,
+            depth: 0,
         }
     }
 
@@ -148,6 +155,18 @@ impl<'a> Scanner<'a> {
 
     /// Processes up to `stop` (consumed) or the end; returns the text and its words.
     fn run(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), String> {
+        if self.depth > MAX_NESTING {
+            return Err(format!(
+                "substitutions nested deeper than {MAX_NESTING} levels"
+            ));
+        }
+        self.depth += 1;
+        let scanned = self.scan(stop);
+        self.depth -= 1;
+        scanned
+    }
+
+    fn scan(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), String> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(c) = self.peek() {

@@ -11,7 +11,7 @@ use ferry_oci::{ImageReference, Platform, PlatformChoice, digest};
 
 use crate::error::FetchError;
 use crate::registry::{FetchedManifest, Registry};
-use crate::resolve::{MAX_NESTING, Resolved, blob_ref, fetch_listed, image_from};
+use crate::resolve::{MAX_NESTING, Resolved, blob_ref, fetch_listed, image_from, parse_fetched};
 
 /// Where an attestation manifest names the image it describes.
 const SUBJECT_ANNOTATION: &str = "vnd.docker.reference.digest";
@@ -126,11 +126,7 @@ fn walk(
     resolved: &mut Resolved,
     found: &mut Vec<Found>,
 ) -> Result<(), FetchError> {
-    let parsed: ImageIndex =
-        serde_json::from_slice(&index.bytes).map_err(|e| FetchError::Invalid {
-            what: format!("index {} of {reference}", index.digest),
-            source: Box::new(e),
-        })?;
+    let parsed: ImageIndex = parse_fetched(index, "index", reference)?;
     for desc in parsed.manifests() {
         let blob = descriptor_blob(desc, reference, index)?;
         if media_type::kind(desc.media_type().as_ref()) == Kind::Index {

@@ -151,11 +151,7 @@ pub(crate) fn image_from(
         }
     }
     let repo = reference.repository();
-    let parsed: ImageManifest =
-        serde_json::from_slice(&manifest.bytes).map_err(|e| FetchError::Invalid {
-            what: format!("manifest {} of {reference}", manifest.digest),
-            source: Box::new(e),
-        })?;
+    let parsed: ImageManifest = parse_fetched(&manifest, "manifest", reference)?;
     let config_desc = parsed.config();
     let config = blob_ref(
         config_desc.digest().as_ref(),
@@ -203,11 +199,7 @@ pub(crate) fn choose(
     depth: usize,
     available: &mut Vec<String>,
 ) -> Result<Option<(FetchedManifest, Platform)>, FetchError> {
-    let parsed: ImageIndex =
-        serde_json::from_slice(&index.bytes).map_err(|e| FetchError::Invalid {
-            what: format!("index {} of {reference}", index.digest),
-            source: Box::new(e),
-        })?;
+    let parsed: ImageIndex = parse_fetched(index, "index", reference)?;
     for desc in parsed.manifests() {
         if is_attestation(desc) {
             continue;
@@ -259,6 +251,18 @@ pub(crate) fn choose(
         }
     }
     Ok(None)
+}
+
+/// Parses a fetched index or manifest (`what` says which, for the error).
+pub(crate) fn parse_fetched<T: serde::de::DeserializeOwned>(
+    fetched: &FetchedManifest,
+    what: &str,
+    reference: &ImageReference,
+) -> Result<T, FetchError> {
+    serde_json::from_slice(&fetched.bytes).map_err(|e| FetchError::Invalid {
+        what: format!("{what} {} of {reference}", fetched.digest),
+        source: Box::new(e),
+    })
 }
 
 /// Fetches a manifest an index lists, checked against the index's digest and size.

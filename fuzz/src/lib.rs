@@ -27,6 +27,7 @@ pub const TARGETS: &[Target] = &[
     ("reference", reference),
     ("challenge", challenge),
     ("docker_config", docker_config),
+    ("dockerfile", dockerfile),
 ];
 
 /// The tar reader of `ferry load` (`ferry_load::tar`), entry by entry, reading every entry's
@@ -220,6 +221,181 @@ pub fn docker_config(data: &[u8]) {
                     "the password shows in {c:?}"
                 );
             }
+        }
+    }
+}
+
+/// `ferry build`'s readers of a build context: the Dockerfile parser, the expansion of
+/// variables in its arguments, `.dockerignore` patterns and COPY's source wildcards.
+///
+/// The input is up to three parts separated by NUL bytes: the Dockerfile, a `.dockerignore`,
+/// and context paths (one a line) that the ignore rules and COPY sources are matched against.
+/// Each stage's arguments are expanded as a build would, in order, with ARG defaults and ENV
+/// values added as they come. Checked: instructions lie inside the file and in order; an
+/// ONBUILD trigger's stored text parses back to the same trigger (a child build parses it
+/// again); expansion leaves text without `$`, quotes or escapes as it is, and splitting into
+/// words fails exactly when the single-word form does; the Dockerfile and `.dockerignore`
+/// are never ignored; an ignored path without exceptions hides everything below it.
+pub fn dockerfile(data: &[u8]) {
+    let mut parts = data.splitn(3, |&b| b == 0);
+    let text = String::from_utf8_lossy(parts.next().unwrap_or_default());
+    let ignore = String::from_utf8_lossy(parts.next().unwrap_or_default());
+    let paths = String::from_utf8_lossy(parts.next().unwrap_or_default());
+    let paths: Vec<&str> = paths.lines().take(32).collect();
+    dockerignore(&ignore, &paths);
+    let Ok(df) = ferry_build::dockerfile::parse(&text) else {
+        return;
+    };
+    assert!(
+        !df.stages.is_empty(),
+        "a Dockerfile accepted without a stage"
+    );
+    let lines = text.lines().count().max(1);
+    let mut last = 0;
+    let mut env: Vec<(String, String)> = Vec::new();
+    for ins in &df.meta_args {
+        check_position(ins, &mut last, lines);
+        expand_instruction(&ins.kind, df.escape, &mut env, &paths);
+    }
+    for (i, stage) in df.stages.iter().enumerate() {
+        assert_eq!(stage.index, i);
+        check_position(&stage.from, &mut last, lines);
+        let mut stage_env = env.clone();
+        expand_instruction(&stage.from.kind, df.escape, &mut stage_env, &paths);
+        for ins in &stage.instructions {
+            check_position(ins, &mut last, lines);
+            expand_instruction(&ins.kind, df.escape, &mut stage_env, &paths);
+        }
+    }
+}
+
+/// An instruction starts after the previous one ends and ends inside the file.
+fn check_position(ins: &ferry_build::dockerfile::Instruction, last: &mut usize, lines: usize) {
+    assert!(
+        ins.line > *last && ins.line <= ins.end_line && ins.end_line <= lines,
+        "{} at lines {}-{} (previous ended at {last}, the file has {lines})",
+        ins.keyword(),
+        ins.line,
+        ins.end_line
+    );
+    *last = ins.end_line;
+}
+
+/// Expands what a build expands in `kind`, adding ARG and ENV to `env` as a build does.
+fn expand_instruction(
+    kind: &ferry_build::dockerfile::Kind,
+    escape: char,
+    env: &mut Vec<(String, String)>,
+    paths: &[&str],
+) {
+    use ferry_build::dockerfile::Kind;
+    match kind {
+        Kind::From(f) => {
+            expand(&f.image, escape, env);
+            if let Some(p) = &f.platform {
+                expand(p, escape, env);
+            }
+        }
+        Kind::Env(kvs) | Kind::Label(kvs) => {
+            for kv in kvs {
+                expand(&kv.key, escape, env);
+                let value = expand(&kv.value, escape, env).unwrap_or_default();
+                if matches!(kind, Kind::Env(_)) {
+                    env.push((kv.key.clone(), value));
+                }
+            }
+        }
+        Kind::Arg(decls) => {
+            for d in decls {
+                let value = d
+                    .default
+                    .as_deref()
+                    .and_then(|v| expand(v, escape, env))
+                    .unwrap_or_default();
+                env.push((d.name.clone(), value));
+            }
+        }
+        Kind::Copy(c) | Kind::Add(c) => {
+            expand(&c.dest, escape, env);
+            for s in &c.sources {
+                if let Some(source) = expand(s, escape, env)
+                    && let Ok(p) = ferry_build::glob::Pattern::path(&source)
+                {
+                    for path in paths {
+                        p.matches(path);
+                    }
+                }
+            }
+            for h in c.heredocs.iter().filter(|h| h.expand) {
+                let _ = ferry_build::expand::word_keeping_quotes(&h.content, escape, env);
+            }
+        }
+        Kind::Workdir(t) | Kind::User(t) | Kind::StopSignal(t) => {
+            expand(t, escape, env);
+        }
+        Kind::Volume(words) | Kind::Expose(words) => {
+            for w in words {
+                expand(w, escape, env);
+            }
+        }
+        Kind::Onbuild {
+            expression,
+            trigger,
+        } => {
+            let again = ferry_build::dockerfile::parse_instruction(expression, escape)
+                .unwrap_or_else(|e| {
+                    panic!("ONBUILD trigger `{expression}` does not parse back: {e:?}")
+                });
+            assert_eq!(
+                &again.kind, &**trigger,
+                "ONBUILD trigger `{expression}` parses back as another instruction"
+            );
+        }
+        Kind::Run(_)
+        | Kind::Cmd(_)
+        | Kind::Entrypoint(_)
+        | Kind::Healthcheck(_)
+        | Kind::Shell(_)
+        | Kind::Maintainer(_) => {}
+    }
+}
+
+/// Expands `text` both ways a build does (one word, and split into words).
+fn expand(text: &str, escape: char, env: &[(String, String)]) -> Option<String> {
+    let env = env.to_vec();
+    let one = ferry_build::expand::word(text, escape, &env);
+    let many = ferry_build::expand::words(text, escape, &env);
+    assert_eq!(
+        one.is_ok(),
+        many.is_ok(),
+        "`{text}` expands as one word but not as words, or the reverse"
+    );
+    if !text.contains(['$', '\'', '"', escape]) {
+        assert_eq!(
+            one.as_deref().ok(),
+            Some(text),
+            "`{text}` changed by expansion"
+        );
+    }
+    one.ok()
+}
+
+/// `.dockerignore` rules matched against context paths.
+fn dockerignore(text: &str, paths: &[&str]) {
+    let kept = ["Dockerfile", ".dockerignore"];
+    let Ok(ignore) = ferry_build::ignore::Ignore::parse(text, &kept) else {
+        return;
+    };
+    for k in kept {
+        assert!(!ignore.excludes(k), "{k} ignored by `{text}`");
+    }
+    for path in paths {
+        if ignore.excludes(path) && !ignore.has_exceptions() {
+            let below = format!("{path}/x");
+            assert!(
+                ignore.excludes(&below),
+                "`{path}` ignored but `{below}` not, without exceptions"
+            );
         }
     }
 }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use ferry_oci::Digest;
 use ferry_oci::spec::ImageConfiguration;
 
+use crate::error::RunError;
+
 /// An image ready to run: its config and its layers as overlayfs lower directories.
 #[derive(Debug, Clone)]
 pub struct Image {
@@ -28,6 +30,9 @@ pub struct Image {
 /// An error from an image source, kept opaque so any store can report its own.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What [`ImageSource::lock`] hands out: held, it keeps the source's images.
+pub type SourceLock = Option<Box<dyn std::any::Any>>;
+
 /// Finds images and, where overlayfs is unavailable, merges their layers into a directory.
 pub trait ImageSource {
     /// The image a user's reference names (name, ID or ID prefix).
@@ -46,7 +51,22 @@ pub trait ImageSource {
 
     /// Keeps the images from being removed while a container is being made (released once
     /// the container's `ferry.json` names its image). `None` when the source needs no lock.
-    fn lock(&self) -> Result<Option<Box<dyn std::any::Any>>, SourceError> {
+    fn lock(&self) -> Result<SourceLock, SourceError> {
         Ok(None)
     }
+}
+
+/// Takes `source`'s lock, then reads the image `reference` names (both failures are the
+/// image's): what making a container from an image starts with.
+pub(crate) fn locked_image(
+    source: &dyn ImageSource,
+    reference: &str,
+) -> Result<(SourceLock, Image), RunError> {
+    let image_error = |e| RunError::Image {
+        reference: reference.to_string(),
+        source: e,
+    };
+    let lock = source.lock().map_err(image_error)?;
+    let image = source.image(reference).map_err(image_error)?;
+    Ok((lock, image))
 }

@@ -386,7 +386,7 @@ fn extract<R: std::io::Read>(
 
 /// Removes whatever non-directory is at `name` (a file to replace, an overlay whiteout).
 fn clear(dir: BorrowedFd<'_>, name: &[u8]) -> anyhow::Result<()> {
-    match container_fs::stat_at(dir, name)? {
+    match container_fs::kind_at(dir, name)? {
         Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
             bail!(
                 "cannot overwrite directory {} with a non-directory",
@@ -413,7 +413,7 @@ fn create_file(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> anyhow::Result<st
 
 /// The directory `name` in `dir`, made if absent (an overlay whiteout there is replaced).
 fn make_dir(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> anyhow::Result<OwnedFd> {
-    match container_fs::stat_at(dir, name)? {
+    match container_fs::kind_at(dir, name)? {
         Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
         Some(st) if container_fs::is_whiteout(&st) => {
             rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
@@ -425,7 +425,7 @@ fn make_dir(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> anyhow::Result<Owned
         ),
         None => rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode))?,
     }
-    Ok(container_fs::open_dir_at(dir, name)?)
+    Ok(container_fs::open_child_dir(dir, name)?)
 }
 
 /// Mode and, in archive mode, owner, set through the handle ferry created: never by name,

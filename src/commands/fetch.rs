@@ -87,6 +87,17 @@ pub struct Shape {
     pub have: Option<Have>,
 }
 
+/// Images named on the command line: the platforms are the command line's too.
+pub(crate) fn named_on_the_command_line(images: &[ImageReference]) -> Vec<Wanted> {
+    images
+        .iter()
+        .map(|r| Wanted {
+            reference: r.clone(),
+            platform: None,
+        })
+        .collect()
+}
+
 /// Runs `ferry fetch`.
 pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let destination = match (&args.output, &args.dir) {
@@ -113,14 +124,7 @@ pub fn run(args: FetchArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         (Some(o), _) => o.display().to_string(),
         (None, None) => String::new(),
     };
-    let mut wanted: Vec<Wanted> = args
-        .images
-        .iter()
-        .map(|r| Wanted {
-            reference: r.clone(),
-            platform: None,
-        })
-        .collect();
+    let mut wanted = named_on_the_command_line(&args.images);
     if let Some(list) = &args.file {
         wanted.extend(read_list(list)?);
     }

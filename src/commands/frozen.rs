@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use ferry_fetch::{Destination, Wanted};
+use ferry_fetch::Destination;
 use ferry_oci::{ImageReference, Platform, PlatformChoice};
 
 use super::fetch::FetchOpts;
@@ -45,14 +45,7 @@ pub fn run(mut args: FrozenArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCod
     }
     let dir = crate::paths::native(&args.dir);
     let shown = args.dir.display().to_string();
-    let images: Vec<Wanted> = args
-        .images
-        .iter()
-        .map(|r| Wanted {
-            reference: r.clone(),
-            platform: None,
-        })
-        .collect();
+    let images = super::fetch::named_on_the_command_line(&args.images);
     super::fetch::fetch(
         &images,
         &Destination::Directory(dir),

@@ -110,13 +110,15 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             let du = store.disk_usage()?;
             let containers = super::store::containers(global);
             let volumes = ferry_run::volume::Volumes::of(&containers).usage(&containers);
-            let percent = |part: u64, whole: u64| {
-                (part * 100)
+            let size = |b: u64| crate::human::size_with_precision(b, 4);
+            // Docker's RECLAIMABLE: the size, then its share of the whole when there is one.
+            let reclaimable = |part: u64, whole: u64| {
+                let share = (part * 100)
                     .checked_div(whole)
                     .map(|p| format!(" ({p}%)"))
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                format!("{}{share}", size(part))
             };
-            let size = |b: u64| crate::human::size_with_precision(b, 4);
             let row = |t: &str, total: String, active: String, bytes: u64, recl: String| {
                 json!({"Type": t, "TotalCount": total, "Active": active,
                        "Size": size(bytes), "Reclaimable": recl})
@@ -127,11 +129,7 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                     du.images.to_string(),
                     du.images_in_use.to_string(),
                     du.image_bytes,
-                    format!(
-                        "{}{}",
-                        size(du.reclaimable_bytes),
-                        percent(du.reclaimable_bytes, du.image_bytes)
-                    ),
+                    reclaimable(du.reclaimable_bytes, du.image_bytes),
                 ),
                 row(
                     "Containers",
@@ -145,11 +143,7 @@ pub fn run(cmd: SystemCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                     volumes.count.to_string(),
                     volumes.active.to_string(),
                     volumes.bytes,
-                    format!(
-                        "{}{}",
-                        size(volumes.reclaimable),
-                        percent(volumes.reclaimable, volumes.bytes)
-                    ),
+                    reclaimable(volumes.reclaimable, volumes.bytes),
                 ),
                 row(
                     "Build Cache",

@@ -270,6 +270,50 @@ def docker_config_seeds():
         write("docker_config", f"config-{i}.json", json.dumps(c))
 
 
+def dockerfile_seeds():
+    """Dockerfile NUL .dockerignore NUL context paths (see `dockerfile` in fuzz/src/lib.rs)."""
+    build = os.path.join(os.path.dirname(HERE), "build")
+    paths = "Dockerfile\n.dockerignore\nctx/f\nctx/secret-1\nctx/secret-but-kept\n" \
+        "ctx/other/keep.txt\nctx/other/drop.txt\nbuild.log\na/b/c.go\n"
+    with open(os.path.join(build, "copy-rules", ".dockerignore")) as f:
+        copy_rules_ignore = f.read()
+    for case in sorted(os.listdir(build)):
+        d = os.path.join(build, case)
+        if not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d)):
+            if name.startswith("Dockerfile"):
+                with open(os.path.join(d, name)) as f:
+                    text = f.read()
+                ignore = copy_rules_ignore if case == "copy-rules" else ""
+                write("dockerfile", f"{case}-{name}", "\0".join([text, ignore, paths]))
+    for name, text, ignore in [
+        ("escape-backtick", "# escape=`\nFROM base\nRUN echo a `\n  b\nCOPY C:\\dir\\ `\n  /d/\n"
+         "ENV P=C:\\x Q=`$HOME\n", ""),
+        ("continuations-comments",
+         "FROM a \\\n  AS b\nRUN one \\\n# comment inside\n\n  two \\\\\nENV A=1 \\\n B=2\n", ""),
+        ("heredocs", "# syntax=docker/dockerfile:1\nFROM a\nRUN <<EOF\nset -e\necho $HOME\nEOF\n"
+         "RUN 3<<-'END' cat <&3 && cat <<X\n\tquoted $x\n\tEND\nbody\nX\n"
+         "COPY <<one.txt <<\"two.txt\" /dst/\n${A:-x}\none.txt\n$B\ntwo.txt\n", ""),
+        ("expansion", "ARG BASE=img\nARG TAG\nFROM ${BASE:-x}:${TAG:-latest} AS s1\n"
+         "ENV A=${BASE:+alt} B=${UNSET-d} C=${A+a} D=${BASE#i} E=${BASE%%g*} F=${BASE/m/M} G=\"$A $B\" H='$C'\n"
+         "WORKDIR /w/${D}\nUSER ${E:-0}:${F}\nEXPOSE ${P:-80}/tcp 443\nLABEL \"k $A\"=\"v ${B}\" x=${Y:?msg}\n", ""),
+        ("json-forms", "FROM a\nRUN [\"sh\", \"-c\", \"echo \\\"hi\\\" \\u00e9\"]\nCMD [\"a\"]\n"
+         "ENTRYPOINT [ ]\nSHELL [\"/bin/bash\", \"-c\"]\nVOLUME [\"/v\", \"/w\"]\n"
+         "COPY [\"a b\", \"c*\", \"/d/\"]\nHEALTHCHECK --interval=5s --retries=3 CMD [\"true\"]\n"
+         "RUN [\"broken\"\n", ""),
+        ("onbuild-flags", "FROM a AS base\nONBUILD COPY --chown=1:2 --chmod=755 x /y\n"
+         "ONBUILD RUN --network=none echo $X\nONBUILD ENV K V\nFROM --platform=linux/arm64 base\n"
+         "COPY --from=base --link /y /z\nADD --chmod=0644 http://h/f /g\nSTOPSIGNAL SIGTERM\n"
+         "HEALTHCHECK NONE\nMAINTAINER me\n", ""),
+        ("dockerignore", "FROM a\nCOPY . /src\nCOPY ctx/*.txt [a-c]?/ /t/\n",
+         "\ufeff# c\n*.log\n**/*.go\n./ctx/other/\n!ctx/other/keep.txt\n/Dockerfile\n.dockerignore\n"
+         "a/**/c\n[^x]*\n!\\!weird\n"),
+        ("crlf-bom", "\ufeffFROM a\r\nRUN x \\\r\n  y\r\n", ""),
+    ]:
+        write("dockerfile", name, "\0".join([text, ignore, paths]))
+
+
 if __name__ == "__main__":
     tar_seeds()
     archive_seeds()
@@ -277,3 +321,4 @@ if __name__ == "__main__":
     reference_seeds()
     challenge_seeds()
     docker_config_seeds()
+    dockerfile_seeds()

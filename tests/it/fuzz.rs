@@ -22,6 +22,19 @@ fn inputs(target: &str) -> Vec<PathBuf> {
     files
 }
 
+/// The seeds of `target` (its kept inputs but the `crash-*` ones).
+fn seeds(target: &str) -> Vec<PathBuf> {
+    inputs(target)
+        .into_iter()
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("crash-")
+        })
+        .collect()
+}
+
 #[test]
 fn every_kept_fuzz_input_replays_without_a_panic() {
     let mut failures = Vec::new();
@@ -87,15 +100,7 @@ fn the_archive_seeds_are_accepted_archives() {
         ("archive", (|b: &[u8]| b.to_vec()) as fn(&[u8]) -> Vec<u8>),
         ("archive_json", targets::archive_json_tar),
     ] {
-        for file in inputs(target) {
-            if file
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("crash-")
-            {
-                continue;
-            }
+        for file in seeds(target) {
             let archive = build(&std::fs::read(&file).unwrap());
             let report = ferry_load::verify(&mut &archive[..], &platform, &ferry_load::Silent)
                 .unwrap_or_else(|e| panic!("seed {} is refused: {e:?}", file.display()));
@@ -104,4 +109,50 @@ fn the_archive_seeds_are_accepted_archives() {
         }
     }
     assert!(checked >= 10, "only {checked} archive seeds");
+}
+
+/// `${A:-${A:-…}}` nested thousands deep (found past the fuzzer's input length) overflowed
+/// the stack: each level of expansion recursed, and `ferry build` died of SIGSEGV. Now the
+/// word is refused with an error naming it; a normal nesting still expands.
+#[test]
+fn deeply_nested_substitutions_are_an_error_not_a_stack_overflow() {
+    let nested = |n: usize| format!("{}x{}", "${A:-".repeat(n), "}".repeat(n));
+    let deep = nested(5000);
+    let dockerfile = format!("FROM a\nENV X={deep}\n");
+    // A thread's default stack (2 MiB), as small as any ferry runs on.
+    let outcome = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            targets::dockerfile(dockerfile.as_bytes());
+            let env: Vec<(String, String)> = Vec::new();
+            (
+                ferry_build::expand::word(&deep, '\\', &env).map_err(|e| e.to_string()),
+                ferry_build::expand::word(&nested(8), '\\', &env),
+            )
+        })
+        .unwrap()
+        .join()
+        .expect("expansion panicked");
+    let err = outcome.0.expect_err("5000 nested substitutions expanded");
+    assert!(err.contains("nested deeper than"), "{err}");
+    assert_eq!(outcome.1.unwrap(), "x");
+}
+
+/// The Dockerfile seeds must parse (else the fuzzer starts from the first error), and their
+/// `.dockerignore` parts must too.
+#[test]
+fn the_dockerfile_seeds_parse() {
+    let mut checked = 0;
+    for file in seeds("dockerfile") {
+        let bytes = std::fs::read(&file).unwrap();
+        let mut parts = bytes.split(|&b| b == 0);
+        let text = std::str::from_utf8(parts.next().unwrap()).unwrap();
+        let ignore = std::str::from_utf8(parts.next().unwrap_or_default()).unwrap();
+        ferry_build::dockerfile::parse(text)
+            .unwrap_or_else(|e| panic!("seed {} is refused: {e:?}", file.display()));
+        ferry_build::ignore::Ignore::parse(ignore, &[])
+            .unwrap_or_else(|e| panic!("seed {}'s .dockerignore: {e}", file.display()));
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} Dockerfile seeds");
 }

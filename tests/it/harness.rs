@@ -50,6 +50,13 @@ impl Services {
             .unwrap_or_else(|| panic!("{repo_tag} missing from images.json"))
     }
 
+    /// What running the test image `repo_tag` with its default command prints.
+    pub fn expected_stdout(&self, repo_tag: &str) -> &str {
+        self.facts(repo_tag)["expect_stdout"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{repo_tag} has no expect_stdout in images.json"))
+    }
+
     /// The Docker client, talking to the test engine.
     pub fn docker(&self) -> Command {
         Command::new(self.var("DOCKER"))

@@ -18,6 +18,14 @@ pub(crate) fn fetch(s: &Services, home: &Path, out: &Path, images: &[&str], extr
     fetch_from(home, s.registry(), out, images, extra)
 }
 
+/// Fetches `images` (`repo:tag`) from the test registry into `home/name`, which must work;
+/// returns the archive's path.
+fn fetched(s: &Services, home: &Path, name: &str, images: &[&str], extra: &[&str]) -> PathBuf {
+    let archive = home.join(name);
+    fetch(s, home, &archive, images, extra).ok();
+    archive
+}
+
 /// `ferry fetch` of `images` (`repo:tag`) from `registry` (plain HTTP) into `out`.
 pub(crate) fn fetch_from(
     home: &Path,
@@ -131,15 +139,13 @@ fn counted(stderr: &str, what: &str) -> u64 {
 fn pushed_images_keep_their_digests_and_pull_by_tag_and_digest_with_docker_and_containerd() {
     let s = require_services!();
     let home = tempdir();
-    let archive = home.path().join("a.tar");
-    fetch(
+    let archive = fetched(
         s,
         home.path(),
-        &archive,
+        "a.tar",
         &["ferry/busybox:docker", "ferry/multilayer:oci"],
         &[],
-    )
-    .ok();
+    );
     let prefix = unique("digests");
     let to = format!("{}/{prefix}", s.push_registry());
     let ran = push(home.path(), &to, &[&archive], &[]).ok();
@@ -169,14 +175,13 @@ fn pushed_images_keep_their_digests_and_pull_by_tag_and_digest_with_docker_and_c
     ] {
         run(s.docker().args(["pull", "-q", image])).ok();
         let out = run(s.docker().args(["run", "--rm", image])).ok();
-        assert_eq!(
-            out.stdout.trim(),
-            s.facts(facts)["expect_stdout"].as_str().unwrap()
-        );
+        assert_eq!(out.stdout.trim(), s.expected_stdout(facts));
         run(s.docker().args(["rmi", image]));
     }
     // containerd pulls them, by tag and by digest, and keeps the digests.
-    let ns = ["-n", "ferry-it-push"];
+    // A namespace of this run's own: engineers' and CI's runs share one containerd.
+    let ns = format!("ferry-it-push-{}", std::process::id());
+    let ns = ["-n", ns.as_str()];
     for (image, facts) in [
         (&by_tag, "ferry/busybox:docker"),
         (&by_digest, "ferry/multilayer:oci"),
@@ -384,16 +389,14 @@ fn an_upload_the_registry_dropped_after_a_cut_starts_over_and_succeeds() {
 fn blobs_another_repository_holds_are_mounted_and_counted() {
     let s = require_services!();
     let home = tempdir();
-    let archive = home.path().join("two.tar");
     // Both share the busybox layer.
-    fetch(
+    let archive = fetched(
         s,
         home.path(),
-        &archive,
+        "two.tar",
         &["ferry/busybox:oci", "ferry/multilayer:oci"],
         &[],
-    )
-    .ok();
+    );
     let proxy = FaultProxy::start(s.push_registry(), Plan::default()).unwrap();
     let to = format!("{}/{}", proxy.addr, unique("mount"));
     let ran = push(home.path(), &to, &[&archive], &[]).ok();
@@ -460,8 +463,7 @@ fn push_with_password(
 fn token_auth_basic_auth_and_tls_registries_take_pushes() {
     let s = require_services!();
     let home = tempdir();
-    let archive = home.path().join("bb.tar");
-    fetch(s, home.path(), &archive, &["ferry/busybox:oci"], &[]).ok();
+    let archive = fetched(s, home.path(), "bb.tar", &["ferry/busybox:oci"], &[]);
     let want = manifest_digest(s, "ferry/busybox:oci");
     let prefix = format!("push-it/{}", unique("auth"));
     for registry in [s.var("TOKEN_REGISTRY"), s.var("BASIC_REGISTRY")] {
@@ -556,15 +558,13 @@ fn token_auth_basic_auth_and_tls_registries_take_pushes() {
 fn a_multi_platform_index_is_pushed_and_fetched_back_with_its_digest_and_load_picks_amd64() {
     let s = require_services!();
     let home = tempdir();
-    let archive = home.path().join("all.tar");
-    fetch(
+    let archive = fetched(
         s,
         home.path(),
-        &archive,
+        "all.tar",
         &["ferry/multiarch:oci", "ferry/multiarch:docker"],
         &["--platform", "all"],
-    )
-    .ok();
+    );
     // docker load gets the default platform's image from manifest.json.
     run(s.docker().arg("load").arg("-i").arg(&archive)).ok();
     let out = run(s
@@ -642,8 +642,7 @@ fn a_multi_platform_index_is_pushed_and_fetched_back_with_its_digest_and_load_pi
 fn refusals_are_one_line_naming_the_object_and_the_registry_code() {
     let s = require_services!();
     let home = tempdir();
-    let archive = home.path().join("bb.tar");
-    fetch(s, home.path(), &archive, &["ferry/busybox:docker"], &[]).ok();
+    let archive = fetched(s, home.path(), "bb.tar", &["ferry/busybox:docker"], &[]);
     // An unknown registry.
     let ran = push(
         home.path(),
@@ -721,8 +720,7 @@ fn legacy_docker_save_archives_get_a_manifest_and_store_images_push_too() {
     run(s.docker().args(["rmi", &pushed]));
 
     // An image of ferry's store, by its name.
-    let archive = home.path().join("ml.tar");
-    fetch(s, home.path(), &archive, &["ferry/multilayer:docker"], &[]).ok();
+    let archive = fetched(s, home.path(), "ml.tar", &["ferry/multilayer:docker"], &[]);
     run(ferry(home.path())
         .args(["load", "--progress", "none", "-i"])
         .arg(&archive))
@@ -843,8 +841,7 @@ pub(crate) fn parts(base: &Path) -> Vec<PathBuf> {
 fn containerd_nodes_pull_the_origin_names_from_the_internal_registry_through_hosts_toml() {
     let s = require_services!();
     let home = tempdir();
-    let archive = home.path().join("bb.tar");
-    fetch(s, home.path(), &archive, &["ferry/busybox:oci"], &[]).ok();
+    let archive = fetched(s, home.path(), "bb.tar", &["ferry/busybox:oci"], &[]);
     let prefix = unique("mirror");
     push(
         home.path(),
@@ -866,7 +863,8 @@ fn containerd_nodes_pull_the_origin_names_from_the_internal_registry_through_hos
         ),
     )
     .unwrap();
-    let ns = ["-n", "ferry-it-mirror"];
+    let ns = format!("ferry-it-mirror-{}", std::process::id());
+    let ns = ["-n", ns.as_str()];
     let image = s.image("ferry/busybox:oci");
     run(s.ctr().args(ns).args(["images", "rm", &image]));
     run(s

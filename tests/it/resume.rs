@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ferry_testkit::{FaultProxy, Plan};
 
 use crate::faults::{baseline, fetch_via};
-use crate::harness::{fetch_cmd, sha256_file, tempdir};
+use crate::harness::{Services, fetch_cmd, sha256_file, tempdir};
 use crate::require_services;
 
 const IMAGE: &str = "ferry/large:oci";
@@ -19,6 +19,54 @@ fn spawn_fetch(proxy: &FaultProxy, home: &Path, out: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn ferry")
+}
+
+/// A proxy in front of the test registry that has served one undisturbed fetch of [`IMAGE`],
+/// now throttled to `bytes_per_sec` with its counters at zero, so that a fetch through it can
+/// be stopped part way: the proxy, the undisturbed archive's digest, and its blob bytes.
+fn throttled_after_baseline(
+    s: &Services,
+    home: &Path,
+    bytes_per_sec: u64,
+) -> (FaultProxy, String, u64) {
+    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
+    let want = baseline(&proxy, home, IMAGE);
+    let total = proxy.blob_bytes();
+    proxy.reset_counters();
+    proxy.set_plan(Plan {
+        bytes_per_sec: Some(bytes_per_sec),
+        ..Plan::default()
+    });
+    (proxy, want, total)
+}
+
+/// A stopped fetch into `name` left nothing under that name, and its resumable state.
+#[track_caller]
+fn assert_left_resumable(home: &Path, name: &str) {
+    assert!(
+        !home.join(name).exists(),
+        "a stopped fetch left a file under the final name"
+    );
+    assert!(
+        home.join(format!("{name}.part")).exists(),
+        "no resumable state was left"
+    );
+}
+
+/// Reruns the fetch of [`IMAGE`] into `name` at full speed: it must say it resumes and end in
+/// the undisturbed archive (`want`). Returns the blob bytes the rerun downloaded.
+#[track_caller]
+fn rerun_resumes(proxy: &FaultProxy, home: &Path, name: &str, want: &str) -> u64 {
+    proxy.set_plan(Plan::default());
+    proxy.reset_counters();
+    let (ran, out) = fetch_via(proxy, home, name, IMAGE, &[]);
+    ran.ok().assert_stderr("resuming:");
+    assert_eq!(
+        sha256_file(&out),
+        want,
+        "the resumed archive differs from an undisturbed fetch"
+    );
+    proxy.blob_bytes()
 }
 
 /// Kills the fetch with SIGKILL once the proxy has sent `bytes` blob bytes.
@@ -48,41 +96,17 @@ fn wait_for_bytes(proxy: &FaultProxy, child: &mut Child, bytes: u64) {
 fn a_fetch_killed_at_half_resumes_and_downloads_only_the_rest() {
     let s = require_services!();
     let home = tempdir();
-    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
-    let want = baseline(&proxy, home.path(), IMAGE);
-    let total = proxy.blob_bytes();
-    proxy.reset_counters();
-    proxy.set_plan(Plan {
-        bytes_per_sec: Some(48 << 20),
-        ..Plan::default()
-    });
+    let (proxy, want, total) = throttled_after_baseline(s, home.path(), 48 << 20);
     let out = home.path().join("half.tar");
     let mut child = spawn_fetch(&proxy, home.path(), &out);
     kill_after(&proxy, &mut child, total / 2);
-    assert!(
-        !out.exists(),
-        "a killed fetch left a file under the final name"
-    );
-    assert!(
-        home.path().join("half.tar.part").exists(),
-        "no resumable state was left"
-    );
+    assert_left_resumable(home.path(), "half.tar");
 
-    proxy.set_plan(Plan::default());
-    proxy.reset_counters();
-    let (ran, _) = fetch_via(&proxy, home.path(), "half.tar", IMAGE, &[]);
-    let ran = ran.ok();
-    let rerun = proxy.blob_bytes();
+    let rerun = rerun_resumes(&proxy, home.path(), "half.tar", &want);
     eprintln!(
         "resume figure: killed after {:.0}% of {total} blob bytes; the rerun downloaded {rerun} bytes = {:.1}% of a full fetch",
         50.0,
         100.0 * rerun as f64 / total as f64
-    );
-    ran.assert_stderr("resuming:");
-    assert_eq!(
-        sha256_file(&out),
-        want,
-        "the resumed archive differs from an undisturbed fetch"
     );
     assert!(
         rerun < total * 7 / 10,
@@ -103,14 +127,7 @@ fn ctrl_c_stops_a_fetch_and_the_rerun_continues_it() {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     let s = require_services!();
     let home = tempdir();
-    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
-    let want = baseline(&proxy, home.path(), IMAGE);
-    let total = proxy.blob_bytes();
-    proxy.reset_counters();
-    proxy.set_plan(Plan {
-        bytes_per_sec: Some(48 << 20),
-        ..Plan::default()
-    });
+    let (proxy, want, total) = throttled_after_baseline(s, home.path(), 48 << 20);
     let out = home.path().join("ctrl-c.tar");
     // In a process group of its own, which gets SIGINT as a terminal's Ctrl-C sends it.
     let mut child = fetch_cmd(
@@ -142,26 +159,9 @@ fn ctrl_c_stops_a_fetch_and_the_rerun_continues_it() {
         status.signal() == Some(libc::SIGINT) || status.code() == Some(130),
         "Ctrl-C ended the fetch with {status:?}"
     );
-    assert!(
-        !out.exists(),
-        "an interrupted fetch left a file under the final name"
-    );
-    assert!(
-        home.path().join("ctrl-c.tar.part").exists(),
-        "no resumable state was left"
-    );
+    assert_left_resumable(home.path(), "ctrl-c.tar");
 
-    proxy.set_plan(Plan::default());
-    proxy.reset_counters();
-    let (ran, _) = fetch_via(&proxy, home.path(), "ctrl-c.tar", IMAGE, &[]);
-    let ran = ran.ok();
-    ran.assert_stderr("resuming:");
-    assert_eq!(
-        sha256_file(&out),
-        want,
-        "the resumed archive differs from an undisturbed fetch"
-    );
-    let rerun = proxy.blob_bytes();
+    let rerun = rerun_resumes(&proxy, home.path(), "ctrl-c.tar", &want);
     assert!(
         rerun < total * 7 / 10,
         "after Ctrl-C at half, the rerun downloaded {rerun} of {total} bytes"
@@ -172,30 +172,19 @@ fn ctrl_c_stops_a_fetch_and_the_rerun_continues_it() {
 fn a_fetch_killed_repeatedly_still_ends_byte_identical() {
     let s = require_services!();
     let home = tempdir();
-    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
-    let want = baseline(&proxy, home.path(), IMAGE);
-    let total = proxy.blob_bytes();
+    let (proxy, want, total) = throttled_after_baseline(s, home.path(), 48 << 20);
     let out = home.path().join("again.tar");
-    proxy.set_plan(Plan {
-        bytes_per_sec: Some(48 << 20),
-        ..Plan::default()
-    });
     // Kill early (during the first chunks), in the middle, and near the end.
     for fraction in [5, 30, 30] {
         proxy.reset_counters();
         let mut child = spawn_fetch(&proxy, home.path(), &out);
         kill_after(&proxy, &mut child, total * fraction / 100);
     }
-    proxy.set_plan(Plan::default());
-    proxy.reset_counters();
-    let (ran, _) = fetch_via(&proxy, home.path(), "again.tar", IMAGE, &[]);
-    ran.ok();
-    assert_eq!(sha256_file(&out), want);
+    let rerun = rerun_resumes(&proxy, home.path(), "again.tar", &want);
     // The killed runs sent 65% of the bytes; what was in flight at each kill is lost.
     assert!(
-        proxy.blob_bytes() < total * 8 / 10,
-        "after three partial runs the last one downloaded {} of {total}",
-        proxy.blob_bytes()
+        rerun < total * 8 / 10,
+        "after three partial runs the last one downloaded {rerun} of {total}"
     );
 }
 
@@ -291,13 +280,7 @@ fn a_changed_earlier_archive_costs_a_download_not_a_wrong_byte() {
 fn a_second_fetch_into_the_same_file_is_refused_while_the_first_runs() {
     let s = require_services!();
     let home = tempdir();
-    let proxy = FaultProxy::start(s.registry(), Plan::default()).unwrap();
-    let want = baseline(&proxy, home.path(), IMAGE);
-    proxy.reset_counters();
-    proxy.set_plan(Plan {
-        bytes_per_sec: Some(32 << 20),
-        ..Plan::default()
-    });
+    let (proxy, want, _) = throttled_after_baseline(s, home.path(), 32 << 20);
     let out = home.path().join("same.tar");
     let mut first = spawn_fetch(&proxy, home.path(), &out);
     let started = Instant::now();
@@ -313,13 +296,5 @@ fn a_second_fetch_into_the_same_file_is_refused_while_the_first_runs() {
     second.assert_stderr("another ferry is already writing");
     kill_after(&proxy, &mut first, 64 << 20);
     // The refused run must not have damaged the first one's state: a rerun completes it.
-    proxy.set_plan(Plan::default());
-    let (ran, _) = fetch_via(&proxy, home.path(), "same.tar", IMAGE, &[]);
-    let ran = ran.ok();
-    ran.assert_stderr("resuming:");
-    assert_eq!(
-        sha256_file(&out),
-        want,
-        "the completed archive differs from an undisturbed fetch"
-    );
+    rerun_resumes(&proxy, home.path(), "same.tar", &want);
 }

@@ -43,12 +43,7 @@ fn run_echo_prints_and_exits_zero() {
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
     let r = ferry_run(home.path(), &["--rm", &img]).ok();
-    assert_eq!(
-        r.stdout.trim(),
-        s.facts("ferry/busybox:oci")["expect_stdout"]
-            .as_str()
-            .unwrap()
-    );
+    assert_eq!(r.stdout.trim(), s.expected_stdout("ferry/busybox:oci"));
     let r = ferry_run(home.path(), &["--rm", &img, "echo", "hi", "there"]).ok();
     assert_eq!(r.stdout, "hi there\n");
 }
@@ -131,9 +126,7 @@ fn run_image_config_user_workdir_env_and_whiteouts() {
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/multilayer:oci");
-    let expect = s.facts("ferry/multilayer:oci")["expect_stdout"]
-        .as_str()
-        .unwrap();
+    let expect = s.expected_stdout("ferry/multilayer:oci");
     // Default command: USER app with group extra, WORKDIR /app, ENV, a whiteout and an opaque dir.
     let r = ferry_run(home.path(), &["--rm", &img]).ok();
     assert_eq!(r.stdout.trim(), expect);
@@ -622,9 +615,7 @@ fn run_with_runc_gives_the_same_output() {
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/multilayer:oci");
-    let expect = s.facts("ferry/multilayer:oci")["expect_stdout"]
-        .as_str()
-        .unwrap();
+    let expect = s.expected_stdout("ferry/multilayer:oci");
     let r = ferry_run(home.path(), &["--rm", "--runtime", "runc", &img]).ok();
     assert_eq!(r.stdout.trim(), expect);
     let r = ferry_run(
@@ -671,8 +662,8 @@ fn run_tty_gives_a_terminal_of_the_callers_size() {
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
-    let (master, slave) = open_pty(33, 77);
-    let mut child = ferry(home.path())
+    let (mut master, slave) = open_pty(33, 77);
+    let st = on_terminal(ferry(home.path()), slave)
         .args([
             "run",
             "--rm",
@@ -682,30 +673,11 @@ fn run_tty_gives_a_terminal_of_the_callers_size() {
             "-c",
             "[ -t 0 ] && [ -t 1 ] && echo is-tty; stty size; echo $TERM",
         ])
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave)
-        .spawn()
+        .status()
         .unwrap();
-    let st = child.wait().unwrap();
     // The caller's terminal is restored from raw mode and the output is all there.
     let mut out = Vec::new();
-    let mut m = master;
-    let mut buf = [0u8; 4096];
-    // SAFETY: non-blocking reads of what the pty holds.
-    unsafe {
-        libc::fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(&m),
-            libc::F_SETFL,
-            libc::O_NONBLOCK,
-        )
-    };
-    while let Ok(n) = std::io::Read::read(&mut m, &mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
+    read_what_is_left(&mut master, &mut out);
     let out = String::from_utf8_lossy(&out);
     assert_eq!(st.code(), Some(0), "{out}");
     assert!(out.contains("is-tty\r\n33 77\r\nxterm"), "{out:?}");
@@ -827,7 +799,7 @@ fn run_exec_with_a_terminal() {
         .trim()
         .to_string();
     let (mut master, slave) = open_pty(20, 50);
-    let st = ferry(home.path())
+    let st = on_terminal(ferry(home.path()), slave)
         .args([
             "exec",
             "-t",
@@ -836,27 +808,10 @@ fn run_exec_with_a_terminal() {
             "-c",
             "[ -t 1 ] && echo is-tty; stty size; exit 6",
         ])
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave)
         .status()
         .unwrap();
-    // SAFETY: non-blocking reads of what the pty holds.
-    unsafe {
-        libc::fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(&master),
-            libc::F_SETFL,
-            libc::O_NONBLOCK,
-        )
-    };
     let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
+    read_what_is_left(&mut master, &mut out);
     let out = String::from_utf8_lossy(&out);
     assert_eq!(st.code(), Some(6), "{out}");
     assert!(out.contains("is-tty\r\n20 50\r\n"), "{out:?}");
@@ -870,7 +825,7 @@ fn run_tty_follows_window_size_changes() {
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
     let (mut master, slave) = open_pty(33, 77);
-    let mut child = ferry(home.path())
+    let mut child = on_terminal(ferry(home.path()), slave)
         .args([
             "run",
             "--rm",
@@ -880,9 +835,6 @@ fn run_tty_follows_window_size_changes() {
             "-c",
             "trap 'stty size; exit 0' WINCH; echo ready; while true; do sleep 0.1; done",
         ])
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave)
         .spawn()
         .unwrap();
     let mut out = Vec::new();
@@ -904,17 +856,31 @@ fn run_tty_follows_window_size_changes() {
         libc::kill(child.id() as i32, libc::SIGWINCH);
     }
     let st = child.wait().unwrap();
-    // SAFETY: non-blocking reads of what the pty still holds.
-    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+    read_what_is_left(&mut master, &mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(st.code(), Some(0), "{out:?}");
+    assert!(out.contains("40 100"), "{out:?}");
+}
+
+/// `cmd` with a pseudo-terminal's slave as its standard input, output and error, as in a
+/// terminal session.
+fn on_terminal(mut cmd: Command, slave: std::os::fd::OwnedFd) -> Command {
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    cmd
+}
+
+/// Appends to `out` what a pseudo-terminal's master still holds, without waiting for more.
+fn read_what_is_left(master: &mut std::fs::File, out: &mut Vec<u8>) {
+    rustix::fs::fcntl_setfl(&*master, rustix::fs::OFlags::NONBLOCK).expect("a non-blocking pty");
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = std::io::Read::read(master, &mut buf) {
         if n == 0 {
             break;
         }
         out.extend_from_slice(&buf[..n]);
     }
-    let out = String::from_utf8_lossy(&out);
-    assert_eq!(st.code(), Some(0), "{out:?}");
-    assert!(out.contains("40 100"), "{out:?}");
 }
 
 /// A pseudo-terminal of `rows` × `cols`: its master as a file, its slave as a descriptor.

@@ -158,9 +158,7 @@ fn runtime_crun_runs_the_same_bundle() {
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/multilayer:oci");
-    let expect = s.facts("ferry/multilayer:oci")["expect_stdout"]
-        .as_str()
-        .unwrap();
+    let expect = s.expected_stdout("ferry/multilayer:oci");
     let r = run(ferry(home.path()).args(["run", "--rm", "--runtime", "crun", &img])).ok();
     assert_eq!(r.stdout.trim(), expect);
     let r = run(ferry(home.path()).args([

@@ -107,6 +107,18 @@ fn serve(home: &Path, img: &str, name: &str, flags: &[&str], body: &str) {
     f(home, &args).ok();
 }
 
+/// [`serve`] with container port 80 published on a free host port, once it answers there;
+/// returns the port.
+fn serve_on_free_port(home: &Path, img: &str, name: &str, flags: &[&str], body: &str) -> u16 {
+    let port = free_port();
+    let publish = format!("{port}:80");
+    let mut flags = flags.to_vec();
+    flags.extend(["-p", &publish]);
+    serve(home, img, name, &flags, body);
+    assert_eq!(http_ready(port), format!("{body}\n"));
+    port
+}
+
 /// `ferry container inspect NAME` (or `docker inspect`), the first document.
 fn inspect(cmd: Command, name: &str) -> Value {
     let mut cmd = cmd;
@@ -344,18 +356,8 @@ fn services_same_container_port_twice_taken_ports_and_stop_frees_the_port() {
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
-    let (a, b) = (free_port(), free_port());
-    for (name, port) in [("a", a), ("b", b)] {
-        serve(
-            home.path(),
-            &img,
-            name,
-            &["-p", &format!("{port}:80")],
-            &format!("server-{name}"),
-        );
-    }
-    assert_eq!(http_ready(a), "server-a\n");
-    assert_eq!(http_ready(b), "server-b\n");
+    let a = serve_on_free_port(home.path(), &img, "a", &[], "server-a");
+    let b = serve_on_free_port(home.path(), &img, "b", &[], "server-b");
 
     // A port another container holds, and one another program holds: Docker's messages.
     let mut net = DockerNet::new(s, "taken");
@@ -621,15 +623,7 @@ fn services_network_container_shares_the_namespace_like_docker() {
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
-    let port = free_port();
-    serve(
-        home.path(),
-        &img,
-        "main",
-        &["-p", &format!("{port}:80")],
-        "main-server",
-    );
-    assert_eq!(http_ready(port), "main-server\n");
+    let port = serve_on_free_port(home.path(), &img, "main", &[], "main-server");
     // A sidecar sees the main container's loopback and its hostname.
     let r = f(
         home.path(),
@@ -883,15 +877,13 @@ fn services_always_survives_a_kill_and_stop_ends_it_for_good() {
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
-    let port = free_port();
-    serve(
+    let port = serve_on_free_port(
         home.path(),
         &img,
         "svc",
-        &["--restart", "always", "-p", &format!("{port}:80")],
+        &["--restart", "always"],
         "always-up",
     );
-    assert_eq!(http_ready(port), "always-up\n");
     let first = ferry_inspect(home.path(), "svc")["State"]["Pid"]
         .as_i64()
         .unwrap();
@@ -1053,22 +1045,13 @@ fn services_generated_systemd_unit_verifies_and_brings_the_container_back() {
     let s = require_services!();
     let home = tempdir();
     let img = install(s, home.path(), "ferry/busybox:oci");
-    let port = free_port();
-    serve(
+    let port = serve_on_free_port(
         home.path(),
         &img,
         "web",
-        &[
-            "--restart",
-            "always",
-            "--stop-timeout",
-            "1",
-            "-p",
-            &format!("{port}:80"),
-        ],
+        &["--restart", "always", "--stop-timeout", "1"],
         "served-by-systemd",
     );
-    assert_eq!(http_ready(port), "served-by-systemd\n");
     let unit = f(home.path(), &["generate", "systemd", "--name", "web"])
         .ok()
         .stdout;

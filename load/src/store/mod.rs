@@ -28,7 +28,7 @@
 
 pub mod apply;
 pub mod build;
-mod fsutil;
+pub mod fsutil;
 mod gc;
 mod index;
 mod load;

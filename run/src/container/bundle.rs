@@ -15,14 +15,7 @@ pub fn bundle(
     dir: &Path,
     opts: &RunOptions,
 ) -> Result<(), RunError> {
-    let _lock = source.lock().map_err(|e| RunError::Image {
-        reference: image_ref.to_string(),
-        source: e,
-    })?;
-    let image = source.image(image_ref).map_err(|e| RunError::Image {
-        reference: image_ref.to_string(),
-        source: e,
-    })?;
+    let (_lock, image) = crate::image::locked_image(source, image_ref)?;
     std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     if std::fs::read_dir(dir)
         .map_err(io_err("read", dir))?

@@ -4,11 +4,10 @@
 //! directories and volumes; its state stays `created`.
 
 use super::Containers;
-use super::run::{prepare, use_copy};
+use super::run::prepare_from_store;
 use crate::error::RunError;
 use crate::image::ImageSource;
 use crate::options::RunOptions;
-use crate::rootfs::RootSource;
 
 /// Makes the container; returns its full ID.
 pub fn create(
@@ -17,21 +16,7 @@ pub fn create(
     image_ref: &str,
     opts: RunOptions,
 ) -> Result<String, RunError> {
-    let lock = source.lock().map_err(|e| RunError::Image {
-        reference: image_ref.to_string(),
-        source: e,
-    })?;
-    let image = source.image(image_ref).map_err(|e| RunError::Image {
-        reference: image_ref.to_string(),
-        source: e,
-    })?;
-    let mut opts = opts;
-    opts.health.image = source.healthcheck(&image);
-    let mut p = prepare(containers, &image, image_ref, opts)?;
-    if !image.overlay_ready && p.source != RootSource::Directory {
-        use_copy(&mut p, Some(source))?;
-    }
-    crate::volume::fill_new(&p, source)?;
+    let (p, lock) = prepare_from_store(source, containers, image_ref, opts)?;
     drop(lock);
     // `start` makes the cgroups again when it starts it; none are held meanwhile.
     p.cgroup.remove();

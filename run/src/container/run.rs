@@ -9,7 +9,7 @@ use oci_spec::runtime::Spec;
 use super::{Container, Containers, Meta, State, Status, now, supervise, tty};
 use crate::cgroups::{self, Cgroup, Layout};
 use crate::error::{RunError, io_err};
-use crate::image::{Image, ImageSource};
+use crate::image::{Image, ImageSource, SourceLock};
 use crate::options::{Network, RootfsMode, RunOptions, Runtime};
 use crate::process::init::InitPlan;
 use crate::process::spawn::{self, SpawnError, Stdio};
@@ -65,21 +65,7 @@ pub fn run(
     if opts.tty && opts.interactive && !opts.detach && !tty::is_terminal(std::io::stdin()) {
         return Err(RunError::NotATty);
     }
-    let lock = source.lock().map_err(|e| RunError::Image {
-        reference: image_ref.to_string(),
-        source: e,
-    })?;
-    let image = source.image(image_ref).map_err(|e| RunError::Image {
-        reference: image_ref.to_string(),
-        source: e,
-    })?;
-    let mut opts = opts;
-    opts.health.image = source.healthcheck(&image);
-    let mut p = prepare(containers, &image, image_ref, opts)?;
-    if !image.overlay_ready && p.source != RootSource::Directory {
-        use_copy(&mut p, Some(source))?;
-    }
-    crate::volume::fill_new(&p, source)?;
+    let (p, lock) = prepare_from_store(source, containers, image_ref, opts)?;
     // ferry.json now names the image: the store keeps it. The lock must not reach the
     // container's processes either.
     drop(lock);
@@ -87,6 +73,26 @@ pub fn run(
         return super::monitor::launch(p, source).map(Outcome::Detached);
     }
     attach(p, source).map(Outcome::Exited)
+}
+
+/// What `run` and `create` do before anything starts: the image locked and read, the
+/// container prepared (with the image's HEALTHCHECK), its root file system copied where
+/// overlayfs cannot use the layers, new named volumes filled from the image. The lock comes
+/// back to be dropped once `ferry.json` names the image.
+pub(crate) fn prepare_from_store(
+    source: &dyn ImageSource,
+    containers: &Containers,
+    image_ref: &str,
+    mut opts: RunOptions,
+) -> Result<(Prepared, SourceLock), RunError> {
+    let (lock, image) = crate::image::locked_image(source, image_ref)?;
+    opts.health.image = source.healthcheck(&image);
+    let mut p = prepare(containers, &image, image_ref, opts)?;
+    if !image.overlay_ready && p.source != RootSource::Directory {
+        use_copy(&mut p, Some(source))?;
+    }
+    crate::volume::fill_new(&p, source)?;
+    Ok((p, lock))
 }
 
 /// Runs a prepared container in the foreground and cleans up after it; returns its exit

@@ -434,35 +434,23 @@ fn emit_condition(asm: &mut Asm, a: &LinuxSeccompArg, args_32bit: bool, fail: La
             asm.load(lo_off);
             asm.jump(JMP_JEQ, lo, fail8, next);
         }
-        // A > v: high words decide unless equal, then the low words.
-        Op::ScmpCmpGt | Op::ScmpCmpGe => {
-            let low_op = if a.op() == Op::ScmpCmpGt {
-                JMP_JGT
-            } else {
-                JMP_JGE
+        // A > v: high words decide unless equal, then the low words. A < v is not A >= v
+        // and A <= v is not A > v: the same test with its outcomes swapped. (`ok` is bound
+        // right after the last jump, so jumping there is falling through.)
+        Op::ScmpCmpGt | Op::ScmpCmpGe | Op::ScmpCmpLt | Op::ScmpCmpLe => {
+            let (low_op, holds, fails) = match a.op() {
+                Op::ScmpCmpGt => (JMP_JGT, ok8, fail8),
+                Op::ScmpCmpGe => (JMP_JGE, ok8, fail8),
+                Op::ScmpCmpLt => (JMP_JGE, fail8, ok8),
+                _ => (JMP_JGT, fail8, ok8),
             };
             if !args_32bit {
                 asm.load(hi_off);
-                asm.jump(JMP_JGT, hi, ok8, next);
-                asm.jump(JMP_JEQ, hi, next, fail8);
+                asm.jump(JMP_JGT, hi, holds, next);
+                asm.jump(JMP_JEQ, hi, next, fails);
             }
             asm.load(lo_off);
-            asm.jump(low_op, lo, next, fail8);
-        }
-        // A < v is not A >= v; A <= v is not A > v.
-        Op::ScmpCmpLt | Op::ScmpCmpLe => {
-            let low_op = if a.op() == Op::ScmpCmpLt {
-                JMP_JGE
-            } else {
-                JMP_JGT
-            };
-            if !args_32bit {
-                asm.load(hi_off);
-                asm.jump(JMP_JGT, hi, fail8, next);
-                asm.jump(JMP_JEQ, hi, next, ok8);
-            }
-            asm.load(lo_off);
-            asm.jump(low_op, lo, fail8, next);
+            asm.jump(low_op, lo, holds, fails);
         }
     }
     asm.bind(ok);
