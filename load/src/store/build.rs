@@ -101,6 +101,12 @@ pub struct BuildSession<'s> {
 impl Store {
     /// Starts a build session.
     pub fn build_session(&self) -> Result<BuildSession<'_>, StoreError> {
+        // A RUN step's container writes its files in `containers/ID/upper`: placed beside
+        // what was just deleted there (the last step's container, a pruned cache), each new
+        // inode skips every inode deleted in the last minute on ext4 without a journal (see
+        // `spread_subdirectories`). Measured here after a prune: a RUN creating 2,000 files
+        // 0.6–1.0 s, and 0.1 s with the flag; the 3,000 copy-ups of a chmod 0.9–1.6 s, 0.2 s.
+        fsutil::spread_subdirectories(&self.root.join(super::CONTAINERS));
         Ok(BuildSession {
             store: self,
             staging: Staging::create(self)?,
