@@ -71,6 +71,18 @@ impl CopyMode {
         self.owner.unwrap_or((0, 0))
     }
 
+    /// A file the step makes itself (a heredoc, a download): `--chown`'s owner or root,
+    /// `--chmod`'s mode or `default`.
+    fn new_file(&self, default: u32, mtime: (i64, i64)) -> Meta {
+        let (uid, gid) = self.dir_owner();
+        Meta {
+            mode: self.chmod.unwrap_or(default),
+            uid,
+            gid,
+            mtime,
+        }
+    }
+
     fn meta(&self, m: &std::fs::Metadata) -> Meta {
         let mut meta = Meta::of(m);
         if let Some((u, g)) = self.owner {
@@ -110,24 +122,12 @@ pub fn copy(
             }
             Source::Inline { name, data } => {
                 let target = file_target(writer, &dest_rel, into_dir, name.as_ref())?;
-                let (uid, gid) = mode.dir_owner();
-                let meta = Meta {
-                    mode: mode.chmod.unwrap_or(0o644),
-                    uid,
-                    gid,
-                    mtime: mode.now,
-                };
+                let meta = mode.new_file(0o644, mode.now);
                 writer.put(&target, Item::File(&mut &data[..]), meta, mode.dir_owner())?;
             }
             Source::Downloaded { path, name, mtime } => {
                 let target = file_target(writer, &dest_rel, into_dir, name.as_ref())?;
-                let (uid, gid) = mode.dir_owner();
-                let meta = Meta {
-                    mode: mode.chmod.unwrap_or(0o600),
-                    uid,
-                    gid,
-                    mtime: (mtime.unwrap_or(0), 0),
-                };
+                let meta = mode.new_file(0o600, (mtime.unwrap_or(0), 0));
                 let mut f = std::fs::File::open(path)?;
                 writer.put(&target, Item::File(&mut f), meta, mode.dir_owner())?;
             }
