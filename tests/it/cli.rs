@@ -995,28 +995,19 @@ fn cp_copies_both_ways_and_never_writes_outside_the_container_through_its_links(
             assert!(!r.stdout.is_empty());
             run(ferry(h).args(["exec", name, "true"]));
         }
+        // Copies PATH of the container out to a new place on the host.
+        let copy_out = |path: &str, to: &str| {
+            let out = h.join(format!("{name}-{to}"));
+            run(ferry(h).arg("cp").arg(format!("{name}:{path}")).arg(&out)).ok();
+            out
+        };
         // Reading through the links reads the container's files, not the host's.
-        let out = h.join(format!("{name}-secret"));
-        run(ferry(h)
-            .arg("cp")
-            .arg(format!("{name}:/data/out/secret"))
-            .arg(&out))
-        .ok();
+        let out = copy_out("/data/out/secret", "secret");
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "decoy\n");
-        let out = h.join(format!("{name}-motd"));
-        run(ferry(h)
-            .arg("cp")
-            .arg(format!("{name}:/data/hostroot/etc/motd"))
-            .arg(&out))
-        .ok();
+        let out = copy_out("/data/hostroot/etc/motd", "motd");
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "from the image\n");
         // A directory out, with its links kept as links.
-        let dir_out = h.join(format!("{name}-data"));
-        run(ferry(h)
-            .arg("cp")
-            .arg(format!("{name}:/data"))
-            .arg(&dir_out))
-        .ok();
+        let dir_out = copy_out("/data", "data");
         assert_eq!(
             std::fs::read_to_string(dir_out.join("f")).unwrap(),
             "inside\n"
