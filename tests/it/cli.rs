@@ -892,7 +892,7 @@ fn fetch_dir_writes_the_moby_scripts_directory_for_docker_and_ferry() {
         "{}",
         loaded.stdout
     );
-    let expect = s.facts(repo_tag)["expect_stdout"].as_str().unwrap();
+    let expect = s.expected_stdout(repo_tag);
     let out = run(s
         .docker()
         .args(["run", "--rm", "--network", "none", &image]))

@@ -109,10 +109,7 @@ fn split_fetches_cut_anywhere_and_read_back_whole() {
         .docker()
         .args(["run", "--rm", &format!("{}/{image}", s.registry())]))
     .ok();
-    assert_eq!(
-        out.stdout.trim(),
-        s.facts(image)["expect_stdout"].as_str().unwrap()
-    );
+    assert_eq!(out.stdout.trim(), s.expected_stdout(image));
 }
 
 #[test]

@@ -118,7 +118,7 @@ fn a_moved_or_copied_store_keeps_its_images_and_runs_them() {
     let tag = "ferry/multilayer:oci";
     let tar = archive(s, w, tag);
     let image = s.image(tag);
-    let expect = s.facts(tag)["expect_stdout"].as_str().unwrap();
+    let expect = s.expected_stdout(tag);
     let at = |root: &Path| {
         let mut c = ferry(w);
         c.env("FERRY_ROOT", root);

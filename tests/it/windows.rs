@@ -122,9 +122,7 @@ fn ferry_exe_fetches_into_a_drive_path_with_plain_progress() {
     );
     let sidecar = std::fs::read_to_string(dir.path().join("multilayer.tar.sha256")).unwrap();
     assert_eq!(sidecar, format!("{}  multilayer.tar\n", sha256_file(&out)));
-    let expect = s.facts("ferry/multilayer:oci")["expect_stdout"]
-        .as_str()
-        .unwrap();
+    let expect = s.expected_stdout("ferry/multilayer:oci");
     docker_loads_and_runs(s, &out, &image, expect);
 }
 
@@ -185,9 +183,7 @@ fn ferry_exe_understands_cygwin_mobaxterm_and_relative_paths() {
     }
     let dir = tempdir();
     let image = s.image("ferry/multiarch:oci");
-    let expect = s.facts("ferry/multiarch:oci")["expect_stdout"]
-        .as_str()
-        .unwrap();
+    let expect = s.expected_stdout("ferry/multiarch:oci");
     let cyg = format!("/cygdrive/z{}/cyg.tar", dir.path().display());
     let moba = format!("/drives/z{}/moba.tar", dir.path().display());
     for (arg, file) in [
@@ -259,9 +255,7 @@ fn ferry_exe_writes_japanese_and_overlong_paths_that_load() {
     }
     let dir = tempdir();
     let image = s.image("ferry/multilayer:oci");
-    let expect = s.facts("ferry/multilayer:oci")["expect_stdout"]
-        .as_str()
-        .unwrap();
+    let expect = s.expected_stdout("ferry/multilayer:oci");
     // C:\Users\山田\ダウンロード\… as the seed's users have them.
     let jp = dir.path().join("日本語フォルダ");
     let out = jp.join("イメージ.tar");
