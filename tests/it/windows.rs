@@ -1,6 +1,7 @@
 //! `ferry.exe` (built by `scripts/build-windows`) under wine, as on the locked-down Windows PC:
 //! native and Cygwin/MobaXterm-style output paths, plain progress (wine's stderr is not a
-//! console), and archives that the Linux side loads and runs.
+//! console, except under a pseudo-terminal: then a Japanese console, code page 932), and
+//! archives that the Linux side loads and runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -333,4 +334,83 @@ fn ferry_exe_writes_japanese_and_overlong_paths_that_load() {
         .arg(&frozen))
     .ok();
     assert_eq!(r.stdout, format!("Loaded image: {image}\n"));
+}
+
+#[test]
+fn ferry_exe_in_a_cp932_console_prints_japanese_names_readably() {
+    // A Japanese Windows console runs code page 932: bytes written to it are read as
+    // Shift-JIS, so a program that wrote its UTF-8 names as bytes would print them garbled.
+    // ferry.exe writes to a console as UTF-16 (WriteConsoleW), whatever its code page. Under a
+    // pseudo-terminal wine gives the program a real console; `chcp 932` sets its code page, and
+    // wine shows the console's text on the terminal as UTF-8.
+    let s = require_services!();
+    if windows_build().is_none() {
+        return;
+    }
+    let dir = tempdir();
+    let image = s.image("ferry/busybox:oci");
+    let out = dir.path().join("日本語フォルダ").join("イメージ.tar");
+    let (exe, shim, prefix) = windows_build().unwrap();
+    std::fs::copy(&exe, dir.path().join("ferry.exe")).unwrap();
+    std::fs::copy(&shim, dir.path().join("bcryptprimitives.dll")).unwrap();
+    let inside = format!(
+        "chcp 932 && ferry.exe fetch --insecure-registry {} {image} -o {}",
+        s.registry(),
+        z_path(&out)
+    );
+    let ran = run(Command::new("script")
+        // A wide terminal, so that the console does not wrap the summary line.
+        .args([
+            "-qec",
+            &format!("stty cols 1000; wine cmd /c '{inside}'"),
+            "/dev/null",
+        ])
+        .current_dir(dir.path())
+        .env("LANG", "C.UTF-8")
+        .env("WINEPREFIX", prefix)
+        .env("WINEDEBUG", "-all")
+        .env("FERRY_CACHE_DIR", z_path(&dir.path().join("cache"))))
+    .ok();
+    assert!(
+        ran.stdout.contains("Active code page: 932"),
+        "the console did not switch to code page 932:\n{}",
+        ran.stdout
+    );
+    assert!(out.exists(), "no archive: {}", ran.stdout);
+    let text = without_escapes(&ran.stdout);
+    let summary = text
+        .lines()
+        .find(|l| l.contains("fetched 1 image"))
+        .unwrap_or_else(|| panic!("no summary line:\n{text}"));
+    assert!(
+        summary.contains("日本語フォルダ\\イメージ.tar"),
+        "the name is garbled in a cp932 console: {summary:?}"
+    );
+}
+
+/// The terminal's text without its control sequences (`ESC [ … letter`), as a reader sees it:
+/// a cursor moved forward (`ESC [ N C`, what wine's console writes for spaces) is N spaces.
+fn without_escapes(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        if chars.next() != Some('[') {
+            continue;
+        }
+        let mut param = String::new();
+        for c in chars.by_ref() {
+            if c.is_ascii_alphabetic() {
+                if c == 'C' {
+                    out.push_str(&" ".repeat(param.parse().unwrap_or(1)));
+                }
+                break;
+            }
+            param.push(c);
+        }
+    }
+    out
 }
