@@ -39,7 +39,7 @@ impl ImageSource for StoreSource {
         serde_json::from_value(config["config"]["Healthcheck"].clone()).ok()
     }
 
-    fn lock(&self) -> Result<Option<Box<dyn std::any::Any>>, SourceError> {
+    fn lock(&self) -> Result<ferry_run::image::SourceLock, SourceError> {
         Ok(Some(Box::new(self.0.lock_shared()?)))
     }
 }
