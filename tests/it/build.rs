@@ -615,13 +615,13 @@ fn bad_dockerfiles_fail_with_one_line_naming_the_place() {
     );
 }
 
-#[test]
-fn ctrl_c_during_run_stops_the_build_and_leaves_nothing() {
-    let s = require_services!();
-    let (home, ctx) = setup(s, &format!("FROM {BASE}\nRUN echo started && sleep 60\n"));
-    let mut child = ferry(home.path())
-        .args(["build", "-t", "interrupted:1"])
-        .arg(ctx.path())
+/// Starts `ferry build ARGS CTX`, sends it Ctrl-C once a RUN step printed `started`, and
+/// returns how it ended and when the signal was sent.
+fn interrupted_build(home: &Path, ctx: &Path, args: &[&str]) -> (std::process::Output, Instant) {
+    let mut child = ferry(home)
+        .arg("build")
+        .args(args)
+        .arg(ctx)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -636,7 +636,14 @@ fn ctrl_c_during_run_stops_the_build_and_leaves_nothing() {
     }
     // SAFETY: signals our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    (child.wait_with_output().unwrap(), start)
+}
+
+#[test]
+fn ctrl_c_during_run_stops_the_build_and_leaves_nothing() {
+    let s = require_services!();
+    let (home, ctx) = setup(s, &format!("FROM {BASE}\nRUN echo started && sleep 60\n"));
+    let (out, start) = interrupted_build(home.path(), ctx.path(), &["-t", "interrupted:1"]);
     assert!(
         start.elapsed() < Duration::from_secs(20),
         "the build stopped at once"
@@ -652,6 +659,104 @@ fn ctrl_c_during_run_stops_the_build_and_leaves_nothing() {
     assert!(!images.stdout.contains("interrupted"), "{}", images.stdout);
     let tmp = home.path().join("store/tmp");
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
+
+/// The store's snapshots whose layer blob is in the store: each one's recorded head must be
+/// the digest of the blob's first 64 KiB once decompressed (what a load matches layers by).
+fn assert_snapshot_heads(store: &Path) -> usize {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut by_diff_id = std::collections::HashMap::new();
+    for e in std::fs::read_dir(store.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
+        let bytes = std::fs::read(e.path()).unwrap();
+        if !bytes.starts_with(&[0x1f, 0x8b]) {
+            continue;
+        }
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        let hex = |b: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)));
+        by_diff_id.insert(hex(&tar), hex(&tar[..tar.len().min(64 << 10)]));
+    }
+    let mut checked = 0;
+    for e in std::fs::read_dir(store.join("snapshots"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(info) = std::fs::read(e.path().join("info.json")) else {
+            continue;
+        };
+        let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+        let diff_id = info["diff_id"].as_str().unwrap();
+        if let Some(head) = by_diff_id.get(diff_id) {
+            assert_eq!(info["head"].as_str(), Some(head.as_str()), "{info}");
+            checked += 1;
+        }
+    }
+    checked
+}
+
+#[test]
+fn a_step_before_a_failed_or_interrupted_one_stays_cached_with_its_blob() {
+    // A layer's blob is written while the next steps run (up to the next RUN), the step's
+    // image and cache record once it is in the store: also when a later step fails (here a
+    // COPY, during which the blob is still being written) or is interrupted.
+    let s = require_services!();
+    let (home, ctx) = setup(s, "");
+    let (h, c) = (home.path(), ctx.path());
+    let dockerfile = |last: &str| {
+        format!(
+            "FROM {BASE}\nRUN head -c 3000000 /dev/urandom > /noise && seq 1 300000 > /text\n{last}\n"
+        )
+    };
+    assert_clean_failure(
+        h,
+        c,
+        &dockerfile("COPY missing /x"),
+        &[
+            "Dockerfile:3: COPY missing /x",
+            "file not found in build context",
+        ],
+    );
+    let again = |last: &str| {
+        std::fs::write(c.join("Dockerfile"), dockerfile(last)).unwrap();
+        build(h, c, &["-t", "kept:1"]).ok()
+    };
+    let ok = again("RUN echo done");
+    assert_eq!(ok.stdout.matches("Using cache").count(), 1, "{}", ok.stdout);
+    // Interrupted during the next step: the same.
+    std::fs::write(
+        c.join("Dockerfile"),
+        dockerfile("RUN echo started && sleep 60").replace("3000000", "3000001"),
+    )
+    .unwrap();
+    let (out, _) = interrupted_build(h, c, &[]);
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(
+        std::fs::read_dir(h.join("store/tmp")).unwrap().count(),
+        0,
+        "nothing left in the store's tmp/"
+    );
+    std::fs::write(
+        c.join("Dockerfile"),
+        dockerfile("RUN echo other").replace("3000000", "3000001"),
+    )
+    .unwrap();
+    let tag = DockerTag::new("kept");
+    let ok = build(h, c, &["-t", &tag]).ok();
+    assert_eq!(ok.stdout.matches("Using cache").count(), 1, "{}", ok.stdout);
+    // The image's blobs are whole: Docker checks every layer's diff_id as it loads it.
+    let tar = h.join("kept.tar");
+    run(ferry(h).args(["save", &tag, "-o"]).arg(&tar)).ok();
+    run(s.docker().args(["load", "-i"]).arg(&tar)).ok();
+    assert!(
+        assert_snapshot_heads(&h.join("store")) >= 2,
+        "the build's snapshots have their heads checked"
+    );
 }
 
 #[test]

@@ -365,3 +365,73 @@ fn loading_what_the_store_has_writes_no_snapshot_files() {
     let fetched = crate::load_support::fetch(s, &home, "ferry/busybox:oci", &home);
     second_load_writes_nothing(s, &home, &fetched, "ferry fetch");
 }
+
+#[test]
+fn a_build_syncs_a_layer_blob_before_a_cache_record_names_it() {
+    // A step's cache record (and the next step's, whose manifest names the blob too) must
+    // come after the step's layer blob was synced (its own fsync, or the store's one syncfs
+    // per layer) and renamed into the store, and that rename synced.
+    let s = require_services!();
+    let home_dir = crate::build_support::ferry_home(s);
+    let home = canonical(home_dir.path());
+    let ctx = tempdir();
+    let base = crate::build_support::BASE;
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nCOPY big /big\nENV X=1\n"),
+    )
+    .unwrap();
+    let text: String = (0..400_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(ctx.path().join("big"), text).unwrap();
+    let mut cmd = ferry(&home);
+    cmd.args(["build", "-q"]).arg(ctx.path());
+    let (ran, calls) = traced(cmd, TRACED, &home);
+    ran.ok();
+    let store = home.join("store");
+    let blobs = format!("{}/blobs/sha256/", store.display());
+    let cache = format!("{}/build-cache/", store.display());
+    let layer = calls
+        .iter()
+        .position(|c| {
+            is_rename(c) && {
+                let (from, to) = rename_paths(c);
+                from.contains("/layer-") && to.starts_with(&blobs)
+            }
+        })
+        .expect("the COPY's layer blob was not moved into the store");
+    let (from, _) = rename_paths(&calls[layer]);
+    let last_write = calls[..layer]
+        .iter()
+        .rposition(|c| writes_below(c, &format!("{from}>")))
+        .expect("nothing was written to the layer blob");
+    assert!(
+        calls[last_write..layer]
+            .iter()
+            .any(|c| c.name == "syncfs" || is_sync(c) && c.text.contains(&format!("<{from}>"))),
+        "the layer blob was renamed into the store before its data was synced:\n{}",
+        show(&calls[last_write..=layer])
+    );
+    let dir = blobs.trim_end_matches('/');
+    let dir_synced = find(&calls, layer, |c| {
+        is_sync(c) && c.text.contains(&format!("<{dir}>"))
+    })
+    .expect("the rename into blobs/ was never made durable");
+    let records: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            is_rename(c) && {
+                let (_, to) = rename_paths(c);
+                to.strip_prefix(&cache)
+                    .is_some_and(|n| !n.contains('/') && n.ends_with(".json"))
+            }
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(records.len(), 2, "one cache record per step (COPY, ENV)");
+    assert!(
+        records.iter().all(|&r| r > dir_synced),
+        "a cache record was written before the layer blob it names was in the store:\n{}",
+        show(&calls[records[0].min(layer)..=records[1].max(layer)])
+    );
+}
