@@ -817,18 +817,7 @@ fn fetch_dir_writes_the_moby_scripts_directory_for_docker_and_ferry() {
     let repo_tag = "ferry/multilayer:docker";
     let image = s.image(repo_tag);
     let dir = h.join("frozen");
-    run(ferry(h)
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            s.registry(),
-            &image,
-            "--dir",
-        ])
-        .arg(&dir))
-    .ok();
+    run(s.ferry_fetch(h).args([&image, "--dir"]).arg(&dir)).ok();
     assert!(!h.join("frozen.part").exists() && !h.join("frozen.part.json").exists());
 
     // The layout, computed here the way the script computes it.

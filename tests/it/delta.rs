@@ -39,15 +39,9 @@ fn load(home: &Path, archive: &Path) -> Ran {
 
 /// `ferry fetch --have have.json ferry/update:2 -o out` (a delta against `have`).
 fn fetch_delta(s: &Services, home: &Path, have: &Path, out: &Path) -> Ran {
-    run(ferry(home)
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            s.registry(),
-            "--have",
-        ])
+    run(s
+        .ferry_fetch(home)
+        .arg("--have")
         .arg(have)
         .arg("-o")
         .arg(out)
@@ -111,15 +105,9 @@ fn a_delta_holds_only_the_changed_layer_and_loads_where_the_base_is() {
 
     // --since the archive the far side loaded leaves out the same.
     let since = home.path().join("u2-since.tar");
-    run(ferry(home.path())
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            s.registry(),
-            "--since",
-        ])
+    run(s
+        .ferry_fetch(home.path())
+        .arg("--since")
         .arg(&u1)
         .arg("-o")
         .arg(&since)

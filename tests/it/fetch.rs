@@ -12,17 +12,7 @@ use crate::require_services;
 
 /// `ferry fetch` from the plain registry into `out`.
 fn fetch(s: &Services, home: &Path, out: &Path, args: &[&str]) -> Ran {
-    run(ferry(home)
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            s.registry(),
-            "-o",
-        ])
-        .arg(out)
-        .args(args))
+    run(s.ferry_fetch(home).arg("-o").arg(out).args(args))
 }
 
 /// Every blob in the archive hashes to its name, and every path the metadata names exists.

@@ -50,6 +50,20 @@ impl Services {
             .unwrap_or_else(|| panic!("{repo_tag} missing from images.json"))
     }
 
+    /// `ferry fetch` from the plain test registry, without progress output, for `home`; the
+    /// caller adds the images and where they go.
+    pub fn ferry_fetch(&self, home: &Path) -> Command {
+        let mut c = ferry(home);
+        c.args([
+            "fetch",
+            "--progress",
+            "none",
+            "--insecure-registry",
+            self.registry(),
+        ]);
+        c
+    }
+
     /// What running the test image `repo_tag` with its default command prints.
     pub fn expected_stdout(&self, repo_tag: &str) -> &str {
         self.facts(repo_tag)["expect_stdout"]

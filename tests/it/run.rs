@@ -16,18 +16,7 @@ use crate::require_services;
 pub fn install(s: &Services, home: &Path, repo_tag: &str) -> String {
     let reference = s.image(repo_tag);
     let archive = home.join(format!("{}.tar", repo_tag.replace(['/', ':'], "_")));
-    run(ferry(home)
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            s.registry(),
-            "-o",
-        ])
-        .arg(&archive)
-        .arg(&reference))
-    .ok();
+    run(s.ferry_fetch(home).arg("-o").arg(&archive).arg(&reference)).ok();
     run(ferry(home).args(["load", "-q", "-i"]).arg(&archive)).ok();
     reference
 }

@@ -214,18 +214,7 @@ fn ferry_exe_understands_cygwin_mobaxterm_and_relative_paths() {
     }
     // The Windows-fetched archive is the same one Linux would have written.
     let linux = dir.path().join("linux.tar");
-    run(crate::harness::ferry(dir.path())
-        .args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            s.registry(),
-            &image,
-            "-o",
-        ])
-        .arg(&linux))
-    .ok();
+    run(s.ferry_fetch(dir.path()).args([&image, "-o"]).arg(&linux)).ok();
     assert_eq!(
         sha256_file(&dir.path().join("cyg.tar")),
         sha256_file(&linux)
