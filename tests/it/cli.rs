@@ -317,27 +317,18 @@ struct DockerSide<'a> {
 
 impl Drop for DockerSide<'_> {
     fn drop(&mut self) {
-        if !self.containers.is_empty() {
-            let _ = self
-                .s
-                .docker()
-                .arg("rm")
-                .arg("-f")
-                .args(&self.containers)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        if !self.images.is_empty() {
-            let _ = self
-                .s
-                .docker()
-                .arg("rmi")
-                .arg("-f")
-                .args(&self.images)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+        // Containers first: an image a container uses cannot be removed.
+        for (verb, names) in [("rm", &self.containers), ("rmi", &self.images)] {
+            if !names.is_empty() {
+                let _ = self
+                    .s
+                    .docker()
+                    .args([verb, "-f"])
+                    .args(names)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 }
@@ -817,7 +808,10 @@ fn fetch_dir_writes_the_moby_scripts_directory_for_docker_and_ferry() {
     let repo_tag = "ferry/multilayer:docker";
     let image = s.image(repo_tag);
     let dir = h.join("frozen");
-    run(s.ferry_fetch(h).args([&image, "--dir"]).arg(&dir)).ok();
+    run(crate::harness::fetch_from(h, s.registry())
+        .args([&image, "--dir"])
+        .arg(&dir))
+    .ok();
     assert!(!h.join("frozen.part").exists() && !h.join("frozen.part.json").exists());
 
     // The layout, computed here the way the script computes it.

@@ -39,8 +39,7 @@ fn load(home: &Path, archive: &Path) -> Ran {
 
 /// `ferry fetch --have have.json ferry/update:2 -o out` (a delta against `have`).
 fn fetch_delta(s: &Services, home: &Path, have: &Path, out: &Path) -> Ran {
-    run(s
-        .ferry_fetch(home)
+    run(crate::harness::fetch_from(home, s.registry())
         .arg("--have")
         .arg(have)
         .arg("-o")
@@ -105,8 +104,7 @@ fn a_delta_holds_only_the_changed_layer_and_loads_where_the_base_is() {
 
     // --since the archive the far side loaded leaves out the same.
     let since = home.path().join("u2-since.tar");
-    run(s
-        .ferry_fetch(home.path())
+    run(crate::harness::fetch_from(home.path(), s.registry())
         .arg("--since")
         .arg(&u1)
         .arg("-o")

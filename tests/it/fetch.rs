@@ -6,13 +6,14 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::harness::{
-    self, Ran, Services, ferry, fetch_cmd, run, sha256_file, tar_entries, tar_read, tempdir,
+    self, Ran, Services, ferry, fetch_cmd, fetch_from, run, sha256_file, tar_entries, tar_read,
+    tempdir,
 };
 use crate::require_services;
 
 /// `ferry fetch` from the plain registry into `out`.
 fn fetch(s: &Services, home: &Path, out: &Path, args: &[&str]) -> Ran {
-    run(s.ferry_fetch(home).arg("-o").arg(out).args(args))
+    run(fetch_from(home, s.registry()).arg("-o").arg(out).args(args))
 }
 
 /// Every blob in the archive hashes to its name, and every path the metadata names exists.

@@ -50,20 +50,6 @@ impl Services {
             .unwrap_or_else(|| panic!("{repo_tag} missing from images.json"))
     }
 
-    /// `ferry fetch` from the plain test registry, without progress output, for `home`; the
-    /// caller adds the images and where they go.
-    pub fn ferry_fetch(&self, home: &Path) -> Command {
-        let mut c = ferry(home);
-        c.args([
-            "fetch",
-            "--progress",
-            "none",
-            "--insecure-registry",
-            self.registry(),
-        ]);
-        c
-    }
-
     /// What running the test image `repo_tag` with its default command prints.
     pub fn expected_stdout(&self, repo_tag: &str) -> &str {
         self.facts(repo_tag)["expect_stdout"]
@@ -152,9 +138,9 @@ pub fn ferry(home: &Path) -> Command {
     c
 }
 
-/// `ferry fetch --progress none --insecure-registry REGISTRY IMAGE -o OUT`, with the private
-/// store and cache of [`ferry`]; add flags before running it.
-pub fn fetch_cmd(home: &Path, registry: &str, image: &str, out: &Path) -> Command {
+/// `ferry fetch --progress none --insecure-registry REGISTRY`, with the private store and
+/// cache of [`ferry`]; the caller adds the images and where they go.
+pub fn fetch_from(home: &Path, registry: &str) -> Command {
     let mut c = ferry(home);
     c.args([
         "fetch",
@@ -162,10 +148,15 @@ pub fn fetch_cmd(home: &Path, registry: &str, image: &str, out: &Path) -> Comman
         "none",
         "--insecure-registry",
         registry,
-        image,
-        "-o",
-    ])
-    .arg(out);
+    ]);
+    c
+}
+
+/// `ferry fetch --progress none --insecure-registry REGISTRY IMAGE -o OUT` ([`fetch_from`]);
+/// add flags before running it.
+pub fn fetch_cmd(home: &Path, registry: &str, image: &str, out: &Path) -> Command {
+    let mut c = fetch_from(home, registry);
+    c.arg(image).arg("-o").arg(out);
     c
 }
 

@@ -16,7 +16,13 @@ use crate::require_services;
 pub fn install(s: &Services, home: &Path, repo_tag: &str) -> String {
     let reference = s.image(repo_tag);
     let archive = home.join(format!("{}.tar", repo_tag.replace(['/', ':'], "_")));
-    run(s.ferry_fetch(home).arg("-o").arg(&archive).arg(&reference)).ok();
+    run(crate::harness::fetch_cmd(
+        home,
+        s.registry(),
+        &reference,
+        &archive,
+    ))
+    .ok();
     run(ferry(home).args(["load", "-q", "-i"]).arg(&archive)).ok();
     reference
 }

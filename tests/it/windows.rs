@@ -214,7 +214,13 @@ fn ferry_exe_understands_cygwin_mobaxterm_and_relative_paths() {
     }
     // The Windows-fetched archive is the same one Linux would have written.
     let linux = dir.path().join("linux.tar");
-    run(s.ferry_fetch(dir.path()).args([&image, "-o"]).arg(&linux)).ok();
+    run(crate::harness::fetch_cmd(
+        dir.path(),
+        s.registry(),
+        &image,
+        &linux,
+    ))
+    .ok();
     assert_eq!(
         sha256_file(&dir.path().join("cyg.tar")),
         sha256_file(&linux)
