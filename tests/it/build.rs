@@ -702,9 +702,8 @@ fn assert_snapshot_heads(store: &Path) -> usize {
 
 #[test]
 fn a_step_before_a_failed_or_interrupted_one_stays_cached_with_its_blob() {
-    // A layer's blob is written while the next steps run (up to the next RUN), the step's
-    // image and cache record once it is in the store: also when a later step fails (here a
-    // COPY, during which the blob is still being written) or is interrupted.
+    // A step's layer (blob and snapshot), image and cache record are in the store before the
+    // next step starts: also when a later step fails (here a COPY) or is interrupted.
     let s = require_services!();
     let (home, ctx) = setup(s, "");
     let (h, c) = (home.path(), ctx.path());
@@ -947,8 +946,47 @@ fn layers_keep_xattrs_and_hard_links() {
     };
     assert!(link.1.is_hard_link(), "{run_layer:?}");
     assert_eq!(link.2.as_deref(), Some(file.0.as_str()), "{run_layer:?}");
+    // overlayfs copied the xattr up with the file: the RUN layer has it too.
+    assert_eq!(file.3.as_deref(), Some(&b"kept"[..]), "{run_layer:?}");
     let r = run(ferry(home.path()).args(["run", "--rm", "xattr:1", "cat", "/x"])).ok();
     assert_eq!(r.stdout, "x\nmore\n", "/x and /y are one file in the image");
+    assert!(assert_snapshot_sizes(&home.path().join("store")) >= 3);
+}
+
+/// Every snapshot's recorded size and entry count (what `system df` adds up) must be what
+/// its directory holds: the bytes of its regular files and its entries at every depth.
+/// Returns how many snapshots were checked.
+fn assert_snapshot_sizes(store: &Path) -> usize {
+    fn walk(dir: &Path, acc: &mut (u64, u64)) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            acc.1 += 1;
+            let m = e.path().symlink_metadata().unwrap();
+            if m.is_dir() {
+                walk(&e.path(), acc);
+            } else if m.is_file() {
+                acc.0 += m.len();
+            }
+        }
+    }
+    let mut checked = 0;
+    for e in std::fs::read_dir(store.join("snapshots"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(info) = std::fs::read(e.path().join("info.json")) else {
+            continue;
+        };
+        let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+        let mut acc = (0, 0);
+        walk(&e.path().join("fs"), &mut acc);
+        assert_eq!(
+            (info["size"].as_u64(), info["entries"].as_u64()),
+            (Some(acc.0), Some(acc.1)),
+            "{info}"
+        );
+        checked += 1;
+    }
+    checked
 }
 
 #[test]

@@ -47,25 +47,46 @@ pub fn whiteout_target(name: &OsStr) -> Option<&OsStr> {
 /// The extended attributes a layer carries: `user.*` and file capabilities, as Docker's
 /// layers do (SELinux labels and overlayfs's own bookkeeping belong to the host).
 pub fn layer_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let names = xattr_names(|buf| rustix::fs::llistxattr(path, buf));
+    kept_xattrs(&names, |name, buf| rustix::fs::lgetxattr(path, name, buf))
+}
+
+/// [`layer_xattrs`] of an open file whose xattr names (from [`xattr_names_of`]) are known.
+pub fn layer_xattrs_named(file: &std::fs::File, names: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    kept_xattrs(names, |name, buf| rustix::fs::fgetxattr(file, name, buf))
+}
+
+/// The xattr names of an open file, each ended by a NUL (empty when it has none or the file
+/// system keeps none).
+pub fn xattr_names_of(file: &std::fs::File) -> Vec<u8> {
+    xattr_names(|buf| rustix::fs::flistxattr(file, buf))
+}
+
+fn xattr_names(list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>) -> Vec<u8> {
     let mut names = vec![0u8; 4096];
-    let n = match rustix::fs::llistxattr(path, &mut names[..]) {
+    let n = match list(&mut names[..]) {
         Ok(n) => n,
         Err(rustix::io::Errno::RANGE) => {
             names = vec![0u8; 64 * 1024];
-            match rustix::fs::llistxattr(path, &mut names[..]) {
-                Ok(n) => n,
-                Err(_) => return Vec::new(),
-            }
+            list(&mut names[..]).unwrap_or(0)
         }
-        Err(_) => return Vec::new(),
+        Err(_) => 0,
     };
+    names.truncate(n);
+    names
+}
+
+fn kept_xattrs(
+    names: &[u8],
+    get: impl Fn(&[u8], &mut [u8]) -> rustix::io::Result<usize>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
-    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         if !(name.starts_with(b"user.") || name == b"security.capability") {
             continue;
         }
         let mut value = vec![0u8; 64 * 1024];
-        if let Ok(len) = rustix::fs::lgetxattr(path, name, &mut value[..]) {
+        if let Ok(len) = get(name, &mut value[..]) {
             value.truncate(len);
             out.push((name.to_vec(), value));
         }

@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 
 use super::tar::{EntryHeader, EntryKind, TarWriter};
 use crate::fs::stack::{DirView, Stack};
-use crate::fs::{OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, is_whiteout_device, layer_xattrs};
+use crate::fs::{
+    OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, is_whiteout_device, layer_xattrs,
+    layer_xattrs_named,
+};
 
 /// How entries are written.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,6 +48,11 @@ pub struct DiffStats {
     pub entries: u64,
     /// Whether any deletion or opaque directory was written.
     pub whiteouts: bool,
+    /// Of an overlay-form directory: its entries (at every depth), and the bytes of its
+    /// regular files (what the store records of a snapshot made from it).
+    pub tree_entries: u64,
+    /// See `tree_entries`.
+    pub tree_bytes: u64,
 }
 
 /// Why a layer could not be taken.
@@ -102,7 +110,7 @@ impl<'a, W: Write> Emitter<'a, W> {
 
     fn flush_pending(&mut self) -> Result<(), DiffError> {
         for (path, name, meta) in std::mem::take(&mut self.pending) {
-            self.entry(&path, name, &meta, false)?;
+            self.entry(&path, name, &meta, false, None)?;
         }
         Ok(())
     }
@@ -128,13 +136,15 @@ impl<'a, W: Write> Emitter<'a, W> {
         h
     }
 
-    /// Writes the entry at `path` (named `name` in the layer).
+    /// Writes the entry at `path` (named `name` in the layer); a regular file may come
+    /// open already, with its xattr names.
     fn entry(
         &mut self,
         path: &Path,
         name: Vec<u8>,
         m: &std::fs::Metadata,
         opaque: bool,
+        open: Option<(File, Vec<u8>)>,
     ) -> Result<(), DiffError> {
         self.flush_pending()?;
         let ft = m.file_type();
@@ -167,7 +177,10 @@ impl<'a, W: Write> Emitter<'a, W> {
         };
         let mut h = self.header(name.clone(), kind, m);
         if kind != EntryKind::Symlink {
-            h.xattrs = layer_xattrs(path);
+            h.xattrs = match &open {
+                Some((f, names)) => layer_xattrs_named(f, names),
+                None => layer_xattrs(path),
+            };
         }
         match kind {
             EntryKind::Symlink => {
@@ -193,7 +206,10 @@ impl<'a, W: Write> Emitter<'a, W> {
         }
         if h.kind == EntryKind::File {
             h.size = m.len();
-            let mut f = File::open(path).map_err(io_err(path))?;
+            let mut f = match open {
+                Some((f, _)) => f,
+                None => File::open(path).map_err(io_err(path))?,
+            };
             self.tar.append(&h, Some(&mut f)).map_err(io_err(path))?;
         } else {
             self.tar.append(&h, None).map_err(io_err(path))?;
@@ -275,10 +291,36 @@ pub fn from_upper<W: Write>(
     Ok(e.stats)
 }
 
+/// A directory's entries sorted by name, with their metadata (read relative to the open
+/// directory, not by walking each entry's whole path again).
+fn sorted_entries(dir: &Path) -> Result<Vec<(OsString, std::fs::Metadata)>, DiffError> {
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .map(|e| {
+            let e = e?;
+            let m = e.metadata()?;
+            Ok((e.file_name(), m))
+        })
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(io_err(dir))?;
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(entries)
+}
+
 fn walk_upper<W: Write>(e: &mut Emitter<'_, W>, dir: &Path, rel: &[u8]) -> Result<(), DiffError> {
-    for name in sorted_names(dir)? {
+    use rustix::fs::{Mode, OFlags};
+    let dir_fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|err| io_err(dir)(err.into()))?;
+    for (name, m) in sorted_entries(dir)? {
         let path = dir.join(&name);
-        let m = path.symlink_metadata().map_err(io_err(&path))?;
+        e.stats.tree_entries += 1;
+        if m.is_file() {
+            e.stats.tree_bytes += m.len();
+        }
         let layer_name = join(rel, &name);
         if m.is_dir() {
             let xattr = |n: &str| {
@@ -297,37 +339,59 @@ fn walk_upper<W: Write>(e: &mut Emitter<'_, W>, dir: &Path, rel: &[u8]) -> Resul
             if e.opts.strip_overlay_xattrs {
                 strip_overlay_xattrs(&path)?;
             }
-            e.entry(&path, layer_name.clone(), &m, opaque)?;
+            e.entry(&path, layer_name.clone(), &m, opaque, None)?;
             walk_upper(e, &path, &layer_name)?;
-        } else {
-            if m.is_file() {
-                let mut buf = [0u8; 8];
-                if rustix::fs::lgetxattr(&path, "trusted.overlay.metacopy", &mut buf[..]).is_ok() {
-                    return Err(DiffError::OverlayFeature {
-                        what: "a metacopy",
-                        path,
-                    });
+        } else if m.is_file() {
+            // Opened once, and every question about the file asked through it: each
+            // path-based call walks the whole path again.
+            let f = rustix::fs::openat(
+                &dir_fd,
+                name.as_os_str(),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map(File::from)
+            .map_err(|err| io_err(&path)(err.into()))?;
+            let names = crate::fs::xattr_names_of(&f);
+            let overlay: Vec<&[u8]> = overlay_bookkeeping(&names).collect();
+            if overlay.contains(&&b"trusted.overlay.metacopy"[..]) {
+                return Err(DiffError::OverlayFeature {
+                    what: "a metacopy",
+                    path,
+                });
+            }
+            if e.opts.strip_overlay_xattrs {
+                for name in overlay {
+                    let _ = rustix::fs::fremovexattr(&f, name);
                 }
             }
+            e.entry(&path, layer_name, &m, false, Some((f, names)))?;
+        } else {
             if e.opts.strip_overlay_xattrs && !m.file_type().is_symlink() {
                 strip_overlay_xattrs(&path)?;
             }
-            e.entry(&path, layer_name, &m, false)?;
+            e.entry(&path, layer_name, &m, false, None)?;
         }
     }
     Ok(())
 }
 
-/// Removes `trusted.overlay.*` xattrs but the opaque flag.
+/// Of NUL-separated xattr names, overlayfs's own bookkeeping: `trusted.overlay.*` but the
+/// opaque flag.
+fn overlay_bookkeeping(names: &[u8]) -> impl Iterator<Item = &[u8]> {
+    names
+        .split(|b| *b == 0)
+        .filter(|n| n.starts_with(b"trusted.overlay.") && *n != OPAQUE_XATTR.as_bytes())
+}
+
+/// Removes overlayfs's bookkeeping xattrs (see [`overlay_bookkeeping`]).
 fn strip_overlay_xattrs(path: &Path) -> Result<(), DiffError> {
     let mut names = vec![0u8; 4096];
     let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
         return Ok(());
     };
-    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        if name.starts_with(b"trusted.overlay.") && name != OPAQUE_XATTR.as_bytes() {
-            let _ = rustix::fs::lremovexattr(path, name);
-        }
+    for name in overlay_bookkeeping(&names[..n]) {
+        let _ = rustix::fs::lremovexattr(path, name);
     }
     Ok(())
 }
@@ -369,7 +433,7 @@ fn compare<W: Write>(
         match was {
             Some(b) if m.is_dir() && b.meta.is_dir() => {
                 let pushed = if changed(&path, &m, &b.path, &b.meta) {
-                    e.entry(&path, layer_name.clone(), &m, false)?;
+                    e.entry(&path, layer_name.clone(), &m, false, None)?;
                     false
                 } else {
                     e.pending
@@ -385,7 +449,7 @@ fn compare<W: Write>(
             }
             Some(b) if !changed(&path, &m, &b.path, &b.meta) => {}
             _ => {
-                e.entry(&path, layer_name.clone(), &m, false)?;
+                e.entry(&path, layer_name.clone(), &m, false, None)?;
                 if m.is_dir() {
                     compare(e, &path, &layer_name, None, stack)?;
                 }

@@ -65,6 +65,9 @@ pub struct NewBuildLayer<'a> {
     /// A directory holding the layer's changes in the store's snapshot form, taken as the
     /// snapshot when given (else the blob is unpacked).
     pub tree: Option<&'a Path>,
+    /// The bytes of `tree`'s regular files and its entries, when the caller counted them
+    /// (else the store walks the tree again).
+    pub tree_stats: Option<(u64, u64)>,
 }
 
 /// One build-cache record.
@@ -432,7 +435,7 @@ impl BuildSession<'_> {
             let (size, entries, head) = match layer.tree {
                 Some(tree) => {
                     std::fs::rename(tree, &fs).map_err(StoreError::io("move", tree))?;
-                    let (size, entries) = tree_stats(&fs);
+                    let (size, entries) = layer.tree_stats.unwrap_or_else(|| tree_stats(&fs));
                     (size, entries, layer_head(layer.blob))
                 }
                 None => {

@@ -69,6 +69,7 @@ impl ImageStore for StoreHost<'_> {
                 digest: &layer.blob.digest,
                 diff_id: &layer.blob.diff_id,
                 tree: layer.tree,
+                tree_stats: Some((layer.blob.stats.tree_bytes, layer.blob.stats.tree_entries)),
             },
         )?)
     }
