@@ -661,6 +661,20 @@ fn ctrl_c_during_run_stops_the_build_and_leaves_nothing() {
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
 
+/// The store's snapshots (their directories) and what each one's `info.json` says.
+fn snapshot_infos(store: &Path) -> Vec<(std::path::PathBuf, serde_json::Value)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(store.join("snapshots"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(info) = std::fs::read(e.path().join("info.json")) {
+            out.push((e.path(), serde_json::from_slice(&info).unwrap()));
+        }
+    }
+    out
+}
+
 /// The store's snapshots whose layer blob is in the store: each one's recorded head must be
 /// the digest of the blob's first 64 KiB once decompressed (what a load matches layers by).
 fn assert_snapshot_heads(store: &Path) -> usize {
@@ -683,14 +697,7 @@ fn assert_snapshot_heads(store: &Path) -> usize {
         by_diff_id.insert(hex(&tar), hex(&tar[..tar.len().min(64 << 10)]));
     }
     let mut checked = 0;
-    for e in std::fs::read_dir(store.join("snapshots"))
-        .unwrap()
-        .flatten()
-    {
-        let Ok(info) = std::fs::read(e.path().join("info.json")) else {
-            continue;
-        };
-        let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+    for (_, info) in snapshot_infos(store) {
         let diff_id = info["diff_id"].as_str().unwrap();
         if let Some(head) = by_diff_id.get(diff_id) {
             assert_eq!(info["head"].as_str(), Some(head.as_str()), "{info}");
@@ -969,16 +976,9 @@ fn assert_snapshot_sizes(store: &Path) -> usize {
         }
     }
     let mut checked = 0;
-    for e in std::fs::read_dir(store.join("snapshots"))
-        .unwrap()
-        .flatten()
-    {
-        let Ok(info) = std::fs::read(e.path().join("info.json")) else {
-            continue;
-        };
-        let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+    for (dir, info) in snapshot_infos(store) {
         let mut acc = (0, 0);
-        walk(&e.path().join("fs"), &mut acc);
+        walk(&dir.join("fs"), &mut acc);
         assert_eq!(
             (info["size"].as_u64(), info["entries"].as_u64()),
             (Some(acc.0), Some(acc.1)),
