@@ -116,10 +116,18 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         store: &store,
         session,
     };
+    // The build's own directory, the store's temporary directory and its root: three
+    // places, likely in three block groups, for a step whose container's group is slow.
+    let spare_dirs = vec![
+        store_host.session.dir().to_path_buf(),
+        store.root().join("tmp"),
+        store.root().to_path_buf(),
+    ];
     let runner = host::Runner {
         source: crate::commands::store::StoreSource(store.clone()),
         containers: crate::commands::store::containers(global),
         rootfs: args.rootfs,
+        spare_dirs,
     };
     let agents = Agents::new(&AgentOptions {
         ca_certs: args.ca_certs.clone(),

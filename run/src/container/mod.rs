@@ -17,6 +17,7 @@ pub mod kill;
 pub mod list;
 pub mod logs;
 pub mod monitor;
+mod placement;
 pub mod policy;
 pub mod remove;
 pub mod restart;

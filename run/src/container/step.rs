@@ -35,6 +35,10 @@ pub struct StepSpec {
     pub rootfs: RootfsMode,
     /// Bind mounts (the image's VOLUMEs, whose writes must not reach the layer).
     pub volumes: Vec<Volume>,
+    /// Directories on the containers' file system where the step's upper directory may be
+    /// made instead, when new files are slow to create in the container's (see
+    /// [`super::placement`]).
+    pub spare_dirs: Vec<PathBuf>,
 }
 
 /// How the step's command ended.
@@ -143,6 +147,12 @@ pub fn run_step(
     }
     if let RootSource::Overlay(o) = &mut step.prepared.source {
         volatile(o, crate::seccomp::profile::kernel_version());
+        let dir = &step.prepared.container.dir;
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        let cheap = super::placement::creation_is_cheap;
+        if let Some(p) = super::placement::place(&upper, &work, &spec.spare_dirs, &cheap) {
+            tracing::debug!(under = %p.display(), "step's upper directory made elsewhere");
+        }
     }
     drop(lock);
     let sys = |action: &str| {

@@ -97,6 +97,9 @@ pub struct Runner {
     pub source: StoreSource,
     pub containers: Containers,
     pub rootfs: RootfsMode,
+    /// Where a step's upper directory may go instead of its container's directory (see
+    /// `ferry_run::container::step::StepSpec::spare_dirs`).
+    pub spare_dirs: Vec<PathBuf>,
 }
 
 struct Finished(step::StepContainer);
@@ -146,6 +149,7 @@ impl StepRunner for Runner {
                     ..Volume::default()
                 })
                 .collect(),
+            spare_dirs: self.spare_dirs.clone(),
         };
         let events = std::cell::RefCell::new(events);
         let (container, exit) = step::run_step(
