@@ -36,8 +36,8 @@ pub struct StepSpec {
     /// Bind mounts (the image's VOLUMEs, whose writes must not reach the layer).
     pub volumes: Vec<Volume>,
     /// Directories on the containers' file system where the step's upper directory may be
-    /// made instead, when new files are slow to create in the container's (see
-    /// [`super::placement`]).
+    /// made instead, when new files are slow to create in the container's (ext4 without a
+    /// journal; see the private `container::placement` module).
     pub spare_dirs: Vec<PathBuf>,
 }
 
