@@ -19,9 +19,9 @@ const PIECE: usize = 1 << 20;
 /// faster and smaller than zlib does. On the tar of a recursive chmod over Python's library
 /// (43.7 MB, 1 MiB pieces, one core of this machine): libdeflate level 1 243 MB/s, 32.1% of
 /// the size; zlib (zlib-rs) level 1 297 MB/s but 39.6%, level 2 162 MB/s 33.1%, level 6
-/// 82 MB/s 30.1%; libdeflate level 6 104 MB/s 29.4%. A build spends more time compressing
-/// than anything else of its own (Docker and BuildKit keep layers uncompressed until they
-/// push): level 1.
+/// 82 MB/s 30.1%; libdeflate level 6 104 MB/s 29.4%. Compressing is the heaviest work a
+/// build does of its own (Docker and BuildKit keep layers uncompressed until they push):
+/// level 1.
 const LEVEL: i32 = 1;
 
 /// A piece whose samples do not shrink below this share of their size (already compressed
@@ -33,32 +33,32 @@ const INCOMPRESSIBLE_PERCENT: usize = 98;
 const SAMPLES: usize = 4;
 const SAMPLE: usize = 16 << 10;
 
-/// The level a piece is compressed at: [`LEVEL`], or 0 (stored) when every sample of it is
-/// incompressible. It depends on the piece's bytes alone, so builds stay reproducible.
-fn level_for(piece: &[u8]) -> i32 {
+/// Whether a piece is stored rather than compressed: every sample of it is incompressible
+/// (`probe` compresses at [`LEVEL`]). It depends on the piece's bytes alone, so builds stay
+/// reproducible.
+fn incompressible(piece: &[u8], probe: &mut Compressor) -> bool {
     if piece.len() < SAMPLES * SAMPLE {
-        return LEVEL;
+        return false;
     }
     let stride = piece.len() / SAMPLES;
-    let mut probe = compressor(LEVEL);
     let mut out = vec![0u8; probe.deflate_compress_bound(SAMPLE)];
-    for i in 0..SAMPLES {
+    (0..SAMPLES).all(|i| {
         let sample = &piece[i * stride..i * stride + SAMPLE];
-        match probe.deflate_compress(sample, &mut out) {
-            Ok(n) if n * 100 >= sample.len() * INCOMPRESSIBLE_PERCENT => {}
-            _ => return LEVEL,
-        }
-    }
-    0
+        matches!(probe.deflate_compress(sample, &mut out),
+            Ok(n) if n * 100 >= sample.len() * INCOMPRESSIBLE_PERCENT)
+    })
 }
 
 fn compressor(level: i32) -> Compressor {
     Compressor::new(CompressionLvl::new(level).expect("libdeflate knows levels 0 to 12"))
 }
 
-/// One piece as a gzip member.
+/// One piece as a gzip member: at [`LEVEL`], or stored when it is incompressible.
 fn member(piece: &[u8]) -> io::Result<Vec<u8>> {
-    let mut c = compressor(level_for(piece));
+    let mut c = compressor(LEVEL);
+    if incompressible(piece, &mut c) {
+        c = compressor(0);
+    }
     let mut out = vec![0u8; c.gzip_compress_bound(piece.len())];
     let n = c
         .gzip_compress(piece, &mut out)
@@ -157,13 +157,14 @@ mod tests {
     #[test]
     fn incompressible_pieces_are_stored_and_read_back() {
         let text: Vec<u8> = (0..PIECE).map(|i| b"layer text "[i % 11]).collect();
-        assert_eq!(level_for(&text), LEVEL);
+        let mut probe = compressor(LEVEL);
+        assert!(!incompressible(&text, &mut probe));
         let random = noise(PIECE);
-        assert_eq!(level_for(&random), 0);
+        assert!(incompressible(&random, &mut probe));
         // Random bytes with text after them (a small archive next to sources): compressed.
         let mut mixed = noise(PIECE / 2);
         mixed.extend_from_slice(&text[..PIECE / 2]);
-        assert_eq!(level_for(&mixed), LEVEL);
+        assert!(!incompressible(&mixed, &mut probe));
         let mut data = random.clone();
         data.extend_from_slice(&text);
         let mut gz = ParallelGzip::new(Vec::new());
