@@ -149,8 +149,8 @@ pub fn run_step(
         volatile(o, crate::seccomp::profile::kernel_version());
         let dir = &step.prepared.container.dir;
         let (upper, work) = (dir.join("upper"), dir.join("work"));
-        let cheap = super::placement::creation_is_cheap;
-        if let Some(p) = super::placement::place(&upper, &work, &spec.spare_dirs, &cheap) {
+        let time = super::placement::creation_time;
+        if let Some(p) = super::placement::place(&upper, &work, &spec.spare_dirs, &time) {
             tracing::debug!(under = %p.display(), "step's upper directory made elsewhere");
         }
     }
