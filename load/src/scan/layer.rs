@@ -9,7 +9,7 @@
 //! store does have it, writes nothing at all.
 
 use std::io::{self, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -231,9 +231,11 @@ pub fn work(
 }
 
 /// Unpacks a whole layer blob into `sink` (a stored blob unpacked again for another chain):
-/// its diff_id, the digest of its head (see [`HEAD_LEN`]) and what was unpacked.
+/// its diff_id, the digest of its head (see [`HEAD_LEN`]) and what was unpacked. Only the
+/// store (Unix) does that.
+#[cfg(unix)]
 pub fn unpack_blob(
-    path: &Path,
+    path: &std::path::Path,
     sink: &mut dyn LayerSink,
 ) -> Result<(Digest, Digest, LayerStats), LayerError> {
     let file = std::fs::File::open(path).map_err(|e| LayerError::Io {
