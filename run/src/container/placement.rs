@@ -83,14 +83,10 @@ pub(crate) fn place(
         match took {
             Some(t) if best.as_ref().is_none_or(|b| t < b.0) => {
                 if let Some((_, _, u, w)) = best.replace((t, parent, new_upper, new_work)) {
-                    let _ = std::fs::remove_dir(u);
-                    let _ = std::fs::remove_dir(w);
+                    discard(&u, &w);
                 }
             }
-            _ => {
-                let _ = std::fs::remove_dir(&new_upper);
-                let _ = std::fs::remove_dir(&new_work);
-            }
+            _ => discard(&new_upper, &new_work),
         }
     }
     let (t, parent, new_upper, new_work) = best?;
@@ -100,9 +96,14 @@ pub(crate) fn place(
     {
         return Some(parent.clone());
     }
-    let _ = std::fs::remove_dir(&new_upper);
-    let _ = std::fs::remove_dir(&new_work);
+    discard(&new_upper, &new_work);
     None
+}
+
+/// Removes a candidate pair of empty directories (what is not there is fine).
+fn discard(upper: &Path, work: &Path) {
+    let _ = std::fs::remove_dir(upper);
+    let _ = std::fs::remove_dir(work);
 }
 
 /// Replaces the empty directory `old` by `new`.
